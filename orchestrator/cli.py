@@ -1,0 +1,96 @@
+"""The command line shared by every script in `sweeps/`.
+
+A sweep script contributes only its search space: the options that name the values of
+its knobs, and the function turning them into a grid. Everything else (preset,
+overrides, storage, tracking, resume) is common and lives here.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable
+
+from orchestrator.config import PRESETS, ConfigError, SweepSettings, coerce, preset
+
+
+def common_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "With no arguments: local Ray, sqlite:///mlflow.db in this folder, synthetic data.\n"
+            "On a cluster:  ray job submit --working-dir . -- python <this script> [options]"
+        ),
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                     help="trial settings to start from (default: %(default)s)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one trial config key, e.g. --set epochs=5 (repeatable; "
+                          "keys in docs/internals.md)")
+    run.add_argument("--name", default="", help="sweep name (default: <sweep>-<time>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the sweep --name: unfinished and failed trials resume "
+                          "from their last checkpoint, logging into the same MLflow runs")
+    run.add_argument("--storage-path", default="",
+                     help="where Tune and Train keep results and checkpoints "
+                          "(default: ./ray_results; use shared storage on multi-node clusters)")
+    run.add_argument("--tracking-uri", default="",
+                     help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    run.add_argument("--experiment", default="demystify-ssl", help="MLflow experiment name")
+    run.add_argument("--max-concurrent-trials", type=int, default=0,
+                     help="0: as many as local resources allow; no limit on a cluster")
+    run.add_argument("--max-failures", type=int, default=0,
+                     help="Ray Train restarts of a failed trial from its last checkpoint")
+    run.add_argument("-q", "--quiet", action="store_true", help="less logging")
+    return parser
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = coerce(key.strip(), value)
+    return out
+
+
+def run_cli(
+    sweep: str,
+    description: str,
+    add_search_space: Callable[[argparse.ArgumentParser], None],
+    grid_of: Callable[[argparse.Namespace], dict[str, list[Any]]],
+    argv: list[str] | None = None,
+) -> int:
+    """Parse, validate, run the sweep and print its summary; returns the exit status."""
+    from orchestrator.report import summary
+    from orchestrator.sweep import default_sweep_name, run_sweep
+
+    parser = common_parser(description)
+    add_search_space(parser.add_argument_group("search space"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.resume and not args.name:
+        parser.error("--resume needs --name of the sweep to continue")
+    try:
+        base = preset(args.preset).replace(**parse_overrides(args.overrides))
+        grid = grid_of(args)
+        settings = SweepSettings(
+            name=args.name or default_sweep_name(sweep),
+            storage_path=args.storage_path,
+            tracking_uri=args.tracking_uri,
+            experiment=args.experiment,
+            resume=args.resume,
+            max_concurrent_trials=args.max_concurrent_trials,
+            max_failures=args.max_failures,
+            tags={"sweep_kind": sweep, "preset": args.preset},
+        )
+        outcome = run_sweep(base, grid, settings)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary(outcome, list(grid)))
+    return 1 if outcome.errors else 0

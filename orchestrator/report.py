@@ -1,0 +1,57 @@
+"""What a finished sweep prints: a trial x metric table, the paper's figures beside it,
+and the command that opens the MLflow UI on these runs."""
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+# Purushwalkam & Gupta (2020), Table 1: MoCo v2 on ImageNet, ResNet-50 (RIS %, top10/top25).
+# Printed beside the project's results for orientation, never used as a target.
+PAPER_MOCO_V2_IMAGENET = {
+    "occlusion": (84.19, 77.88),
+    "viewpoint": (85.15, 75.08),
+    "illumination_direction": (90.28, 80.76),
+    "illumination_color": (99.66, 97.11),
+    "instance": (62.49, 55.01),
+    "instance_viewpoint": (67.40, 60.52),
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def table(rows: list[dict[str, Any]], first: list[str]) -> str:
+    """A plain-text table: the swept knobs first, then every metric, sorted by name."""
+    metrics = sorted({k for row in rows for k in row} - set(first))
+    columns = first + metrics
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def ui_command(tracking_uri: str) -> str:
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
+
+
+def summary(outcome, knobs: list[str]) -> str:
+    rows = sorted(outcome.rows, key=lambda r: [str(r.get(k)) for k in knobs])
+    paper = ", ".join(
+        f"{name} {t10:.2f}/{t25:.2f}" for name, (t10, t25) in PAPER_MOCO_V2_IMAGENET.items()
+    )
+    parts = [
+        f"Sweep {outcome.name}: {len(rows)} trials ({outcome.experiment_path})",
+        table(rows, knobs),
+        "",
+        f"Paper, MoCo v2 on ImageNet, ResNet-50 (RIS top10/top25 %): {paper}",
+        "",
+        f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}, "
+        f"store {outcome.tracking_uri}",
+        f"Open the UI:  {ui_command(outcome.tracking_uri)}",
+    ]
+    if outcome.errors:
+        parts += ["", f"{len(outcome.errors)} trial(s) failed:", *outcome.errors]
+    return "\n".join(parts)

@@ -1,0 +1,224 @@
+"""Running a sweep: validate, connect to Ray, build or restore the Tuner, track in MLflow.
+
+`run_sweep` is the one way a sweep runs; a script in `sweeps/` only names its search
+space. Everything that can be wrong with the configuration is reported before Ray
+starts.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import (
+    SYNTHETIC_ALOI,
+    SYNTHETIC_OBJECTS,
+    ConfigError,
+    SweepSettings,
+    TrialConfig,
+    check,
+)
+
+log = logging.getLogger(__name__)
+
+# A trial's own process only waits on its Train run; the Train workers hold the CPUs.
+TRIAL_DRIVER_CPUS = 0.01
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished sweep leaves: the Tune results and where they are recorded."""
+
+    name: str
+    experiment_path: str
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    rows: list[dict[str, Any]]
+    errors: list[str]
+
+
+def expand_grid(base: TrialConfig, grid: dict[str, list[Any]]) -> list[TrialConfig]:
+    """Every trial config of a grid search over `grid` (key -> values) on top of `base`."""
+    if not grid:
+        return [base]
+    keys = list(grid)
+    for key in keys:
+        if not isinstance(grid[key], (list, tuple)) or not grid[key]:
+            raise ConfigError(f"search space {key!r} needs a non-empty list of values")
+    return [base.replace(**dict(zip(keys, values))) for values in itertools.product(*grid.values())]
+
+
+def default_storage_path(settings: SweepSettings) -> str:
+    """The user's choice; else ./ray_results locally and Ray's own default on a cluster.
+
+    Under `ray job submit --working-dir .` the working directory is a temporary copy, so
+    results there would vanish with the job.
+    """
+    from orchestrator.cluster import on_cluster
+
+    if settings.storage_path:
+        return settings.storage_path
+    if on_cluster():
+        return str(Path.home() / "ray_results")
+    return str(Path("ray_results").resolve())
+
+
+def _experiment_path(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}"
+
+
+def _local_exists(path: str) -> bool:
+    return "://" not in path and Path(path).exists()
+
+
+def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explicit: int) -> int | None:
+    """How many trials may run at once.
+
+    Tune does not see the resources of the Train workers a trial starts, so on a fixed
+    cluster (a laptop) it is capped by what the workers need, to keep trials from
+    starving each other. On a cluster the autoscaler grows to meet demand: no cap unless
+    the user sets one.
+    """
+    if explicit > 0:
+        return explicit
+    from orchestrator.cluster import on_cluster
+
+    if on_cluster():
+        return None
+    cpu_need = max(c.num_workers * c.cpus_per_worker for c in configs)
+    caps = [math.floor((resources.get("CPU", 1) - TRIAL_DRIVER_CPUS * 2) / cpu_need)]
+    if any(c.use_gpu for c in configs):
+        caps.append(math.floor(resources.get("GPU", 0) / max(c.num_workers for c in configs)))
+    return max(1, min(caps))
+
+
+def prepare_synthetic_data(configs: list[TrialConfig]) -> dict[str, str]:
+    """Generate the synthetic datasets once on the driver; return their roots as tags.
+
+    Workers call the same idempotent functions, so on a multi-node cluster each node
+    builds the identical, seeded data locally; this call only warms the head's cache
+    and surfaces generator errors before any trial starts.
+    """
+    from datasets.synthetic.objects import ensure_synthetic_objects
+    from datasets.synthetic.turntable import ensure_synthetic_aloi
+
+    roots: dict[str, str] = {}
+    for c in {(c.synthetic_objects, c.synthetic_classes, c.synthetic_train_per_class,
+                c.synthetic_val_per_class, c.image_size, c.seed, c.data_cache,
+                c.aloi_data, c.pretrain_data, c.probe_data) for c in configs}:
+        (objects, classes, per_train, per_val, size, seed, cache, aloi, pretrain, probe) = c
+        if SYNTHETIC_OBJECTS in (pretrain, probe):
+            root = ensure_synthetic_objects(
+                num_classes=classes, train_per_class=per_train, val_per_class=per_val,
+                image_size=size, seed=seed, cache=cache,
+            )
+            roots["data.synthetic_objects"] = str(root)
+        if aloi == SYNTHETIC_ALOI:
+            root = ensure_synthetic_aloi(num_objects=objects, image_size=size, seed=seed, cache=cache)
+            roots["data.synthetic_aloi"] = str(root)
+        for key, value in (("data.aloi", aloi), ("data.pretrain", pretrain), ("data.probe", probe)):
+            if value not in (SYNTHETIC_ALOI, SYNTHETIC_OBJECTS):
+                roots[key] = str(Path(value).resolve())
+    return roots
+
+
+def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSettings) -> SweepOutcome:
+    """Run (or resume) one sweep: a grid over `grid` on top of `base`."""
+    configs = expand_grid(base, grid)
+    check(configs)  # every config problem, before Ray starts
+    storage = default_storage_path(settings)
+    experiment_path = _experiment_path(storage, settings.name)
+    if not settings.resume and _local_exists(experiment_path):
+        raise ConfigError(
+            f"a sweep named {settings.name!r} already exists at {experiment_path}; "
+            "pass --resume to continue it or choose another --name"
+        )
+    if settings.resume and "://" not in experiment_path and not _local_exists(experiment_path):
+        raise ConfigError(f"--resume: no sweep to resume at {experiment_path}")
+
+    from ray import tune
+
+    from orchestrator.cluster import init_ray, on_cluster
+    from orchestrator.tracking import (
+        MLflowTrialCallback,
+        SweepTracker,
+        git_commit,
+        resolve_tracking_uri,
+    )
+    from trainables.trial import pretrain_and_evaluate
+
+    tracking_uri = resolve_tracking_uri(settings.tracking_uri)
+    if on_cluster() and not settings.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        log.warning(
+            "MLflow store %s is inside the job's working directory, which Ray deletes with "
+            "the job; set MLFLOW_TRACKING_URI (e.g. --runtime-env-json "
+            "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": ...}}') or pass --tracking-uri",
+            tracking_uri,
+        )
+    data_tags = prepare_synthetic_data(configs)
+    resources = init_ray()
+    tags = {"sweep": settings.name, "git_commit": git_commit(), **data_tags, **settings.tags}
+    tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, experiment_path)
+    if not settings.resume:  # params are immutable in MLflow; a resume keeps the first
+        tracker.log_sweep(
+            {"search_space": repr(grid), "num_trials": len(configs), "storage_path": storage}, tags
+        )
+    callback = MLflowTrialCallback(
+        tracking_uri=tracking_uri, experiment=settings.experiment,
+        sweep_name=settings.name, sweep_dir=experiment_path, tags=tags,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(pretrain_and_evaluate, storage_path=storage,
+                             max_failures=settings.max_failures),
+        {"cpu": TRIAL_DRIVER_CPUS},
+    )
+    if settings.resume:
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        param_space = base.to_dict() | {k: tune.grid_search(list(v)) for k, v in grid.items()}
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=_concurrency(configs, resources, settings.max_concurrent_trials),
+            ),
+            run_config=tune.RunConfig(
+                name=settings.name,
+                storage_path=storage,
+                callbacks=[callback],
+                verbose=1,
+            ),
+        )
+    started = time.time()
+    grid_result = tuner.fit()
+    rows, errors = [], []
+    for result in grid_result:
+        row = {k: result.config.get(k) for k in grid} if result.config else {}
+        row.update(_final_metrics(result.metrics or {}))
+        rows.append(row)
+        if result.error:
+            errors.append(f"{result.path}: {result.error}")
+    tracker.client.log_metric(tracker.parent_run_id, "sweep/wall_seconds", time.time() - started)
+    tracker.finish("FAILED" if errors else "FINISHED")
+    return SweepOutcome(
+        name=settings.name, experiment_path=experiment_path, tracking_uri=tracking_uri,
+        experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
+        rows=rows, errors=errors,
+    )
+
+
+def _final_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    from orchestrator.tracking import metrics_of
+
+    return metrics_of(metrics)
+
+
+def default_sweep_name(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"

@@ -1,0 +1,64 @@
+"""The sweep command line: bad input fails with a clear message and no Ray work."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import orchestrator.cluster
+import orchestrator.sweep
+from tests.conftest import REPO_ROOT
+
+SCRIPT = str(REPO_ROOT / "sweeps" / "crop_scale.py")
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if anything tries to start Ray or generate data."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("Ray work started for an invalid configuration")
+
+    monkeypatch.setattr(orchestrator.cluster, "init_ray", forbidden)
+    monkeypatch.setattr(orchestrator.sweep, "prepare_synthetic_data", forbidden)
+
+
+def run(argv):
+    sys.path.insert(0, str(REPO_ROOT / "sweeps"))
+    try:
+        import crop_scale
+    finally:
+        sys.path.pop(0)
+    from orchestrator.cli import run_cli
+
+    return run_cli("crop_scale", crop_scale.__doc__, crop_scale.search_space, crop_scale.grid, argv)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--crop-scale-mins", "0.5", "--crop-scale-max", "0.4"], "crop_scale_min=0.5 is larger than crop_scale_max=0.4"),
+        (["--crop-scale-mins", "0.2", "1.2"], "crop_scale_min=1.2 is outside (0, 1]"),
+        (["--crop-scale-mins", "0.2", "--crop-scale-max", "1.5"], "crop_scale_max=1.5 is outside (0, 1]"),
+        (["--set", "aloi_data=/no/such/aloi"], "/no/such/aloi"),
+        (["--set", "pretrain_data=/no/such/images"], "/no/such/images"),
+        (["--set", "epochz=3"], "unknown trial config key 'epochz'"),
+    ],
+)
+def test_bad_input_is_rejected_before_ray(no_ray, capsys, argv, message):
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err
+
+
+def test_existing_sweep_name_needs_resume(no_ray, tmp_path, capsys):
+    (tmp_path / "taken").mkdir()
+    assert run(["--name", "taken", "--storage-path", str(tmp_path)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_help_names_the_search_space_and_defaults():
+    out = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert "--crop-scale-mins" in out and "[0.08, 0.2, 0.5, 0.9]" in out
+    assert "ray job submit" in out

@@ -1,0 +1,50 @@
+"""The per-trial function: one Ray Tune trial = one Ray Train run + its evaluation.
+
+A Tune function trainable that builds a `TorchTrainer` and forwards the Train workers'
+reports to Tune with `TuneReportCallback`, as Ray documents Train-inside-Tune now
+(`Tuner(trainer)` is deprecated). The Train run is named after the trial and stored
+under the sweep's storage, so when a sweep is resumed the same Train run picks up its
+latest checkpoint (encoders, queue, optimizer, schedule) instead of starting over.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ray.train
+from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from trainables.pretrain import train_loop_per_worker
+
+
+def scaling_config(config: dict[str, Any]) -> ray.train.ScalingConfig:
+    return ray.train.ScalingConfig(
+        num_workers=int(config["num_workers"]),
+        use_gpu=bool(config["use_gpu"]),
+        resources_per_worker={"CPU": float(config["cpus_per_worker"])}
+        | ({"GPU": 1.0} if config["use_gpu"] else {}),
+    )
+
+
+def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failures: int = 0) -> None:
+    """Tune trainable: pretrain with `config`, evaluate on the last epoch, report.
+
+    `storage_path` is the sweep's storage (local folder, NFS or s3://...); the Train run
+    lives at `<storage_path>/<experiment>-train/<trial id>`.
+    Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result.
+    """
+    context = tune.get_context()
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=dict(config),
+        scaling_config=scaling_config(config),
+        run_config=ray.train.RunConfig(
+            name=context.get_trial_id(),
+            storage_path=f"{storage_path.rstrip('/')}/{context.get_experiment_name()}-train",
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    trainer.fit()
