@@ -1,0 +1,67 @@
+"""The Top-K Representation Invariance Score written out plainly, one target at a time.
+
+A readable transcription of Sec. 4.1 and Appendix A of Purushwalkam & Gupta (NeurIPS
+2020), used by the tests as the ground truth for ``trainables.invariance`` and by the
+benchmark as its baseline. It costs ``|Y| * n * N log N``: for every target and sign it
+sorts every unit again, because the threshold depends on the target's size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["reference_ris", "target_invariance"]
+
+
+def target_invariance(
+    units: np.ndarray, in_target: np.ndarray, trajectories: list[np.ndarray]
+) -> np.ndarray:
+    """``I_y(i)`` of every unit for one target ``y``.
+
+    Args:
+        units: ``n x N`` activations, one row per unit.
+        in_target: length-``N`` boolean mask of the samples of ``y``.
+        trajectories: the sample indices of each local trajectory of ``y``.
+    """
+    num_samples = units.shape[1]
+    m = int(in_target.sum())  # the unit should fire on m = N * P(y) samples
+    best = np.zeros(units.shape[0])
+    for sign in (1.0, -1.0):
+        signed = sign * units
+        # Appendix A: the threshold is the m-th largest value of s * h_i; every sample at
+        # or above it fires, ties included.
+        threshold = np.sort(signed, axis=1)[:, num_samples - m]
+        fires = signed >= threshold[:, None]
+        global_rate = fires.mean(axis=1)  # G_y(i)
+        # Eq. 2: the mean over trajectories of the fraction of each that fires.
+        local_rate = np.mean([fires[:, t].mean(axis=1) for t in trajectories], axis=0)
+        best = np.maximum(best, local_rate / global_rate)  # I_y(i), the better sign
+    return best
+
+
+def reference_ris(features, targets, trajectories, top_k=(10, 25)) -> dict[int, float]:
+    """RIS@K in percent, same contract as ``representation_invariance_score``."""
+    h = np.asarray(features)
+    if h.dtype != np.float32:  # float32 compares exactly as itself; the rest as float64
+        h = h.astype(np.float64)
+    targets = np.asarray(targets)
+    trajectories = np.asarray(trajectories)
+    units = np.ascontiguousarray(h.T)
+    num_samples, num_units = h.shape
+    ks = [top_k] if isinstance(top_k, int) else list(top_k)
+
+    invariance = []  # one row of I_y(i) per target
+    maximum = []  # the largest possible I_y(i), 1 / P(y)
+    for y in np.unique(targets):
+        in_target = targets == y
+        trajectory_ids = np.unique(trajectories[in_target])
+        members = [np.flatnonzero(in_target & (trajectories == t)) for t in trajectory_ids]
+        invariance.append(target_invariance(units, in_target, members))
+        maximum.append(num_samples / in_target.sum())
+
+    # Eq. 3: mean over targets of the mean of the K largest I_y(i), as a percentage of
+    # its value when every L_y(i) = 1 and G_y(i) = P(y).
+    scores = {}
+    for k in ks:
+        per_target = [np.sort(row)[::-1][:k].mean() for row in invariance]
+        scores[k] = float(100.0 * np.mean(per_target) / np.mean(maximum))
+    return scores
