@@ -208,7 +208,7 @@ def _data_problems(c: TrialConfig) -> list[str]:
     """Check user-given dataset roots on the driver (fast structural checks only)."""
     from datasets.aloi import validate_aloi_root
     from datasets.errors import DatasetFormatError
-    from datasets.image_folder import scan_image_folder
+    from datasets.image_folder import validate_image_folder_root
 
     problems: list[str] = []
     if c.aloi_data != SYNTHETIC_ALOI:
@@ -222,7 +222,7 @@ def _data_problems(c: TrialConfig) -> list[str]:
             continue
         for split in splits:
             try:
-                scan_image_folder(Path(root) / split)
+                validate_image_folder_root(Path(root) / split)
             except DatasetFormatError as err:
                 problems.append(f"{key}: {err}")
     return problems
