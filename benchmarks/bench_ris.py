@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
-import resource
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 import torch
 
+from benchmarks.machine import command_line, machine, peak_rss_mb
 from benchmarks.reference_ris import target_invariance
 from trainables.invariance import representation_invariance_score
 
@@ -54,30 +51,6 @@ def aloi_like_features(
     features = z @ projection
     np.maximum(features, 0.0, out=features)
     return features, targets, np.zeros_like(targets)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _command_line() -> str:
-    """How this process was started, as ``python -m module args`` where it applies."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    program = ["-m", spec.name] if spec is not None else [sys.argv[0]]
-    return " ".join([sys.executable, *program, *sys.argv[1:]])
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def time_vectorised(features, targets, trajectories, repeats: int) -> tuple[float, dict]:
@@ -118,10 +91,10 @@ def run(
     if not 1 <= loop_targets <= objects:
         raise ValueError(f"loop_targets must be in [1, {objects}], got {loop_targets}")
     features, targets, trajectories = aloi_like_features(objects, views, units, seed)
-    rss_data = _peak_rss_mb()
+    rss_data = peak_rss_mb()
 
     vectorised_s, scores = time_vectorised(features, targets, trajectories, repeats)
-    rss_vectorised = _peak_rss_mb()
+    rss_vectorised = peak_rss_mb()
     tracemalloc.start()  # numpy reports its buffers to tracemalloc; untimed extra call
     representation_invariance_score(features, targets, trajectories, (10, 25))
     working_mb = tracemalloc.get_traced_memory()[1] / 2**20
@@ -132,9 +105,9 @@ def run(
     speedup = loop_extrapolated_s / vectorised_s
 
     result = {
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "torch_threads": torch.get_num_threads(),
-        "command": _command_line(),
+        "command": command_line(),
         "samples": int(features.shape[0]),
         "units": units,
         "targets": objects,
@@ -151,7 +124,7 @@ def run(
         "vectorised_working_mb": round(working_mb, 1),
         "peak_rss_mb_after_data": round(rss_data, 1),
         "peak_rss_mb_after_vectorised": round(rss_vectorised, 1),
-        "peak_rss_mb_after_loop": round(_peak_rss_mb(), 1),
+        "peak_rss_mb_after_loop": round(peak_rss_mb(), 1),
         "meets_time_target": vectorised_s <= TARGET_SECONDS,
         "meets_speedup_target": speedup >= TARGET_SPEEDUP,
     }

@@ -1,0 +1,81 @@
+"""Benchmark: wall time of `make demo`'s job, `python sweeps/crop_scale.py` with no
+arguments, from an empty data cache, split into data generation and the sweep itself.
+
+It runs in a fresh temporary folder (its own mlflow.db and ray_results) and checks what
+the demo promises: four child runs, each with the RIS keys, the probe and the loss per
+epoch.
+
+    python -m benchmarks.bench_demo
+    python -m benchmarks.run demo
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.machine import command_line, machine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO = [sys.executable, str(REPO_ROOT / "sweeps" / "crop_scale.py")]
+REQUIRED = [f"ris/{f}/top{k}" for f in ("viewpoint", "illumination_direction", "illumination_color")
+            for k in (10, 25)] + ["probe/linear_top1", "pretrain/loss"]
+GENERATE = """
+from orchestrator.config import preset
+from orchestrator.sweep import prepare_synthetic_data
+if __name__ == "__main__":
+    prepare_synthetic_data([preset("default")])
+"""
+
+
+def _child_runs(db: Path) -> list[dict]:
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import TAG_PARENT
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    out = []
+    for run in runs:
+        if TAG_PARENT not in run.data.tags:
+            continue
+        epochs = len(client.get_metric_history(run.info.run_id, "pretrain/loss"))
+        out.append({"status": run.info.status, "loss_epochs": epochs,
+                    "missing": [k for k in REQUIRED if k not in run.data.metrics]})
+    return out
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="dssl-demo-") as tmp:
+        env = {**os.environ, "DSSL_CACHE_DIR": str(Path(tmp) / "cache")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop("RAY_ADDRESS", None)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", GENERATE], cwd=REPO_ROOT, env=env, check=True)
+        generated = time.perf_counter()
+        demo = subprocess.run(DEMO, cwd=tmp, env=env, capture_output=True, text=True)
+        finished = time.perf_counter()
+        if demo.returncode != 0:
+            raise RuntimeError(f"demo failed ({demo.returncode}):\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
+        children = _child_runs(Path(tmp) / "mlflow.db")
+        table = demo.stdout[demo.stdout.find("Sweep "):]
+    result = {
+        "machine": machine(),
+        "command": command_line(),
+        "data_generation_seconds": round(generated - started, 1),
+        "sweep_seconds": round(finished - generated, 1),
+        "demo_wall_seconds": round(finished - started, 1),
+        "child_runs": len(children),
+        "child_runs_complete": sum(c["status"] == "FINISHED" and not c["missing"] for c in children),
+        "loss_epochs_per_run": sorted({c["loss_epochs"] for c in children}),
+    }
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
