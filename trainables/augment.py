@@ -1,0 +1,56 @@
+"""MoCo v2 augmentations on uint8 CHW tensors (torchvision.transforms.v2).
+
+The paper (Sec. 4) studies exactly this pipeline, in particular the crop scale of
+RandomResizedCrop, which the trial config exposes as `crop_scale_min`/`crop_scale_max`.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """Odd Gaussian-blur kernel of about 10% of the image side (23 at 224 px, as MoCo v2)."""
+    return max(3, int(0.1 * image_size) // 2 * 2 + 1)
+
+
+def mocov2_transform(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0)) -> v2.Compose:
+    """One random view: MoCo v2's augmentation (Chen et al. 2020, 'aug+')."""
+    lo, hi = crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"crop scale must satisfy 0 < crop_scale_min <= crop_scale_max <= 1, got {crop_scale}")
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, scale=(lo, hi), antialias=True),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def eval_transform(image_size: int) -> v2.Compose:
+    """Deterministic view for frozen features: shorter side to `image_size`, centre square."""
+    return v2.Compose([
+        v2.Resize(image_size, antialias=True),
+        v2.CenterCrop(image_size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+class TwoCropsTransform:
+    """Two independent random views of one image: the query and the key."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(image), self.transform(image)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"

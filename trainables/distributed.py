@@ -1,0 +1,69 @@
+"""torch.distributed helpers that degrade to the identity on one worker.
+
+Training must run with one worker and no process group (a laptop, Ray Train local
+mode) as well as with DDP over gloo (CPUs) or NCCL (GPUs). Every helper here checks
+for an initialised process group with more than one rank and is a no-op otherwise.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a process group with more than one rank is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def gather_with_sizes(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """All ranks' `t` concatenated along dim 0 in rank order, and each rank's length.
+
+    Lengths may differ between ranks (a batch that lost corrupt images is shorter), so
+    the lengths are exchanged first and every rank pads to the longest before
+    `all_gather`. No gradient flows through the result.
+    """
+    if not is_distributed():
+        return t, [t.shape[0]]
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s.item()) for s in sizes]
+    padded = t.new_zeros((max(sizes), *t.shape[1:]))
+    padded[: t.shape[0]] = t
+    gathered = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([g[:s] for g, s in zip(gathered, sizes)]), sizes
+
+
+def gather_in_rank_order(t: torch.Tensor) -> torch.Tensor:
+    """All ranks' `t` concatenated along dim 0, rank 0 first; identity on one worker."""
+    return gather_with_sizes(t)[0]
+
+
+def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
+    """Overwrite `t` on every rank with rank 0's value (in place) and return it."""
+    if is_distributed():
+        dist.broadcast(t, src=0)
+    return t
+
+
+def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """Reduce `t` over ranks in place (`op` is "sum", "max" or "min") and return it."""
+    if is_distributed():
+        dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
+    return t
+
+
+def min_over_ranks(value: int, device: torch.device | str) -> int:
+    """The smallest of every rank's `value` (`value` itself on one worker, without a sync)."""
+    if not is_distributed():
+        return value
+    return int(all_reduce(torch.tensor([value], device=device), "min").item())

@@ -1,0 +1,129 @@
+"""MoCo v2 (He et al. 2020; Chen et al. 2020), the baseline of the paper's Sections 4-5.
+
+Batch norm: shuffle-BN, as in MoCo. With per-worker batch norm a query and its
+positive key are normalised with statistics of the same small batch, and the network
+can find the positive through those statistics instead of through the image ("cheating",
+MoCo Sec. 3.3). Shuffle-BN computes the keys on a random permutation of the global batch
+spread over the workers, so a query and its key are normalised over two different
+subsets of images. SyncBN (normalising over the whole global batch) was not chosen
+because torch's SyncBatchNorm refuses CPU tensors, so it could not run the gloo/CPU
+multi-worker path. Shuffle-BN needs no process group: with one worker (or none) there
+is nothing to shuffle across and it is skipped, i.e. plain per-batch BN, so training runs
+anywhere (public MoCo code fails there: its shuffle-BN demands several GPUs). The cost
+is that one worker gets no protection from the cheating above.
+"""
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import distributed
+from trainables.losses import info_nce
+from trainables.models import Encoder
+
+
+class MoCoOutput(NamedTuple):
+    loss: torch.Tensor
+    logits: torch.Tensor  # N x (1 + K), divided by the temperature, positives in column 0
+    keys: torch.Tensor  # N x dim, this worker's L2-normalised keys (what it enqueued, in its rank slot)
+
+
+def check_queue_size(queue_size: int, global_batch_size: int) -> None:
+    """The queue holds whole global batches: K must be a positive multiple of the batch."""
+    if global_batch_size <= 0 or queue_size <= 0 or queue_size % global_batch_size:
+        raise ValueError(
+            f"moco_queue_size ({queue_size}) must be a positive multiple of the global batch "
+            f"size ({global_batch_size}), so that every step replaces one whole batch of keys"
+        )
+
+
+class MoCo(nn.Module):
+    """Query encoder, momentum key encoder and a queue of negative keys.
+
+    Args:
+        arch: torchvision ResNet name.
+        dim: output width of the projection head (C).
+        queue_size: K, number of negative keys.
+        momentum: m of the key-encoder update k <- m k + (1 - m) q.
+        temperature: tau of Eq. 1.
+    """
+
+    def __init__(self, arch: str = "resnet18", dim: int = 128, queue_size: int = 4096,
+                 momentum: float = 0.99, temperature: float = 0.2):
+        super().__init__()
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"moco_momentum must be in [0, 1], got {momentum}")
+        if temperature <= 0:
+            raise ValueError(f"moco_temperature must be > 0, got {temperature}")
+        if queue_size <= 0:
+            raise ValueError(f"moco_queue_size must be > 0, got {queue_size}")
+        self.momentum = momentum
+        self.temperature = temperature
+
+        self.encoder_q = Encoder(arch, dim)
+        self.encoder_k = copy.deepcopy(self.encoder_q)  # starts equal to the query encoder
+        self.encoder_k.requires_grad_(False)  # updated only by the momentum rule
+
+        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The query encoder's trunk: the representation that is evaluated."""
+        return self.encoder_q.backbone
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self) -> None:
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.copy_(param_k * self.momentum + param_q.detach() * (1.0 - self.momentum))
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest keys with `keys` (the whole global batch, in rank order)."""
+        queue_size = self.queue.shape[1]
+        ptr = int(self.queue_ptr)
+        # A batch that lost corrupt images is shorter than the nominal batch that K is a
+        # multiple of; indexing modulo K keeps the ring (identical on every rank) intact.
+        idx = torch.arange(ptr, ptr + keys.shape[0], device=keys.device) % queue_size
+        self.queue[:, idx] = keys.T.to(self.queue.dtype)
+        self.queue_ptr[0] = (ptr + keys.shape[0]) % queue_size
+
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> MoCoOutput:
+        q = F.normalize(self.encoder_q(im_q).float(), dim=1)
+
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            im_k_shuffled, idx_shuffle, sizes = _shuffle_across_ranks(im_k)
+            k_shuffled = F.normalize(self.encoder_k(im_k_shuffled).float(), dim=1)
+            # Undo the shuffle on the gathered keys: the global batch in rank order,
+            # which is both what the queue takes and where this rank's keys are.
+            k_all, _ = distributed.gather_with_sizes(k_shuffled)
+            k_all = k_all[torch.argsort(idx_shuffle)]
+            start = sum(sizes[: distributed.rank()])
+            k = k_all[start: start + im_k.shape[0]]
+
+        # The queue is cloned: it is updated in place below, before backward needs it.
+        # The logits stay in fp32 under mixed precision (differences of cosines / tau).
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            loss, logits = info_nce(q, k, self.queue.clone().detach(), self.temperature)
+        self._dequeue_and_enqueue(k_all)
+        return MoCoOutput(loss, logits, k)
+
+
+@torch.no_grad()
+def _shuffle_across_ranks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Shuffle-BN's input: this rank's share of a random permutation of the global batch.
+
+    Returns the local inputs, the permutation (positions in the gathered batch) and the
+    per-rank batch sizes. Identity with one worker.
+    """
+    x_all, sizes = distributed.gather_with_sizes(x)
+    if len(sizes) == 1:
+        return x, torch.arange(x.shape[0], device=x.device), sizes
+    idx_shuffle = distributed.broadcast_from_rank0(torch.randperm(x_all.shape[0], device=x.device))
+    start = sum(sizes[: distributed.rank()])
+    return x_all[idx_shuffle[start: start + x.shape[0]]], idx_shuffle, sizes

@@ -1,0 +1,41 @@
+"""Encoders: a torchvision ResNet trunk with a MoCo v2 projection head."""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+
+def resnet_backbone(arch: str) -> tuple[nn.Module, int]:
+    """A randomly initialised torchvision ResNet without its classifier.
+
+    Returns the trunk (image -> global-average-pooled features) and the feature width
+    (512 for resnet18/34, 2048 for resnet50 and up). These pooled features are what
+    evaluation freezes and probes.
+    """
+    if not arch.startswith(("resnet", "resnext", "wide_resnet")):
+        raise ValueError(f"arch must be a torchvision ResNet (resnet18, resnet50, ...), got {arch!r}")
+    try:
+        net = torchvision.models.get_model(arch, weights=None)
+    except ValueError as e:
+        raise ValueError(f"unknown torchvision model {arch!r}: {e}") from None
+    dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net, dim
+
+
+def mlp_head(in_dim: int, out_dim: int) -> nn.Sequential:
+    """MoCo v2's two-layer projection head: Linear(d, d) - ReLU - Linear(d, dim)."""
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+
+class Encoder(nn.Module):
+    """Backbone followed by the projection head: f(x) in the paper's Eq. 1 (before L2 norm)."""
+
+    def __init__(self, arch: str, dim: int):
+        super().__init__()
+        self.backbone, self.feature_dim = resnet_backbone(arch)
+        self.head = mlp_head(self.feature_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
