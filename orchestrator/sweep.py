@@ -26,8 +26,10 @@ from orchestrator.config import (
 
 log = logging.getLogger(__name__)
 
-# A trial's own process only waits on its Train run; the Train workers hold the CPUs.
-TRIAL_DRIVER_CPUS = 0.01
+# A trial's own process only waits on its Train run, whose workers hold the CPUs: it
+# reserves a little memory (Tune needs some resource) and no CPU, so that on a 2-CPU
+# machine two 1-CPU Train workers can run side by side.
+TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}
 
 
 @dataclass
@@ -92,7 +94,7 @@ def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explic
     if on_cluster():
         return None
     cpu_need = max(c.num_workers * c.cpus_per_worker for c in configs)
-    caps = [math.floor((resources.get("CPU", 1) - TRIAL_DRIVER_CPUS * 2) / cpu_need)]
+    caps = [math.floor(resources.get("CPU", 1) / cpu_need)]
     if any(c.use_gpu for c in configs):
         caps.append(math.floor(resources.get("GPU", 0) / max(c.num_workers for c in configs)))
     return max(1, min(caps))
@@ -176,7 +178,7 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
     trainable = tune.with_resources(
         tune.with_parameters(pretrain_and_evaluate, storage_path=storage,
                              max_failures=settings.max_failures),
-        {"cpu": TRIAL_DRIVER_CPUS},
+        TRIAL_DRIVER_RESOURCES,
     )
     if settings.resume:
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
