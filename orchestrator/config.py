@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from trainables.data import SYNTHETIC_ALOI, SYNTHETIC_OBJECTS
+
 INVARIANCES = (
     "occlusion",
     "viewpoint",
@@ -23,8 +25,6 @@ INVARIANCES = (
 # Factors this release can score: the ALOI turntable ones (GOT-10k occlusion and
 # PASCAL3D+ instance sets arrive with their readers).
 SUPPORTED_INVARIANCES = ("viewpoint", "illumination_direction", "illumination_color")
-SYNTHETIC_OBJECTS = "synthetic-objects"
-SYNTHETIC_ALOI = "synthetic-aloi"
 METHODS = ("mocov2",)
 
 

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import (
-    SYNTHETIC_ALOI,
-    SYNTHETIC_OBJECTS,
     ConfigError,
     SweepSettings,
     TrialConfig,
@@ -101,32 +99,21 @@ def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explic
 
 
 def prepare_synthetic_data(configs: list[TrialConfig]) -> dict[str, str]:
-    """Generate the synthetic datasets once on the driver; return their roots as tags.
+    """Resolve every trial's data roots on the driver; return them as MLflow tags.
 
-    Workers call the same idempotent functions, so on a multi-node cluster each node
-    builds the identical, seeded data locally; this call only warms the head's cache
-    and surfaces generator errors before any trial starts.
+    It calls the same functions the workers call (`trainables.data`), so synthetic sets
+    are generated here once, warming the head's cache and surfacing generator errors
+    before any trial starts; on a multi-node cluster each node builds the identical,
+    deterministic set locally.
     """
-    from datasets.synthetic.objects import ensure_synthetic_objects
-    from datasets.synthetic.turntable import ensure_synthetic_aloi
+    from trainables.data import aloi_root, objects_root
 
     roots: dict[str, str] = {}
-    for c in {(c.synthetic_objects, c.synthetic_classes, c.synthetic_train_per_class,
-                c.synthetic_val_per_class, c.image_size, c.seed, c.data_cache,
-                c.aloi_data, c.pretrain_data, c.probe_data) for c in configs}:
-        (objects, classes, per_train, per_val, size, seed, cache, aloi, pretrain, probe) = c
-        if SYNTHETIC_OBJECTS in (pretrain, probe):
-            root = ensure_synthetic_objects(
-                num_classes=classes, train_per_class=per_train, val_per_class=per_val,
-                image_size=size, seed=seed, cache=cache,
-            )
-            roots["data.synthetic_objects"] = str(root)
-        if aloi == SYNTHETIC_ALOI:
-            root = ensure_synthetic_aloi(num_objects=objects, image_size=size, seed=seed, cache=cache)
-            roots["data.synthetic_aloi"] = str(root)
-        for key, value in (("data.aloi", aloi), ("data.pretrain", pretrain), ("data.probe", probe)):
-            if value not in (SYNTHETIC_ALOI, SYNTHETIC_OBJECTS):
-                roots[key] = str(Path(value).resolve())
+    for config in configs:
+        values = config.to_dict()
+        for key in ("pretrain_data", "probe_data"):
+            roots[f"data.{key}"] = str(objects_root(values[key], values).resolve())
+        roots["data.aloi_data"] = str(aloi_root(values).resolve())
     return roots
 
 
@@ -149,6 +136,7 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
     from orchestrator.cluster import init_ray, on_cluster
     from orchestrator.tracking import (
         MLflowTrialCallback,
+        metrics_of,
         SweepTracker,
         git_commit,
         resolve_tracking_uri,
@@ -203,7 +191,7 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
     rows, errors = [], []
     for result in grid_result:
         row = {k: result.config.get(k) for k in grid} if result.config else {}
-        row.update(_final_metrics(result.metrics or {}))
+        row.update(metrics_of(result.metrics or {}))
         rows.append(row)
         if result.error:
             errors.append(f"{result.path}: {result.error}")
@@ -214,12 +202,6 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
         rows=rows, errors=errors,
     )
-
-
-def _final_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    from orchestrator.tracking import metrics_of
-
-    return metrics_of(metrics)
 
 
 def default_sweep_name(prefix: str) -> str:
