@@ -1,6 +1,6 @@
 """Benchmark: MoCo v2 pretraining throughput at the default preset, with and without data.
 
-One Ray Train worker of the default preset (resnet18, 64 px, global batch 64, K = 4096,
+One Ray Train worker of the default preset (resnet18, 64 px, global batch 64, K = 256,
 2 torch threads) on random uint8 images, so no disk or decoding is involved:
 
 - `pretrain_images_per_second`: augmentation (two MoCo v2 views per image, in the
@@ -31,7 +31,7 @@ def _augment(transform: TwoCropsTransform, images: torch.Tensor) -> tuple[torch.
     return torch.stack([q for q, _ in views]), torch.stack([k for _, k in views])
 
 
-def run(arch: str = "resnet18", image_size: int = 64, batch_size: int = 64, queue_size: int = 4096,
+def run(arch: str = "resnet18", image_size: int = 64, batch_size: int = 64, queue_size: int = 256,
         steps: int = 5, warmup: int = 2, threads: int = 2, seed: int = 0) -> dict:
     """Time `steps` training steps each way after `warmup` steps; print and return the figures."""
     if steps < 1 or warmup < 0:

@@ -43,10 +43,14 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bo
         if on_cluster():
             ray.init(address=os.environ["RAY_ADDRESS"], **common)
         else:
+            # The dashboard serves Ray's state API, which Ray Train V2's placement-group
+            # cleaner polls; without it every Train run logs a warning every second or
+            # two, and a dead controller's placement group is never freed. Local only.
             ray.init(
                 num_cpus=num_cpus,
                 num_gpus=num_gpus,
-                include_dashboard=False,
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
                 runtime_env={"env_vars": {"PYTHONPATH": project_pythonpath()}},
                 **common,
             )

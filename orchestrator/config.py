@@ -48,7 +48,7 @@ class TrialConfig:
     weight_decay: float = 1e-4
     cosine_schedule: bool = True
     moco_dim: int = 128
-    moco_queue_size: int = 4096
+    moco_queue_size: int = 256
     moco_momentum: float = 0.99
     moco_temperature: float = 0.2
     num_workers: int = 1
@@ -226,6 +226,22 @@ def _data_problems(c: TrialConfig) -> list[str]:
             except DatasetFormatError as err:
                 problems.append(f"{key}: {err}")
     return problems
+
+
+def advisories(config: TrialConfig) -> list[str]:
+    """Settings that run but are known to hurt the science; printed before a sweep starts.
+
+    (Real datasets are checked when the loader has counted their images.)
+    """
+    from trainables.moco import queue_overlap_warning
+
+    notes = []
+    if config.pretrain_data == SYNTHETIC_OBJECTS:
+        images = config.synthetic_classes * config.synthetic_train_per_class
+        note = queue_overlap_warning(config.moco_queue_size, images, "synthetic-objects")
+        if note:
+            notes.append(note)
+    return notes
 
 
 def check(configs: Iterable[TrialConfig]) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import (
+    advisories,
     ConfigError,
     SweepSettings,
     TrialConfig,
@@ -121,6 +122,8 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
     """Run (or resume) one sweep: a grid over `grid` on top of `base`."""
     configs = expand_grid(base, grid)
     check(configs)  # every config problem, before Ray starts
+    for note in dict.fromkeys(n for c in configs for n in advisories(c)):
+        log.warning("%s", note)
     storage = default_storage_path(settings)
     experiment_path = _experiment_path(storage, settings.name)
     if not settings.resume and _local_exists(experiment_path):

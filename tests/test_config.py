@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.cli import parse_overrides
-from orchestrator.config import PRESETS, ConfigError, TrialConfig, check, coerce, validate
+from orchestrator.config import PRESETS, ConfigError, TrialConfig, advisories, check, coerce, validate
 
 
 def problems(**changes):
@@ -21,6 +21,16 @@ def test_paper_preset_uses_the_papers_moco_v2_settings():
     assert (paper.arch, paper.image_size, paper.batch_size) == ("resnet50", 224, 256)
     assert (paper.moco_queue_size, paper.moco_momentum, paper.moco_temperature) == (65536, 0.999, 0.2)
     assert (paper.crop_scale_min, paper.crop_scale_max) == (0.2, 1.0)
+
+
+def test_a_queue_as_large_as_the_synthetic_set_is_flagged_and_the_default_is_not():
+    assert advisories(PRESETS["default"]) == []
+    config = TrialConfig(synthetic_classes=2, synthetic_train_per_class=100, moco_queue_size=256)
+    (note,) = advisories(config)
+    assert "moco_queue_size=256 is not smaller than the 200 pretraining images" in note
+    assert advisories(config.replace(synthetic_train_per_class=129)) == []  # 258 images
+    # A real dataset is counted by the loader instead (checking it here would scan it).
+    assert advisories(config.replace(pretrain_data="/data/imagenet")) == []
 
 
 def test_crop_scale_min_above_max_is_rejected():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from trainables.augment import TwoCropsTransform, blur_kernel_size, eval_transform, mocov2_transform
 from trainables.losses import info_nce
-from trainables.moco import MoCo, check_queue_size
+from trainables.moco import MoCo, check_queue_size, queue_overlap_warning
 
 DIM, QUEUE, BATCH, SIZE = 16, 16, 4, 32
 
@@ -180,3 +180,9 @@ def test_two_workers_enqueue_the_global_batch_in_rank_order(tmp_path):
         start = step * 2 * BATCH
         global_keys = torch.cat([r0["keys"][step], r1["keys"][step]])  # rank 0 first
         torch.testing.assert_close(r0["queues"][step][:, start:start + 2 * BATCH], global_keys.T)
+
+
+def test_queue_overlap_warning_names_the_data_and_fires_from_k_equal_to_n():
+    assert queue_overlap_warning(255, 256, "/data/x") is None
+    message = queue_overlap_warning(256, 256, "/data/x/train")
+    assert message.startswith("/data/x/train: moco_queue_size=256") and "256 pretraining images" in message

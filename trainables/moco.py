@@ -41,6 +41,23 @@ def check_queue_size(queue_size: int, global_batch_size: int) -> None:
         )
 
 
+def queue_overlap_warning(queue_size: int, num_images: int, where: str) -> str | None:
+    """A warning when the queue is not well below the pretraining set, else None.
+
+    With K >= N keys in the queue, every query meets keys of its own image (earlier
+    views) among its negatives: false negatives that push apart what the positive pulls
+    together. Measured on the synthetic objects (BENCHMARKS.md, "Does pretraining
+    learn?"): K = 4096 over 1,600 images drove the loss back up towards log(K + 1) and
+    the probe below the random initialisation. MoCo's own setting is K = 65,536 of 1.28M
+    images (5 %).
+    """
+    if queue_size < num_images:
+        return None
+    return (f"{where}: moco_queue_size={queue_size} is not smaller than the {num_images} "
+            f"pretraining images, so every query has keys of its own image among its "
+            f"negatives; keep K well below the dataset size (MoCo: 65,536 of 1.28M)")
+
+
 class MoCo(nn.Module):
     """Query encoder, momentum key encoder and a queue of negative keys.
 

@@ -34,7 +34,7 @@ from trainables import distributed
 from trainables.augment import TwoCropsTransform, mocov2_transform
 from trainables.data import objects_root, split_dir
 from trainables.evaluation import evaluate
-from trainables.moco import MoCo, check_queue_size
+from trainables.moco import MoCo, check_queue_size, queue_overlap_warning
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ def pretrain_loader(config: dict[str, Any], world_size: int, rank: int, loader_w
     if len(loader) == 0:
         raise ValueError(f"{root}: {len(dataset)} images are fewer than one global batch of "
                          f"{config['batch_size']}; lower batch_size or add images")
+    warning = queue_overlap_warning(int(config["moco_queue_size"]), len(dataset), str(root))
+    if warning and rank == 0:
+        log.warning(warning)
     return loader
 
 

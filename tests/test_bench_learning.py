@@ -1,0 +1,56 @@
+"""benchmarks/bench_learning.py: its trial config, and bad input rejected before any work."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import bench_learning
+from orchestrator.config import ConfigError, preset
+from trainables.pretrain import build_model, seed_everything
+
+
+def test_trial_config_is_the_preset_with_the_benchmark_defaults_then_the_user_changes():
+    config = bench_learning.trial_config("default", {"epochs": 3, "image_size": 32})
+    assert (config.epochs, config.image_size) == (3, 32)
+    assert config.checkpoint_every == bench_learning.DEFAULT_CHANGES["checkpoint_every"]
+    assert config.lr == preset("default").lr
+    with pytest.raises(ConfigError, match="crop_scale"):
+        bench_learning.trial_config("default", {"crop_scale_min": 0.9, "crop_scale_max": 0.5})
+
+
+def test_bad_input_exits_2_before_any_pretraining(monkeypatch, capsys):
+    def must_not_run(*_):
+        raise AssertionError("pretraining started despite a bad config")
+
+    monkeypatch.setattr(bench_learning, "pretrained_metrics", must_not_run)
+    monkeypatch.setattr(bench_learning, "random_init_metrics", must_not_run)
+    for argv in (["--set", "crop_scale_min=0"], ["--set", "no_such_key=1"], ["--set", "epochs"],
+                 ["--preset", "nope"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_learning.main(argv)
+        assert exit_info.value.code == 2, argv
+        assert "error:" in capsys.readouterr().err
+
+
+def test_the_baseline_evaluates_the_weights_the_train_loop_starts_from(monkeypatch):
+    """train_loop_per_worker seeds with `seed_everything(seed)`, then calls `build_model`."""
+    import trainables.evaluation
+
+    config = bench_learning.trial_config("default", {"seed": 7}).to_dict()
+    seen = {}
+
+    def fake_evaluate(backbone, config, device):
+        seen["weights"] = {k: v.clone() for k, v in backbone.state_dict().items()}
+        return {"probe/linear_top1": 12.5}
+
+    monkeypatch.setattr(trainables.evaluation, "evaluate", fake_evaluate)
+    torch.manual_seed(12345)  # whatever ran before: the baseline reseeds as the loop does
+    assert bench_learning.random_init_metrics(config) == {"probe/linear_top1": 12.5}
+
+    seed_everything(7)
+    start = build_model(config).backbone.state_dict()
+    assert seen["weights"].keys() == start.keys()
+    assert all(torch.equal(seen["weights"][k], start[k]) for k in start)
+    seed_everything(8)  # and another seed gives other weights: the comparison can fail
+    other = build_model(config).backbone.state_dict()
+    assert not all(torch.equal(other[k], start[k]) for k in start)
