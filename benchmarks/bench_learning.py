@@ -24,7 +24,8 @@ import time
 import torch
 
 from benchmarks.machine import command_line, machine
-from orchestrator.config import ConfigError, advisories, check, coerce, preset
+from orchestrator.cli import parse_overrides
+from orchestrator.config import ConfigError, advisories, check, preset
 
 DEFAULT_CHANGES = {"epochs": 20, "checkpoint_every": 1000}
 
@@ -104,14 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one trial-config key (repeatable), as in sweeps/*.py")
     args = parser.parse_args(argv)
-    changes = {}
     try:
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-            changes[key] = coerce(key, value)
-        run(args.preset, changes)
+        run(args.preset, parse_overrides(args.set))
     except ConfigError as e:
         parser.exit(2, f"error: {e}\n")
 
