@@ -22,6 +22,7 @@ import time
 import torch
 
 from benchmarks.machine import command_line, machine
+from orchestrator.config import PRESETS
 from trainables.augment import TwoCropsTransform, mocov2_transform
 from trainables.moco import MoCo
 
@@ -31,7 +32,8 @@ def _augment(transform: TwoCropsTransform, images: torch.Tensor) -> tuple[torch.
     return torch.stack([q for q, _ in views]), torch.stack([k for _, k in views])
 
 
-def run(arch: str = "resnet18", image_size: int = 64, batch_size: int = 64, queue_size: int = 256,
+def run(arch: str = "resnet18", image_size: int = 64, batch_size: int = 64,
+        queue_size: int = PRESETS["default"].moco_queue_size,
         steps: int = 5, warmup: int = 2, threads: int = 2, seed: int = 0) -> dict:
     """Time `steps` training steps each way after `warmup` steps; print and return the figures."""
     if steps < 1 or warmup < 0:

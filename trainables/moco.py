@@ -42,7 +42,7 @@ def check_queue_size(queue_size: int, global_batch_size: int) -> None:
 
 
 def queue_overlap_warning(queue_size: int, num_images: int, where: str) -> str | None:
-    """A warning when the queue is not well below the pretraining set, else None.
+    """A warning when the queue is not smaller than the pretraining set, else None.
 
     With K >= N keys in the queue, every query meets keys of its own image (earlier
     views) among its negatives: false negatives that push apart what the positive pulls
