@@ -62,6 +62,7 @@ class TrialConfig:
     synthetic_classes: int = 8
     synthetic_train_per_class: int = 200
     synthetic_val_per_class: int = 50
+    synthetic_background: str = "clutter"
     data_cache: str = ""
     ris_invariances: str = "viewpoint,illumination_direction,illumination_color"
     ris_max_objects: int = 64
@@ -187,6 +188,10 @@ def validate(config: TrialConfig) -> list[str]:
         problems.append(f"moco_temperature={c.moco_temperature} must be positive")
     if c.lr <= 0:
         problems.append(f"lr={c.lr} must be positive")
+    from datasets.synthetic.objects import BACKGROUNDS
+
+    if c.synthetic_background not in BACKGROUNDS:
+        problems.append(f"synthetic_background={c.synthetic_background!r} is not one of {', '.join(BACKGROUNDS)}")
     if c.ris_max_objects < 0:
         problems.append(f"ris_max_objects={c.ris_max_objects} must be >= 0 (0 = all)")
     unknown = [f for f in c.invariances if f not in INVARIANCES]

@@ -18,6 +18,16 @@ def test_trial_config_is_the_preset_with_the_benchmark_defaults_then_the_user_ch
         bench_learning.trial_config("default", {"crop_scale_min": 0.9, "crop_scale_max": 0.5})
 
 
+def test_quick_is_the_learning_tests_setting_and_set_overrides_it(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench_learning, "run", lambda preset_name, changes: calls.append((preset_name, changes)))
+    bench_learning.main(["--quick", "--set", "epochs=3"])
+    bench_learning.main([])
+    assert calls == [("default", bench_learning.QUICK_CHANGES | {"epochs": 3}), ("default", {})]
+    config = bench_learning.trial_config("default", bench_learning.QUICK_CHANGES)
+    assert config.synthetic_background == "plain" and bench_learning.advisories(config) == []
+
+
 def test_bad_input_exits_2_before_any_pretraining(monkeypatch, capsys):
     def must_not_run(*_):
         raise AssertionError("pretraining started despite a bad config")

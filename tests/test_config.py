@@ -69,6 +69,12 @@ def test_unknown_and_unavailable_invariances_are_rejected():
     assert any("not available yet" in p for p in problems(ris_invariances="occlusion"))
 
 
+def test_unknown_synthetic_background_is_rejected():
+    (msg,) = problems(synthetic_background="grass")
+    assert "synthetic_background='grass'" in msg and "clutter, plain" in msg
+    assert problems(synthetic_background="plain") == []
+
+
 def test_check_collects_every_problem_of_every_trial():
     with pytest.raises(ConfigError) as err:
         check([TrialConfig(crop_scale_min=0.5, crop_scale_max=0.4), TrialConfig(epochs=0)])

@@ -169,6 +169,33 @@ def test_object_folders_layout_and_determinism(tmp_path):
     assert all(a != b for a, b in zip(_digests(root).values(), _digests(other).values()))
 
 
+def test_plain_background_keeps_objects_poses_and_lamps_and_changes_only_the_background(tmp_path):
+    kwargs = dict(num_classes=2, train_per_class=4, val_per_class=1, image_size=SIZE, seed=3, processes=1)
+    clutter = write_object_folders(tmp_path / "clutter", **kwargs)
+    plain = write_object_folders(tmp_path / "plain", background="plain", **kwargs)
+    other_seed = write_object_folders(tmp_path / "other", background="plain", **{**kwargs, "seed": 4})
+    background = np.asarray(objects_module.PLAIN_BACKGROUND, np.float64)
+    for path in sorted(plain.rglob("*.png")):
+        relative = path.relative_to(plain)
+        image, cluttered, other = _rgb(path), _rgb(clutter / relative), _rgb(other_seed / relative)
+        is_background = np.all(image == background, axis=2)
+        assert is_background[0, 0] and is_background.mean() > 0.3, relative  # plain around the object
+        assert not np.all(cluttered == background, axis=2).any(), relative  # clutter everywhere else
+        # Where the plain image shows the object, the cluttered one shows the same object in
+        # the same pose and light (apart from anti-aliased edges); another seed does not.
+        obj = ~is_background
+        same = np.all(image == cluttered, axis=2)[obj].mean()
+        assert same > 0.5, (relative, same)
+        assert np.all(image == other, axis=2)[obj & ~np.all(other == background, axis=2)].mean() < same
+
+
+def test_unknown_background_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="background must be one of clutter, plain"):
+        write_object_folders(tmp_path, num_classes=2, background="grass")
+    with pytest.raises(ValueError, match="background"):
+        ensure_synthetic_objects(num_classes=2, cache=str(tmp_path), background="grass")
+
+
 def test_validation_shows_new_instances_of_the_same_categories():
     for category in CATEGORIES[:4]:
         train = make_object(category, instance_rng(0, "train", category, 0))
@@ -194,6 +221,9 @@ def test_ensure_objects_reuses_the_cache(tmp_path, monkeypatch):
     first = ensure_synthetic_objects(**kwargs)
     assert ensure_synthetic_objects(**kwargs) == first and len(calls) == 1
     assert ensure_synthetic_objects(**{**kwargs, "val_per_class": 2}) != first and len(calls) == 2
+    plain = ensure_synthetic_objects(**{**kwargs, "background": "plain"})
+    assert plain not in (first, ensure_synthetic_objects(**{**kwargs, "background": "clutter"})) and len(calls) == 3
+    assert "background" not in first.name and "-backgroundplain-" in plain.name  # clutter keeps its old folder
     assert {p.name for p in first.iterdir()} >= {"train", "val"}
 
 

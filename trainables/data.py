@@ -31,6 +31,7 @@ def objects_root(spec: str, config: dict[str, Any]) -> Path:
             val_per_class=int(config["synthetic_val_per_class"]),
             image_size=int(config["image_size"]),
             cache=str(config.get("data_cache", "")),
+            background=str(config.get("synthetic_background", "clutter")),
         )
     return _existing_dir(spec)
 

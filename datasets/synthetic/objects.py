@@ -6,7 +6,9 @@ the object-centric side at laptop scale: one object per image from the same proc
 shapes as the synthetic ALOI, in a random pose (any yaw, tilted up to 45 degrees, camera
 elevation -5 to 50 degrees), random size and offset, lit by one to three lamps of random
 direction and colour temperature, over a cluttered 2-D background (gradient, rectangles,
-ellipses, lines, noise). Layout (``datasets.image_folder`` reads it):
+ellipses, lines, noise), or, with ``background="plain"``, over ALOI's near-black
+background: the same objects, poses and lamps (the clutter is still drawn from the
+random stream, then not used), so the two sets differ only in the background. Layout (``datasets.image_folder`` reads it):
 
     root/train/<class>/<class>_<i>.png
     root/val/<class>/<class>_<i>.png
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 IMAGES_PER_INSTANCE = 4
 SPLITS = ("train", "val")
+# "clutter": a new random scene behind every photograph, which a contrastive model can
+# tell images apart by (BENCHMARKS.md, "Does pretraining learn?"); "plain": none.
+BACKGROUNDS = ("clutter", "plain")
+PLAIN_BACKGROUND = (6, 6, 8)  # the synthetic ALOI's near-black background
 _SEED_STREAM = 2  # keeps these seeds apart from the turntable generator's
 _SUPERSAMPLE = 2
 
@@ -97,7 +103,8 @@ def _random_lighting(rng: np.random.Generator) -> Lighting:
     )
 
 
-def photograph_instance(category: str, rng: np.random.Generator, images: int, image_size: int) -> list[np.ndarray]:
+def photograph_instance(category: str, rng: np.random.Generator, images: int, image_size: int,
+                        background: str = "clutter") -> list[np.ndarray]:
     """``images`` photographs (RGB uint8) of one new random instance of ``category``."""
     mesh = make_object(category, rng)
     photos = []
@@ -107,8 +114,11 @@ def photograph_instance(category: str, rng: np.random.Generator, images: int, im
         right, up, _ = camera.axes()
         offset = (rng.uniform(-0.3, 0.3) * right + rng.uniform(-0.3, 0.3) * up)
         pose = Pose(rotation=tilt @ rotation_z(rng.uniform(0, 360)), scale=rng.uniform(0.55, 1.0), offset=offset)
-        background = clutter_background(rng, image_size * _SUPERSAMPLE)
-        photos.append(render(mesh, pose, camera, _random_lighting(rng), image_size, background, _SUPERSAMPLE))
+        # Drawn in both modes, so that the random stream, and with it every object, pose
+        # and lamp, is the same whatever the background.
+        clutter = clutter_background(rng, image_size * _SUPERSAMPLE)
+        behind = clutter if background == "clutter" else PLAIN_BACKGROUND
+        photos.append(render(mesh, pose, camera, _random_lighting(rng), image_size, behind, _SUPERSAMPLE))
     return photos
 
 
@@ -117,15 +127,20 @@ def instance_rng(seed: int, split: str, category: str, instance: int) -> np.rand
     return np.random.default_rng([seed, _SEED_STREAM, SPLITS.index(split), CATEGORIES.index(category), instance])
 
 
-def _write_instance(job: tuple[str, str, int, int], root: Path, image_size: int, seed: int) -> int:
+def _write_instance(job: tuple[str, str, int, int], root: Path, image_size: int, seed: int, background: str) -> int:
     split, category, instance, count = job
     rng = instance_rng(seed, split, category, instance)
     folder = root / split / category
     folder.mkdir(parents=True, exist_ok=True)
     first = instance * IMAGES_PER_INSTANCE
-    for k, photo in enumerate(photograph_instance(category, rng, count, image_size)):
+    for k, photo in enumerate(photograph_instance(category, rng, count, image_size, background)):
         write_png(folder / f"{category}_{first + k:04d}.png", photo)
     return count
+
+
+def check_background(background: str) -> None:
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
 
 
 def object_classes(num_classes: int) -> list[str]:
@@ -143,13 +158,15 @@ def write_object_folders(
     image_size: int = 64,
     seed: int = 0,
     processes: int | None = None,
+    background: str = "clutter",
 ) -> Path:
     """Write ``root/train/<class>/`` and ``root/val/<class>/``; return ``root``.
 
-    Classes are the first ``num_classes`` of :data:`CATEGORIES`. Deterministic in
-    ``seed`` whatever ``processes`` is.
+    Classes are the first ``num_classes`` of :data:`CATEGORIES`; ``background`` is one
+    of :data:`BACKGROUNDS`. Deterministic in ``seed`` whatever ``processes`` is.
     """
     classes = object_classes(num_classes)
+    check_background(background)
     if train_per_class < 1 or val_per_class < 1:
         raise ValueError(f"need at least one image per class and split, got {train_per_class} and {val_per_class}")
     if image_size < 8:
@@ -163,9 +180,10 @@ def write_object_folders(
                 count = min(IMAGES_PER_INSTANCE, per_class - instance * IMAGES_PER_INSTANCE)
                 jobs.append((split, category, instance, count))
     started = time.perf_counter()
-    run_jobs(partial(_write_instance, root=root, image_size=image_size, seed=seed), jobs, processes)
-    log.info("wrote synthetic object folders (%d classes, %d + %d per class) to %s in %.1f s",
-             num_classes, train_per_class, val_per_class, root, time.perf_counter() - started)
+    run_jobs(partial(_write_instance, root=root, image_size=image_size, seed=seed, background=background),
+             jobs, processes)
+    log.info("wrote synthetic object folders (%d classes, %d + %d per class, %s background) to %s in %.1f s",
+             num_classes, train_per_class, val_per_class, background, root, time.perf_counter() - started)
     return root
 
 
@@ -177,6 +195,7 @@ def ensure_synthetic_objects(
     seed: int = 0,
     cache: str = "",
     processes: int | None = None,
+    background: str = "clutter",
 ) -> Path:
     """The synthetic object-centric root (containing ``train/`` and ``val/``), generated once.
 
@@ -184,10 +203,13 @@ def ensure_synthetic_objects(
     to call from many processes at once (see :func:`datasets.cache.build_once`).
     """
     object_classes(num_classes)  # fail before taking the lock
+    check_background(background)
+    # The clutter sets keep the folder names they had before the background option.
+    extra = {} if background == "clutter" else {"background": background}
     key = cache_key(
         "synthetic-objects", GENERATOR_VERSION,
-        classes=num_classes, train=train_per_class, val=val_per_class, size=image_size, seed=seed,
+        classes=num_classes, train=train_per_class, val=val_per_class, size=image_size, seed=seed, **extra,
     )
     target = cache_root(cache) / key
     return build_once(target, lambda tmp: write_object_folders(
-        tmp, num_classes, train_per_class, val_per_class, image_size, seed, processes))
+        tmp, num_classes, train_per_class, val_per_class, image_size, seed, processes, background))
