@@ -60,12 +60,12 @@ class TrialConfig:
     aloi_data: str = SYNTHETIC_ALOI
     synthetic_objects: int = 200
     synthetic_classes: int = 8
-    synthetic_train_per_class: int = 200
+    synthetic_train_per_class: int = 150
     synthetic_val_per_class: int = 50
     synthetic_background: str = "clutter"
     data_cache: str = ""
     ris_invariances: str = "viewpoint,illumination_direction,illumination_color"
-    ris_max_objects: int = 64
+    ris_max_objects: int = 32
     eval_batch_size: int = 256
     checkpoint_every: int = 1
     inject_failure_at_epoch: int = -1

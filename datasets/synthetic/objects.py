@@ -8,7 +8,8 @@ elevation -5 to 50 degrees), random size and offset, lit by one to three lamps o
 direction and colour temperature, over a cluttered 2-D background (gradient, rectangles,
 ellipses, lines, noise), or, with ``background="plain"``, over ALOI's near-black
 background: the same objects, poses and lamps (the clutter is still drawn from the
-random stream, then not used), so the two sets differ only in the background. Layout (``datasets.image_folder`` reads it):
+random stream, then not used), so the two sets differ only in the background.
+Layout (``datasets.image_folder`` reads it):
 
     root/train/<class>/<class>_<i>.png
     root/val/<class>/<class>_<i>.png
