@@ -31,7 +31,7 @@ from orchestrator.config import ConfigError, advisories, check, preset
 
 DEFAULT_CHANGES = {"epochs": 20, "checkpoint_every": 1000}
 
-# Where MoCo v2 learns in about 4 minutes of 2 CPU cores (measured in BENCHMARKS.md,
+# Where MoCo v2 learns in about 5 minutes of 2 CPU cores (measured in BENCHMARKS.md,
 # "Does pretraining learn?"): 240 steps of 64 images at 32 px. Each change removes a
 # reason the default preset learns slowly on a CPU budget:
 QUICK_CHANGES = {
