@@ -26,9 +26,9 @@ REQUIRED = [f"ris/{f}/top{k}" for f in ("viewpoint", "illumination_direction", "
             for k in (10, 25)] + ["probe/linear_top1", "pretrain/loss"]
 GENERATE = """
 from orchestrator.config import preset
-from orchestrator.sweep import prepare_synthetic_data
+from orchestrator.sweep import prepare_data
 if __name__ == "__main__":
-    prepare_synthetic_data([preset("default")])
+    prepare_data([preset("default")])
 """
 
 

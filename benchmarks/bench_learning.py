@@ -14,7 +14,7 @@ crops; :data:`QUICK_CHANGES`); `tests/test_learning.py` asserts its margin.
 
     python -m benchmarks.bench_learning                              # default preset, 20 epochs
     python -m benchmarks.bench_learning --quick                      # the learning test's setting
-    python -m benchmarks.bench_learning --set epochs=50 --set image_size=32
+    python -m benchmarks.bench_learning --quick --set method.crop_scale_min=0.2
     python -m benchmarks.run learning
 """
 from __future__ import annotations
@@ -36,77 +36,80 @@ DEFAULT_CHANGES = {"epochs": 20, "checkpoint_every": 1000}
 # reason the default preset learns slowly on a CPU budget:
 QUICK_CHANGES = {
     "image_size": 32,
-    "synthetic_classes": 4,
-    "synthetic_train_per_class": 100,  # 400 images: each is seen 38 times in 240 steps
-    "synthetic_val_per_class": 150,  # 600 held-out images: a tighter probe estimate
-    "synthetic_background": "plain",  # clutter lets MoCo tell images apart by background
-    "crop_scale_min": 0.9,  # the sweep's gentlest crops; at 0.2 the loss barely moves
-    "moco_temperature": 0.1,  # sharper than MoCo v2's 0.2, as usual for small data
-    "moco_queue_size": 128,  # below the 400 images (trainables.moco.queue_overlap_warning)
+    "data.pretrain.classes": 4,
+    "data.pretrain.train_per_class": 100,  # 400 images: each is seen 38 times in 240 steps
+    "data.pretrain.val_per_class": 150,
+    "data.pretrain.background": "plain",  # clutter lets MoCo tell images apart by background
+    # The probe reads the same generated set: 600 held-out images, a tighter estimate.
+    "data.probe.classes": 4,
+    "data.probe.train_per_class": 100,
+    "data.probe.val_per_class": 150,
+    "data.probe.background": "plain",
+    "method.crop_scale_min": 0.9,  # the sweep's gentlest crops; at 0.2 the loss barely moves
+    "method.temperature": 0.1,  # sharper than MoCo v2's 0.2, as usual for small data
+    "method.queue_size": 128,  # below the 400 images (trainables.moco.queue_overlap_warning)
     "epochs": 40,  # 6 steps each
     "cpus_per_worker": 2,
-    "synthetic_objects": 8,  # RIS on a small turntable set (viewpoint only): not the point here
-    "ris_invariances": "viewpoint",
+    "invariances": "viewpoint",  # RIS on a small turntable set: not the point here
+    "data.aloi.objects": 8,
     "ris_max_objects": 0,
     "checkpoint_every": 1000,
 }
 
 
 def trial_config(preset_name: str = "default", changes: dict | None = None):
-    """The benchmarked trial: a preset, the benchmark's defaults, then `changes`."""
-    config = preset(preset_name).replace(**(DEFAULT_CHANGES | (changes or {})))
+    """The benchmarked trial: a preset, the benchmark's defaults, then dotted `changes`."""
+    config = preset(preset_name).override(DEFAULT_CHANGES | (changes or {}))
     if config.use_gpu is False and torch.cuda.is_available():
-        config = config.replace(use_gpu=True)
+        config = config.override({"use_gpu": True})
     check([config])
     for note in advisories(config):
         print(f"warning: {note}")
     return config
 
 
-def random_init_metrics(config: dict) -> dict[str, float]:
+def random_init_metrics(trial) -> dict[str, float]:
     """The evaluation metrics (probe and RIS) of the encoder the pretraining run starts from."""
-    from trainables.evaluation import evaluate
-    from trainables.pretrain import build_model, seed_everything
+    from trainables import evaluation
+    from trainables.pretrain import build_model
 
-    seed_everything(int(config["seed"]))  # exactly as train_loop_per_worker, before build_model
-    model = build_model(config)
-    device = "cuda" if config["use_gpu"] else "cpu"
-    return evaluate(model.backbone.to(device), config, device)
+    model = build_model(trial)  # seeded exactly as in train_loop_per_worker
+    device = "cuda" if trial.use_gpu else "cpu"
+    return evaluation.evaluate(trial.method.backbone(model).to(device), trial, device)
 
 
-def pretrained_metrics(config: dict) -> dict:
+def pretrained_metrics(trial) -> dict:
     """Final metrics of one Ray Train pretraining run of `config`."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from orchestrator.cluster import init_ray
-    from orchestrator.sweep import prepare_synthetic_data
-    from orchestrator.config import TrialConfig
+    from orchestrator.sweep import prepare_data
     from trainables.pretrain import train_loop_per_worker
     from trainables.trial import scaling_config
 
-    prepare_synthetic_data([TrialConfig.from_dict(config)])
+    prepare_data([trial])
     init_ray()
     with tempfile.TemporaryDirectory() as storage:
-        trainer = TorchTrainer(train_loop_per_worker, train_loop_config=config,
-                               scaling_config=scaling_config(config),
+        trainer = TorchTrainer(train_loop_per_worker, train_loop_config={"trial": trial},
+                               scaling_config=scaling_config(trial),
                                run_config=ray.train.RunConfig(name="learning", storage_path=storage))
         return dict(trainer.fit().metrics)
 
 
 def run(preset_name: str = "default", changes: dict | None = None) -> dict:
-    config = trial_config(preset_name, changes).to_dict()
+    trial = trial_config(preset_name, changes)
     start = time.perf_counter()
-    baseline = random_init_metrics(config)
-    metrics = pretrained_metrics(config)
+    baseline = random_init_metrics(trial)
+    metrics = pretrained_metrics(trial)
     trained, untrained = float(metrics["probe/linear_top1"]), float(baseline["probe/linear_top1"])
     result = {
         "machine": machine(),
         "torch": torch.__version__,
         "command": command_line(),
         "preset": preset_name,
-        "changes": {k: v for k, v in config.items() if v != preset(preset_name).to_dict()[k]},
-        "probe_classes": config["synthetic_classes"],
+        "changes": {k: v for k, v in trial.flat().items() if v != preset(preset_name).flat().get(k)},
+        "probe_classes": trial.data["probe"].classes,
         "probe_top1_random_init": round(untrained, 2),
         "probe_top1_pretrained": round(trained, 2),
         "probe_margin_points": round(trained - untrained, 2),
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="the learning test's setting (QUICK_CHANGES), before any --set")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one trial-config key (repeatable), as in sweeps/*.py")
+                        help="override one trial-config key (dotted, repeatable), as in sweeps/*.py")
     args = parser.parse_args(argv)
     try:
         run(args.preset, (QUICK_CHANGES if args.quick else {}) | parse_overrides(args.set))

@@ -33,7 +33,7 @@ def _augment(transform: TwoCropsTransform, images: torch.Tensor) -> tuple[torch.
 
 
 def run(arch: str = "resnet18", image_size: int = 64, batch_size: int = 64,
-        queue_size: int = PRESETS["default"].moco_queue_size,
+        queue_size: int = PRESETS["default"].method.queue_size,
         steps: int = 5, warmup: int = 2, threads: int = 2, seed: int = 0) -> dict:
     """Time `steps` training steps each way after `warmup` steps; print and return the figures."""
     if steps < 1 or warmup < 0:

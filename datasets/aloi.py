@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from datasets.errors import DatasetFormatError
+from datasets.invariance_sets.base import InvarianceSet
 
 ALOI_FACTORS: tuple[str, ...] = ("viewpoint", "illumination_direction", "illumination_color")
 # Preferred first: quarter resolution is what the evaluation needs and the fastest to read.
@@ -33,31 +33,6 @@ _CONDITIONS: dict[str, re.Pattern] = {
     "illumination_color": re.compile(r"i(\d+)", re.IGNORECASE),
 }
 _STEREO = {"c", "l", "r"}
-
-
-@dataclass(frozen=True)
-class InvarianceSet:
-    """Images grouped into local trajectories for one factor of variation.
-
-    ``paths[k]`` shows object ``targets[k]`` and belongs to trajectory
-    ``trajectories[k]`` (both int64). For ALOI every object has one trajectory per
-    factor, so ``trajectories`` equals ``targets`` (the ALOI object numbers).
-    """
-
-    factor: str
-    paths: list[Path]
-    targets: np.ndarray
-    trajectories: np.ndarray
-
-    def __post_init__(self) -> None:
-        if not len(self.paths) == len(self.targets) == len(self.trajectories):
-            raise ValueError(
-                f"{self.factor}: {len(self.paths)} paths, {len(self.targets)} targets and "
-                f"{len(self.trajectories)} trajectories must have the same length"
-            )
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
 
 def resolution_folder(root: Path | str) -> Path:

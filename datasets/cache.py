@@ -7,7 +7,6 @@ a crashed or killed build never leaves a half-written dataset behind.
 """
 from __future__ import annotations
 
-import fcntl
 import glob
 import logging
 import multiprocessing
@@ -17,6 +16,8 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,10 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Return ``target``, calling ``build(tmp_dir)`` first if it is not built yet.
 
     ``build`` writes the content into the empty folder it is given; that folder is
-    marked complete and atomically renamed to ``target``. An exclusive ``flock`` on the
-    sibling ``<target>.lock`` serialises builders across processes on one machine
-    (flock is not reliable on some network file systems: keep the cache on local disk).
+    marked complete and atomically renamed to ``target``. An exclusive lock on the
+    sibling ``<target>.lock`` (``filelock``) serialises builders across processes on one
+    machine (file locks are not reliable on some network file systems: keep the cache on
+    local disk).
     """
     target = Path(target)
     if is_complete(target):
@@ -71,30 +73,26 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f"{target.name}.lock"
-    with open(lock_path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            # Another process may have finished the build while we waited for the lock.
-            if is_complete(target):
-                return target
-            if target.exists():
-                # Only a foreign or pre-marker folder can be here (our builds appear
-                # atomically, complete); it cannot be trusted, so rebuild it.
-                log.warning("rebuilding incomplete cache folder %s", target)
-                shutil.rmtree(target)
-            # Temporary folders left by a killed builder: only the lock holder builds.
-            for orphan in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
-                shutil.rmtree(orphan, ignore_errors=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-            try:
-                build(tmp)
-                (tmp / COMPLETE_MARKER).write_text("complete\n")
-                tmp.chmod(0o755)  # mkdtemp makes it private; the data is not secret
-                os.rename(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            log.info("built %s", target)
+    with FileLock(lock_path):
+        # Another process may have finished the build while we waited for the lock.
+        if is_complete(target):
             return target
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        if target.exists():
+            # Only a foreign or pre-marker folder can be here (our builds appear
+            # atomically, complete); it cannot be trusted, so rebuild it.
+            log.warning("rebuilding incomplete cache folder %s", target)
+            shutil.rmtree(target)
+        # Temporary folders left by a killed builder: only the lock holder builds.
+        for orphan in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+            shutil.rmtree(orphan, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            build(tmp)
+            (tmp / COMPLETE_MARKER).write_text("complete\n")
+            tmp.chmod(0o755)  # mkdtemp makes it private; the data is not secret
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("built %s", target)
+        return target

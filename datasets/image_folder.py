@@ -146,3 +146,30 @@ def collate_skip_corrupt(batch: Sequence[tuple[Any, int] | None]) -> tuple[Any, 
     else:
         images = torch.stack([image for image, _ in good])
     return images, labels, skipped
+
+
+class ReplaceCorrupt(Dataset):
+    """A dataset whose unreadable items are replaced by the next readable one, and counted.
+
+    Training wants full batches (every DDP rank takes the same steps, and the MoCo queue
+    takes whole global batches), so an unreadable image is not dropped from its batch:
+    item ``i`` becomes the first readable item of ``i+1, i+2, ...`` (wrapping around),
+    deterministically. Items are ``(*item, skipped)``, where ``skipped`` is how many
+    unreadable files were stepped over for this item; a DataLoader's default collate sums
+    nothing, so the training loop adds them up (``data/skipped_images``).
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        n = len(self.dataset)
+        for skipped in range(n):
+            item = self.dataset[(index + skipped) % n]
+            if item is not None:
+                return (*item, skipped)
+        root = getattr(self.dataset, "root", "the dataset")
+        raise DatasetFormatError(f"{root}: none of its {n} images could be decoded")

@@ -1,8 +1,9 @@
 """The command line shared by every script in `sweeps/`.
 
 A sweep script contributes only its search space: the options that name the values of
-its knobs, and the function turning them into a grid. Everything else (preset,
-overrides, storage, tracking, resume) is common and lives here.
+its knobs, and the function turning them into Ray Tune's nested ``param_space``
+(orchestrator.search). Everything else (preset, overrides, storage, tracking, resume)
+is common and lives here.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import logging
 import sys
 from typing import Any, Callable
 
-from orchestrator.config import PRESETS, ConfigError, SweepSettings, coerce, preset
+from orchestrator.config import PRESETS, ConfigError, SweepSettings, parse_overrides, preset
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
@@ -27,8 +28,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     run.add_argument("--preset", default="default", choices=sorted(PRESETS),
                      help="trial settings to start from (default: %(default)s)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one trial config key, e.g. --set epochs=5 (repeatable; "
-                          "keys in docs/internals.md)")
+                     help="override one trial config key, e.g. --set epochs=5 or --set "
+                          "method.queue_size=512 (repeatable, applied in order; keys in "
+                          "docs/internals.md)")
     run.add_argument("--name", default="", help="sweep name (default: <sweep>-<time>)")
     run.add_argument("--resume", action="store_true",
                      help="continue the sweep --name: unfinished and failed trials resume "
@@ -47,21 +49,11 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = coerce(key.strip(), value)
-    return out
-
-
 def run_cli(
     sweep: str,
     description: str,
-    add_search_space: Callable[[argparse.ArgumentParser], None],
-    grid_of: Callable[[argparse.Namespace], dict[str, list[Any]]],
+    add_options: Callable[[argparse.ArgumentParser], None],
+    search_space: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None = None,
 ) -> int:
     """Parse, validate, run the sweep and print its summary; returns the exit status."""
@@ -69,15 +61,15 @@ def run_cli(
     from orchestrator.sweep import default_sweep_name, run_sweep
 
     parser = common_parser(description)
-    add_search_space(parser.add_argument_group("search space"))
+    add_options(parser.add_argument_group("search space"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.resume and not args.name:
         parser.error("--resume needs --name of the sweep to continue")
     try:
-        base = preset(args.preset).replace(**parse_overrides(args.overrides))
-        grid = grid_of(args)
+        base = preset(args.preset).override(parse_overrides(args.overrides))
+        space = search_space(args)
         settings = SweepSettings(
             name=args.name or default_sweep_name(sweep),
             storage_path=args.storage_path,
@@ -88,9 +80,9 @@ def run_cli(
             max_failures=args.max_failures,
             tags={"sweep_kind": sweep, "preset": args.preset},
         )
-        outcome = run_sweep(base, grid, settings)
+        outcome = run_sweep(base, space, settings)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(summary(outcome, list(grid)))
+    print(summary(outcome))
     return 1 if outcome.errors else 0

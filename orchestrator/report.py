@@ -37,7 +37,8 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
-def summary(outcome, knobs: list[str]) -> str:
+def summary(outcome) -> str:
+    knobs = outcome.knobs
     rows = sorted(outcome.rows, key=lambda r: [str(r.get(k)) for k in knobs])
     paper = ", ".join(
         f"{name} {t10:.2f}/{t25:.2f}" for name, (t10, t25) in PAPER_MOCO_V2_IMAGENET.items()

@@ -6,7 +6,6 @@ starts.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
@@ -15,13 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import (
-    advisories,
-    ConfigError,
-    SweepSettings,
-    TrialConfig,
-    check,
-)
+from orchestrator.config import ConfigError, SweepSettings, TrialConfig, advisories, check
+from orchestrator.search import knobs, trials_of
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +34,9 @@ class SweepOutcome:
     tracking_uri: str
     experiment: str
     parent_run_id: str
+    knobs: list[str]
     rows: list[dict[str, Any]]
     errors: list[str]
-
-
-def expand_grid(base: TrialConfig, grid: dict[str, list[Any]]) -> list[TrialConfig]:
-    """Every trial config of a grid search over `grid` (key -> values) on top of `base`."""
-    if not grid:
-        return [base]
-    keys = list(grid)
-    for key in keys:
-        if not isinstance(grid[key], (list, tuple)) or not grid[key]:
-            raise ConfigError(f"search space {key!r} needs a non-empty list of values")
-    return [base.replace(**dict(zip(keys, values))) for values in itertools.product(*grid.values())]
 
 
 def default_storage_path(settings: SweepSettings) -> str:
@@ -99,29 +83,26 @@ def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explic
     return max(1, min(caps))
 
 
-def prepare_synthetic_data(configs: list[TrialConfig]) -> dict[str, str]:
+def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     """Resolve every trial's data roots on the driver; return them as MLflow tags.
 
-    It calls the same functions the workers call (`trainables.data`), so synthetic sets
-    are generated here once, warming the head's cache and surfacing generator errors
-    before any trial starts; on a multi-node cluster each node builds the identical,
-    deterministic set locally.
+    It calls the same `resolve` the workers call, so synthetic sets are generated here
+    once, warming the head's cache and surfacing generator errors before any trial
+    starts; on a multi-node cluster each node builds the identical, deterministic set
+    locally.
     """
-    from trainables.data import aloi_root, objects_root
-
     roots: dict[str, str] = {}
-    for config in configs:
-        values = config.to_dict()
-        for key in ("pretrain_data", "probe_data"):
-            roots[f"data.{key}"] = str(objects_root(values[key], values).resolve())
-        roots["data.aloi_data"] = str(aloi_root(values).resolve())
+    for trial in trials:
+        for role in trial.data:
+            roots[f"data.{role}"] = str(trial.root(role).resolve())
     return roots
 
 
-def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSettings) -> SweepOutcome:
-    """Run (or resume) one sweep: a grid over `grid` on top of `base`."""
-    configs = expand_grid(base, grid)
+def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings) -> SweepOutcome:
+    """Run (or resume) one sweep: the search `space` (orchestrator.search) laid over `base`."""
+    param_space, configs = trials_of(base, space)
     check(configs)  # every config problem, before Ray starts
+    swept = knobs(configs)
     for note in dict.fromkeys(n for c in configs for n in advisories(c)):
         log.warning("%s", note)
     storage = default_storage_path(settings)
@@ -154,28 +135,28 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
             "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": ...}}') or pass --tracking-uri",
             tracking_uri,
         )
-    data_tags = prepare_synthetic_data(configs)
+    data_tags = prepare_data(configs)
     resources = init_ray()
     tags = {"sweep": settings.name, "git_commit": git_commit(), **data_tags, **settings.tags}
     tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, experiment_path)
     if not settings.resume:  # params are immutable in MLflow; a resume keeps the first
         tracker.log_sweep(
-            {"search_space": repr(grid), "num_trials": len(configs), "storage_path": storage}, tags
+            {"search_space": repr(space), "num_trials": len(configs), "storage_path": storage}, tags
         )
     callback = MLflowTrialCallback(
         tracking_uri=tracking_uri, experiment=settings.experiment,
-        sweep_name=settings.name, sweep_dir=experiment_path, tags=tags,
+        sweep_name=settings.name, sweep_dir=experiment_path, tags=tags, knobs=swept,
     )
+    part_modules = tuple(sorted(set().union(*(c.part_modules() for c in configs))))
     trainable = tune.with_resources(
         tune.with_parameters(pretrain_and_evaluate, storage_path=storage,
-                             max_failures=settings.max_failures),
+                             max_failures=settings.max_failures, part_modules=part_modules),
         TRIAL_DRIVER_RESOURCES,
     )
     if settings.resume:
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
-        param_space = base.to_dict() | {k: tune.grid_search(list(v)) for k, v in grid.items()}
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -190,20 +171,18 @@ def run_sweep(base: TrialConfig, grid: dict[str, list[Any]], settings: SweepSett
             ),
         )
     started = time.time()
-    grid_result = tuner.fit()
-    rows, errors = [], []
-    for result in grid_result:
-        row = {k: result.config.get(k) for k in grid} if result.config else {}
-        row.update(metrics_of(result.metrics or {}))
-        rows.append(row)
-        if result.error:
-            errors.append(f"{result.path}: {result.error}")
+    result_grid = tuner.fit()
+    rows = []
+    for result in result_grid:
+        flat = TrialConfig.from_nested(result.config).flat() if result.config else {}
+        rows.append({k: flat.get(k) for k in swept} | metrics_of(result.metrics or {}))
+    errors = [f"{result.path}: {result.error}" for result in result_grid if result.error]
     tracker.client.log_metric(tracker.parent_run_id, "sweep/wall_seconds", time.time() - started)
     tracker.finish("FAILED" if errors else "FINISHED")
     return SweepOutcome(
         name=settings.name, experiment_path=experiment_path, tracking_uri=tracking_uri,
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
-        rows=rows, errors=errors,
+        knobs=swept, rows=rows, errors=errors,
     )
 
 

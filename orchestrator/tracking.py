@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from orchestrator.cluster import REPO_ROOT
+from trainables.config import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class SweepTracker:
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
 
-    def child_run(self, trial_id: str, trial_name: str, config: dict[str, Any],
+    def child_run(self, trial_id: str, trial_name: str, params: dict[str, Any],
                   tags: dict[str, str]) -> str:
         """The child run of a trial: found by its trial id, or created with its params."""
         runs = self._search(
@@ -123,7 +124,7 @@ class SweepTracker:
                   TAG_SWEEP: self.sweep_name, **tags},
         )
         self.client.log_batch(
-            run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())]
+            run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())]
         )
         return run.info.run_id
 
@@ -135,17 +136,20 @@ class MLflowTrialCallback(Callback):
     """Ray Tune callback (driver side) that mirrors every trial into its child run.
 
     It holds only names (it is pickled with the Tuner's state and restored with it) and
-    connects to MLflow in `setup`, finding the sweep's parent run by its folder.
+    connects to MLflow in `setup`, finding the sweep's parent run by its folder. A child
+    run's params are the trial's dotted keys (`TrialConfig.flat`: only the parts it
+    uses), and it is named by the swept `knobs`, e.g. ``method.crop_scale_min=0.08``.
     `pretrain/loss` and the other per-epoch metrics are stepped by the trial's `epoch`.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str,
-                 tags: dict[str, str] | None = None):
+                 tags: dict[str, str] | None = None, knobs: list[str] | None = None):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.sweep_name = sweep_name
         self.sweep_dir = sweep_dir
         self.tags = dict(tags or {})
+        self.knobs = list(knobs or [])
         self._tracker: SweepTracker | None = None
         self._runs: dict[str, str] = {}
 
@@ -164,9 +168,9 @@ class MLflowTrialCallback(Callback):
 
     def _run_id(self, trial) -> str:
         if trial.trial_id not in self._runs:
-            self._runs[trial.trial_id] = self.tracker.child_run(
-                trial.trial_id, str(trial), dict(trial.config), self.tags
-            )
+            params = TrialConfig.from_nested(trial.config).flat()
+            name = " ".join(f"{k}={params.get(k)}" for k in self.knobs) or str(trial)
+            self._runs[trial.trial_id] = self.tracker.child_run(trial.trial_id, name, params, self.tags)
         return self._runs[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):

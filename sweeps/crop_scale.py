@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Crop-scale sweep: how aggressive cropping trades invariances (paper Sec. 4.2).
 
-Pretrains MoCo v2 once per RandomResizedCrop scale range (lower bounds by default 0.08,
-0.2, 0.5 and 0.9, upper bound 1.0), then scores each representation's viewpoint,
-illumination-direction and illumination-colour invariance (Top-K RIS) and its linear
-probe top-1. Every trial is a child run in MLflow.
+Pretrains once per RandomResizedCrop area range (lower bounds by default 0.08, 0.2, 0.5
+and 0.9, upper bound 1.0; or any list of (min, max) pairs), then scores each
+representation's viewpoint, illumination-direction and illumination-colour invariance
+(Top-K RIS) and its linear probe top-1. Every trial is a child run in MLflow.
 
     python sweeps/crop_scale.py                                   # laptop, embedded defaults
     python sweeps/crop_scale.py --crop-scale-mins 0.2 0.5 --set epochs=5
+    python sweeps/crop_scale.py --crop-scales 0.08:0.5 0.5:1.0    # coupled (min, max) pairs
     ray job submit --working-dir . -- python sweeps/crop_scale.py --preset paper \\
-        --set pretrain_data=/data/imagenet --set aloi_data=/data/aloi --storage-path s3://bucket/runs
+        --set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet \\
+        --set data.aloi=aloi --set data.aloi.root=/data/aloi --storage-path s3://bucket/runs
 """
 import sys
 from pathlib import Path
@@ -18,19 +20,34 @@ from pathlib import Path
 # Hugging Face's, which may be installed in site-packages.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ray import tune  # noqa: E402
+
 from orchestrator.cli import run_cli  # noqa: E402
 
 
-def search_space(group):
+def crop_pair(text):
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise ValueError(text)
+    return float(lo), float(hi)
+
+
+def options(group):
     group.add_argument("--crop-scale-mins", nargs="+", type=float, default=[0.08, 0.2, 0.5, 0.9],
                        metavar="S", help="lower bounds of the crop area (default: %(default)s)")
     group.add_argument("--crop-scale-max", type=float, default=1.0, metavar="S",
                        help="upper bound of the crop area (default: %(default)s)")
+    group.add_argument("--crop-scales", nargs="+", type=crop_pair, default=None, metavar="MIN:MAX",
+                       help="(min, max) pairs instead of the two options above, e.g. 0.08:0.5 0.5:1.0")
 
 
-def grid(args):
-    return {"crop_scale_min": list(args.crop_scale_mins), "crop_scale_max": [args.crop_scale_max]}
+def search_space(args):
+    if args.crop_scales:
+        return {"method": tune.grid_search(
+            [{"crop_scale_min": lo, "crop_scale_max": hi} for lo, hi in args.crop_scales])}
+    return {"method": {"crop_scale_min": tune.grid_search(list(args.crop_scale_mins)),
+                       "crop_scale_max": args.crop_scale_max}}
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("crop_scale", __doc__, search_space, grid))
+    sys.exit(run_cli("crop_scale", __doc__, options, search_space))

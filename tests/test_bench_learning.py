@@ -6,7 +6,7 @@ import torch
 
 from benchmarks import bench_learning
 from orchestrator.config import ConfigError, preset
-from trainables.pretrain import build_model, seed_everything
+from trainables.pretrain import build_model
 
 
 def test_trial_config_is_the_preset_with_the_benchmark_defaults_then_the_user_changes():
@@ -15,7 +15,7 @@ def test_trial_config_is_the_preset_with_the_benchmark_defaults_then_the_user_ch
     assert config.checkpoint_every == bench_learning.DEFAULT_CHANGES["checkpoint_every"]
     assert config.lr == preset("default").lr
     with pytest.raises(ConfigError, match="crop_scale"):
-        bench_learning.trial_config("default", {"crop_scale_min": 0.9, "crop_scale_max": 0.5})
+        bench_learning.trial_config("default", {"method.crop_scale_min": 0.9, "method.crop_scale_max": 0.5})
 
 
 def test_quick_is_the_learning_tests_setting_and_set_overrides_it(monkeypatch):
@@ -23,9 +23,10 @@ def test_quick_is_the_learning_tests_setting_and_set_overrides_it(monkeypatch):
     monkeypatch.setattr(bench_learning, "run", lambda preset_name, changes: calls.append((preset_name, changes)))
     bench_learning.main(["--quick", "--set", "epochs=3"])
     bench_learning.main([])
-    assert calls == [("default", bench_learning.QUICK_CHANGES | {"epochs": 3}), ("default", {})]
+    assert calls == [("default", bench_learning.QUICK_CHANGES | {"epochs": "3"}), ("default", {})]
     config = bench_learning.trial_config("default", bench_learning.QUICK_CHANGES)
-    assert config.synthetic_background == "plain" and bench_learning.advisories(config) == []
+    assert config.data["pretrain"].background == "plain" and bench_learning.advisories(config) == []
+    assert config.data["probe"] == config.data["pretrain"]  # the probe reads the same generated set
 
 
 def test_bad_input_exits_2_before_any_pretraining(monkeypatch, capsys):
@@ -34,7 +35,7 @@ def test_bad_input_exits_2_before_any_pretraining(monkeypatch, capsys):
 
     monkeypatch.setattr(bench_learning, "pretrained_metrics", must_not_run)
     monkeypatch.setattr(bench_learning, "random_init_metrics", must_not_run)
-    for argv in (["--set", "crop_scale_min=0"], ["--set", "no_such_key=1"], ["--set", "epochs"],
+    for argv in (["--set", "method.crop_scale_min=0"], ["--set", "no_such_key=1"], ["--set", "epochs"],
                  ["--preset", "nope"]):
         with pytest.raises(SystemExit) as exit_info:
             bench_learning.main(argv)
@@ -43,10 +44,10 @@ def test_bad_input_exits_2_before_any_pretraining(monkeypatch, capsys):
 
 
 def test_the_baseline_evaluates_the_weights_the_train_loop_starts_from(monkeypatch):
-    """train_loop_per_worker seeds with `seed_everything(seed)`, then calls `build_model`."""
+    """The baseline's weights are those `build_model` gives the train loop, whatever ran before."""
     import trainables.evaluation
 
-    config = bench_learning.trial_config("default", {"seed": 7}).to_dict()
+    config = bench_learning.trial_config("default", {"seed": 7})
     seen = {}
 
     def fake_evaluate(backbone, config, device):
@@ -57,10 +58,8 @@ def test_the_baseline_evaluates_the_weights_the_train_loop_starts_from(monkeypat
     torch.manual_seed(12345)  # whatever ran before: the baseline reseeds as the loop does
     assert bench_learning.random_init_metrics(config) == {"probe/linear_top1": 12.5}
 
-    seed_everything(7)
     start = build_model(config).backbone.state_dict()
     assert seen["weights"].keys() == start.keys()
     assert all(torch.equal(seen["weights"][k], start[k]) for k in start)
-    seed_everything(8)  # and another seed gives other weights: the comparison can fail
-    other = build_model(config).backbone.state_dict()
+    other = build_model(config.override({"seed": 8})).backbone.state_dict()  # the comparison can fail
     assert not all(torch.equal(other[k], start[k]) for k in start)

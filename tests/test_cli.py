@@ -20,7 +20,7 @@ def no_ray(monkeypatch):
         raise AssertionError("Ray work started for an invalid configuration")
 
     monkeypatch.setattr(orchestrator.cluster, "init_ray", forbidden)
-    monkeypatch.setattr(orchestrator.sweep, "prepare_synthetic_data", forbidden)
+    monkeypatch.setattr(orchestrator.sweep, "prepare_data", forbidden)
 
 
 def run(argv):
@@ -31,18 +31,20 @@ def run(argv):
         sys.path.pop(0)
     from orchestrator.cli import run_cli
 
-    return run_cli("crop_scale", crop_scale.__doc__, crop_scale.search_space, crop_scale.grid, argv)
+    return run_cli("crop_scale", crop_scale.__doc__, crop_scale.options, crop_scale.search_space, argv)
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--crop-scale-mins", "0.5", "--crop-scale-max", "0.4"], "crop_scale_min=0.5 is larger than crop_scale_max=0.4"),
-        (["--crop-scale-mins", "0.2", "1.2"], "crop_scale_min=1.2 is outside (0, 1]"),
-        (["--crop-scale-mins", "0.2", "--crop-scale-max", "1.5"], "crop_scale_max=1.5 is outside (0, 1]"),
-        (["--set", "aloi_data=/no/such/aloi"], "/no/such/aloi"),
-        (["--set", "pretrain_data=/no/such/images"], "/no/such/images"),
+        (["--crop-scale-mins", "0.5", "--crop-scale-max", "0.4"], "method.crop_scale_min=0.5 is larger than crop_scale_max=0.4"),
+        (["--crop-scale-mins", "0.2", "1.2"], "method.crop_scale_min=1.2 is outside (0, 1]"),
+        (["--crop-scale-mins", "0.2", "--crop-scale-max", "1.5"], "method.crop_scale_max=1.5 is outside (0, 1]"),
+        (["--crop-scales", "0.2:1.0", "0.5:0.3"], "trial 1: method.crop_scale_min=0.5 is larger than crop_scale_max=0.3"),
+        (["--set", "data.aloi=aloi", "--set", "data.aloi.root=/no/such/aloi"], "data.aloi: /no/such/aloi"),
+        (["--set", "data.pretrain=image-folder", "--set", "data.pretrain.root=/no/such/images"], "/no/such/images"),
         (["--set", "epochz=3"], "unknown trial config key 'epochz'"),
+        (["--set", "method.queue_size=100"], "method.queue_size=100 must be a multiple of the global batch_size=64"),
     ],
 )
 def test_bad_input_is_rejected_before_ray(no_ray, capsys, argv, message):

@@ -1,93 +1,131 @@
-"""Bad configurations are rejected, clearly, before any Ray work starts."""
+"""The trial config: typed sections, dotted keys, and bad configurations rejected, clearly,
+before any Ray work starts. Each rule is tested at its owner: the run's rules here, each
+part's in its part's test (MoCo v2: tests/test_moco.py; sources: tests/test_parts.py)."""
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.cli import parse_overrides
-from orchestrator.config import PRESETS, ConfigError, TrialConfig, advisories, check, coerce, validate
+from orchestrator.config import PRESETS, ConfigError, TrialConfig, advisories, check, parse_overrides
+from trainables.config import per_worker_batch
+from trainables.methods.mocov2 import MoCoV2
 
 
 def problems(**changes):
-    return validate(TrialConfig().replace(**changes))
+    return TrialConfig().override(changes).problems()
 
 
 def test_presets_are_valid():
     for name, config in PRESETS.items():
-        assert validate(config) == [], name
+        assert config.problems() == [], name
 
 
 def test_paper_preset_uses_the_papers_moco_v2_settings():
     paper = PRESETS["paper"]
     assert (paper.arch, paper.image_size, paper.batch_size) == ("resnet50", 224, 256)
-    assert (paper.moco_queue_size, paper.moco_momentum, paper.moco_temperature) == (65536, 0.999, 0.2)
-    assert (paper.crop_scale_min, paper.crop_scale_max) == (0.2, 1.0)
+    assert paper.method == MoCoV2(dim=128, queue_size=65536, momentum=0.999, temperature=0.2,
+                                  crop_scale_min=0.2, crop_scale_max=1.0)
+
+
+def test_the_views_round_trip_and_the_params_hold_only_the_parts_used():
+    trial = TrialConfig().override({"method.queue_size": "512", "invariances": "viewpoint"})
+    assert TrialConfig.from_nested(trial.to_nested()) == trial
+    assert TrialConfig().override(trial.flat(params_only=False)) == trial
+    params = trial.flat()
+    assert params["method"] == "mocov2" and params["method.queue_size"] == 512
+    assert params["invariances"] == "viewpoint" and params["data.aloi"] == "synthetic-aloi"
+    assert "data_cache" not in params and "inject_failure_at_epoch" not in params
+    # No probe: no probe keys, and no data role that only the probe read.
+    bare = trial.override({"probes": "", "invariances": ""})
+    assert not [k for k in bare.flat() if k.startswith(("probes.", "data.probe", "data.aloi", "invariances."))]
+    assert set(bare.data) == {"pretrain"}
+
+
+def test_a_real_root_replaces_the_generator_and_its_keys():
+    trial = TrialConfig().override({"data.pretrain": "image-folder", "data.pretrain.root": "/data/imagenet"})
+    params = trial.flat()
+    assert params["data.pretrain"] == "image-folder" and params["data.pretrain.root"] == "/data/imagenet"
+    assert not [k for k in params if k.startswith("data.pretrain.") and k != "data.pretrain.root"]
+
+
+def test_batch_must_split_evenly_over_the_workers():
+    assert per_worker_batch(64, 4) == 16
+    with pytest.raises(ValueError, match="batch_size=64 does not split evenly over num_workers=3"):
+        per_worker_batch(64, 3)
+    (msg,) = problems(num_workers=3)
+    assert msg == "batch_size=64 does not split evenly over num_workers=3"
+
+
+def test_architecture_must_be_a_torchvision_resnet():
+    (msg,) = problems(arch="vit_b_16")
+    assert "arch='vit_b_16' is not a torchvision ResNet-family model" in msg and "resnext50_32x4d" in msg
+    assert problems(arch="wide_resnet50_2") == []
+
+
+def test_run_numbers_are_checked():
+    assert problems(epochs=0) == ["epochs=0 must be at least 1"]
+    assert problems(image_size=16) == ["image_size=16 is too small for a ResNet (at least 32)"]
+    assert problems(ris_max_objects=-1) == ["ris_max_objects=-1 must be >= 0 (0 = all)"]
 
 
 def test_a_queue_as_large_as_the_synthetic_set_is_flagged_and_the_default_is_not():
     assert advisories(PRESETS["default"]) == []
-    config = TrialConfig(synthetic_classes=2, synthetic_train_per_class=100, moco_queue_size=256)
+    config = TrialConfig().override({"data.pretrain.classes": 2, "data.pretrain.train_per_class": 100})
     (note,) = advisories(config)
-    assert "moco_queue_size=256 is not smaller than the 200 pretraining images" in note
-    assert advisories(config.replace(synthetic_train_per_class=129)) == []  # 258 images
+    assert "method.queue_size=256 is not smaller than the 200 pretraining images" in note
+    assert advisories(config.override({"data.pretrain.train_per_class": 129})) == []  # 258 images
     # A real dataset is counted by the loader instead (checking it here would scan it).
-    assert advisories(config.replace(pretrain_data="/data/imagenet")) == []
+    assert advisories(config.override({"data.pretrain": "image-folder", "data.pretrain.root": "/x"})) == []
 
 
-def test_crop_scale_min_above_max_is_rejected():
-    (msg,) = problems(crop_scale_min=0.9, crop_scale_max=0.5)
-    assert "crop_scale_min=0.9 is larger than crop_scale_max=0.5" in msg
-
-
-@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
-def test_crop_scale_bounds_outside_unit_interval_are_rejected(bad):
-    found = problems(crop_scale_min=bad, crop_scale_max=1.0)
-    assert any("crop_scale_min" in p and "outside (0, 1]" in p for p in found)
-
-
-def test_queue_must_hold_whole_global_batches():
-    (msg,) = problems(moco_queue_size=1000, batch_size=64)
-    assert "multiple of the global batch_size=64" in msg
-
-
-def test_missing_dataset_root_names_the_path(tmp_path):
+def test_missing_dataset_root_names_the_role_and_the_path(tmp_path):
     missing = tmp_path / "nowhere"
-    found = problems(aloi_data=str(missing))
-    assert len(found) == 1 and "aloi_data" in found[0] and str(missing) in found[0]
-    found = problems(pretrain_data=str(missing))
-    assert len(found) == 1 and "pretrain_data" in found[0] and "nowhere" in found[0]
+    (msg,) = problems(**{"data.aloi": "aloi", "data.aloi.root": str(missing)})
+    assert msg.startswith("data.aloi: ") and str(missing) in msg
+    (msg,) = problems(**{"data.pretrain": "image-folder", "data.pretrain.root": str(missing)})
+    assert msg.startswith("data.pretrain: ") and "nowhere" in msg
 
 
 def test_non_aloi_folder_is_rejected(tmp_path):
     (tmp_path / "cats").mkdir()
     (tmp_path / "cats" / "a.png").write_bytes(b"not really")
-    (msg,) = problems(aloi_data=str(tmp_path))
-    assert msg.startswith("aloi_data:") and str(tmp_path) in msg
+    (msg,) = problems(**{"data.aloi": "aloi", "data.aloi.root": str(tmp_path)})
+    assert msg.startswith("data.aloi:") and str(tmp_path) in msg
 
 
-def test_unknown_and_unavailable_invariances_are_rejected():
-    assert any("unknown factors" in p for p in problems(ris_invariances="viewpoint,texture"))
-    assert any("not available yet" in p for p in problems(ris_invariances="occlusion"))
+def test_a_source_of_the_wrong_layout_is_rejected():
+    (msg,) = problems(**{"data.aloi": "synthetic-objects"})
+    assert "data.aloi=synthetic-objects yields the image-folder layout" in msg and "synthetic-aloi" in msg
 
 
-def test_unknown_synthetic_background_is_rejected():
-    (msg,) = problems(synthetic_background="grass")
-    assert "synthetic_background='grass'" in msg and "clutter, plain" in msg
-    assert problems(synthetic_background="plain") == []
+def test_unknown_parts_and_keys_are_rejected_with_their_dotted_names():
+    with pytest.raises(ConfigError, match="invariances.texture: unknown invariance set 'texture'"):
+        problems(invariances="viewpoint,texture")
+    with pytest.raises(ConfigError, match="method: unknown method 'simclr'"):
+        problems(method="simclr")
+    with pytest.raises(ConfigError, match="unknown trial config key 'method.queue'"):
+        problems(**{"method.queue": 5})
+    with pytest.raises(ConfigError, match="unknown trial config key 'epoch'"):
+        problems(epoch=3)
+    with pytest.raises(ConfigError, match="no part of this trial reads data.video"):
+        problems(**{"data.video": "image-folder"})
+    with pytest.raises(ConfigError, match=r"method.queue_size='many': expected int"):
+        problems(**{"method.queue_size": "many"})
 
 
 def test_check_collects_every_problem_of_every_trial():
     with pytest.raises(ConfigError) as err:
-        check([TrialConfig(crop_scale_min=0.5, crop_scale_max=0.4), TrialConfig(epochs=0)])
+        check([TrialConfig().override({"method.crop_scale_min": 0.5, "method.crop_scale_max": 0.4}),
+               TrialConfig(epochs=0)])
     text = str(err.value)
-    assert "trial 0: crop_scale_min=0.5 is larger" in text and "trial 1: epochs=0" in text
+    assert "trial 0: method.crop_scale_min=0.5 is larger" in text and "trial 1: epochs=0" in text
 
 
-def test_overrides_are_typed_and_unknown_keys_rejected():
-    assert parse_overrides(["epochs=3", "use_gpu=true", "lr=0.1", "arch=resnet50"]) == {
-        "epochs": 3, "use_gpu": True, "lr": 0.1, "arch": "resnet50"}
-    with pytest.raises(ConfigError, match="unknown trial config key 'epoch'"):
-        coerce("epoch", "3")
+def test_overrides_are_typed_in_order_and_malformed_ones_rejected():
+    trial = TrialConfig().override(parse_overrides(
+        ["epochs=3", "use_gpu=true", "lr=0.1", "arch=resnet50", "method.temperature=0.1"]))
+    assert (trial.epochs, trial.use_gpu, trial.lr, trial.arch) == (3, True, 0.1, "resnet50")
+    assert trial.method.temperature == 0.1
     with pytest.raises(ConfigError, match="expected int"):
-        coerce("epochs", "three")
+        TrialConfig().override(parse_overrides(["epochs=three"]))
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["epochs"])

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import datasets
 from tests.conftest import REPO_ROOT
 
@@ -35,13 +37,15 @@ def test_sweep_script_imports_the_projects_datasets(tmp_path):
     # with ModuleNotFoundError instead of naming the missing folder.
     missing = tmp_path / "no-aloi"
     run = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "sweeps" / "crop_scale.py"), "--set", f"aloi_data={missing}"],
+        [sys.executable, str(REPO_ROOT / "sweeps" / "crop_scale.py"), "--set", "data.aloi=aloi",
+         "--set", f"data.aloi.root={missing}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 2, run.stderr
-    assert "aloi_data: " in run.stderr and str(missing) in run.stderr
+    assert "data.aloi: " in run.stderr and str(missing) in run.stderr
 
 
+@pytest.mark.slow
 def test_ray_workers_import_the_projects_datasets(ray_session):
     @ray_session.remote
     def where():

@@ -23,17 +23,18 @@ MIN_PROBE_MARGIN_POINTS = 5.0
 MIN_VIEWPOINT_RIS_GAIN_POINTS = 8.0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_pretrained_encoder_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache):
     config = bench_learning.trial_config(
-        "default", bench_learning.QUICK_CHANGES | {"seed": 0, "data_cache": str(data_cache)}).to_dict()
+        "default", bench_learning.QUICK_CHANGES | {"seed": 0, "data_cache": str(data_cache)})
     untrained = bench_learning.random_init_metrics(config)
     trained = bench_learning.pretrained_metrics(config)
     summary = {key: (round(untrained[key], 2), round(trained[key], 2))
                for key in ("probe/linear_top1", "ris/viewpoint/top10")}
 
     # The contrastive task itself was learned: well below guessing among the K + 1 keys.
-    assert trained["pretrain/loss"] < math.log(config["moco_queue_size"] + 1) - 1.0, trained
+    assert trained["pretrain/loss"] < math.log(config.method.queue_size + 1) - 1.0, trained
     margin = trained["probe/linear_top1"] - untrained["probe/linear_top1"]
     assert margin >= MIN_PROBE_MARGIN_POINTS, f"probe (random init, pretrained): {summary}"
     gain = trained["ris/viewpoint/top10"] - untrained["ris/viewpoint/top10"]

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from trainables.augment import TwoCropsTransform, blur_kernel_size, eval_transform, mocov2_transform
 from trainables.losses import info_nce
-from trainables.moco import MoCo, check_queue_size, queue_overlap_warning
+from trainables.config import TrialConfig
+from trainables.moco import MoCo, moco_problems, queue_overlap_warning
 
 DIM, QUEUE, BATCH, SIZE = 16, 16, 4, 32
 
@@ -62,8 +63,8 @@ def test_only_query_encoder_gets_gradients_and_key_encoder_follows_momentum():
     from trainables.pretrain import build_optimizer  # imported here: the spawned workers skip Ray's import
 
     model = tiny_moco()
-    optimizer, _ = build_optimizer(model, {"lr": 0.5, "momentum": 0.9, "weight_decay": 1e-4,
-                                           "cosine_schedule": False, "epochs": 1})
+    optimizer, _ = build_optimizer(model, TrialConfig(lr=0.5, momentum=0.9, weight_decay=1e-4,
+                                                      cosine_schedule=False, epochs=1))
     for step in range(2):
         q_before = [p.detach().clone() for p in model.encoder_q.parameters()]
         k_before = [p.detach().clone() for p in model.encoder_k.parameters()]
@@ -107,20 +108,32 @@ def test_two_crops_are_independent_views_and_eval_view_is_deterministic():
     view = eval_transform(SIZE)(image)
     assert view.shape == (3, SIZE, SIZE) and torch.equal(view, eval_transform(SIZE)(image))
     assert (blur_kernel_size(224), blur_kernel_size(64), blur_kernel_size(32)) == (23, 7, 3)  # MoCo v2: 23 at 224
-    with pytest.raises(ValueError, match="crop scale"):
+    with pytest.raises(ValueError, match="crop_scale_min=0.8 is larger than crop_scale_max=0.2"):
         mocov2_transform(SIZE, (0.8, 0.2))
 
 
-def test_queue_size_must_be_a_multiple_of_the_global_batch():
-    check_queue_size(4096, 64)
-    with pytest.raises(ValueError, match=r"moco_queue_size \(100\).*multiple of the global batch size \(64\)"):
-        check_queue_size(100, 64)
+def test_moco_rules_live_in_one_place_and_name_the_method_keys():
+    assert moco_problems(128, 4096, 0.99, 0.2, global_batch=64) == []
+    assert moco_problems(128, 100, 0.99, 0.2, global_batch=64) == [
+        "queue_size=100 must be a multiple of the global batch_size=64 (each step enqueues the whole global batch)"]
+    assert moco_problems(128, 256, 1.0, 0.2) == ["momentum=1.0 must be in [0, 1)"]  # m = 1 never learns keys
+    assert moco_problems(0, 0, -0.1, 0.0) == ["dim=0 must be at least 1", "queue_size=0 must be at least 1",
+                                              "momentum=-0.1 must be in [0, 1)", "temperature=0.0 must be positive"]
+    with pytest.raises(ValueError, match=r"momentum=1.0 must be in \[0, 1\)"):
+        MoCo(momentum=1.0)
+    # The method part reports the same sentences under its dotted keys.
+    trial = TrialConfig().override({"method.queue_size": 100, "method.crop_scale_min": 0.9, "method.crop_scale_max": 0.5})
+    assert trial.problems() == [
+        "method.queue_size=100 must be a multiple of the global batch_size=64 (each step enqueues the whole global batch)",
+        "method.crop_scale_min=0.9 is larger than crop_scale_max=0.5"]
+    assert [p for p in TrialConfig().override({"method.crop_scale_min": 0}).problems()] == [
+        "method.crop_scale_min=0.0 is outside (0, 1]: it is a fraction of the image area"]
 
 
 def test_checkpoint_round_trip_restores_queue_pointer_and_optimizer(tmp_path):
     from trainables.pretrain import build_optimizer, load_checkpoint, save_checkpoint
 
-    config = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "cosine_schedule": True, "epochs": 3}
+    config = TrialConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, cosine_schedule=True, epochs=3)
     model = tiny_moco(seed=0)
     optimizer, scheduler = build_optimizer(model, config)
     for step in range(3):
@@ -185,4 +198,4 @@ def test_two_workers_enqueue_the_global_batch_in_rank_order(tmp_path):
 def test_queue_overlap_warning_names_the_data_and_fires_from_k_equal_to_n():
     assert queue_overlap_warning(255, 256, "/data/x") is None
     message = queue_overlap_warning(256, 256, "/data/x/train")
-    assert message.startswith("/data/x/train: moco_queue_size=256") and "256 pretraining images" in message
+    assert message.startswith("/data/x/train: method.queue_size=256") and "256 pretraining images" in message

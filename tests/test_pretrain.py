@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 
 from datasets.image_folder import scan_image_folder
 from tests.tiny import tiny_config
-from trainables.data import objects_root
+from trainables.config import TrialConfig
 from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
 
 pytestmark = pytest.mark.slow
@@ -52,11 +52,11 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def fit(config: dict, storage: Path, name: str, num_workers: int = 1, max_failures: int = 0):
+def fit(config: TrialConfig, storage: Path, name: str, num_workers: int = 1, max_failures: int = 0):
     events = storage / f"{name}-events.jsonl"
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config={"trial": config},
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, resources_per_worker={"CPU": 1}),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage),
@@ -82,12 +82,12 @@ def assert_final_metrics(metrics: dict, skipped: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def config(data_cache, tmp_path_factory) -> dict:
+def config(data_cache, tmp_path_factory) -> TrialConfig:
     """Tiny config; the probe set has 1 + 1 corrupt images, which evaluation must skip and count."""
-    config = tiny_config(data_cache).to_dict()
-    probe_root = with_corrupt_images(objects_root(config["pretrain_data"], config),
-                                     tmp_path_factory.mktemp("probe") / "objects", train=1, val=1)
-    return config | {"probe_data": str(probe_root)}
+    config = tiny_config(data_cache)
+    probe_root = with_corrupt_images(config.root("pretrain"), tmp_path_factory.mktemp("probe") / "objects",
+                                     train=1, val=1)
+    return config.override({"data.probe": "image-folder", "data.probe.root": str(probe_root)})
 
 
 def test_one_worker_reports_loss_per_epoch_checkpoints_and_final_evaluation(ray_session, config, tmp_path):
@@ -111,8 +111,9 @@ def test_one_worker_reports_loss_per_epoch_checkpoints_and_final_evaluation(ray_
 
 
 def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_images(ray_session, config, tmp_path):
-    pretrain_root = with_corrupt_images(objects_root("synthetic-objects", config), tmp_path / "objects", train=3, val=0)
-    config = config | {"pretrain_data": str(pretrain_root), "inject_failure_at_epoch": 0}
+    pretrain_root = with_corrupt_images(config.root("pretrain"), tmp_path / "objects", train=3, val=0)
+    config = config.override({"data.pretrain": "image-folder", "data.pretrain.root": str(pretrain_root),
+                              "inject_failure_at_epoch": 0})
     result, events = fit(config, tmp_path, "two-workers", num_workers=2, max_failures=1)
 
     exceptions = [e["exception"] for e in events if "exception" in e]
@@ -124,24 +125,29 @@ def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_im
     for per_worker in reports:  # both ranks report the same metrics, evaluation included
         assert len(per_worker) == 2 and per_worker[0] == per_worker[1]
 
-    # The images the last epoch's samplers hand to each worker, in full batches of 8.
+    # The images the last epoch's samplers hand to each worker, in full batches of 8. An
+    # unreadable image is replaced by the next readable one, each file stepped over counted.
     samples, _ = scan_image_folder(pretrain_root / "train")
     corrupt = np.array(["corrupt" in path.name for path, _ in samples])
+    assert corrupt.sum() == 3
     expected_skipped = 0
     for rank in (0, 1):
         sampler = DistributedSampler(range(len(samples)), num_replicas=2, rank=rank, shuffle=True,
-                                     seed=config["seed"], drop_last=True)
+                                     seed=config.seed, drop_last=True)
         sampler.set_epoch(1)
         indices = list(sampler)
-        expected_skipped += int(corrupt[indices[: len(indices) // 8 * 8]].sum())
+        for i in indices[: len(indices) // 8 * 8]:
+            while corrupt[i % len(samples)]:
+                expected_skipped, i = expected_skipped + 1, i + 1
     assert_final_metrics(result.metrics, skipped=expected_skipped + 2)
 
     saved, resumed = load(tmp_path / "two-workers", 0), load(tmp_path / "two-workers", 1)
-    # Epoch 0 filled slots [0, ptr) (32 keys less its corrupt images). Resumed with the
-    # saved queue and pointer, epoch 1 appended after them and left those slots alone.
+    # Every batch is full (unreadable images are replaced), so epoch 0 filled slots
+    # [0, 32). Resumed with the saved queue and pointer, epoch 1 appended the next 32 keys
+    # after them and left those slots alone.
     ptr, queue = int(saved["model"]["queue_ptr"]), resumed["model"]["queue"]
     added = (int(resumed["model"]["queue_ptr"]) - ptr) % 64
-    assert 16 <= ptr <= 32 and 16 <= added <= 32
+    assert ptr == 32 and added == 32
     assert torch.equal(queue[:, :ptr], saved["model"]["queue"][:, :ptr])
     assert not torch.equal(queue[:, ptr:ptr + added], saved["model"]["queue"][:, ptr:ptr + added])
     # The schedule went on from the saved one: two cosine steps over two epochs end at 0.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from ray import tune
 
 from orchestrator.config import SweepSettings
 from orchestrator.sweep import run_sweep
@@ -26,7 +27,7 @@ def child_runs(uri, parent_id):
 def test_sweep_fails_then_resumes_into_the_same_child_runs(ray_session, data_cache, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     base = tiny_config(data_cache, inject_failure_at_epoch=0)
-    grid = {"crop_scale_min": [0.2, 0.5], "crop_scale_max": [1.0]}
+    grid = {"method": {"crop_scale_min": tune.grid_search([0.2, 0.5]), "crop_scale_max": 1.0}}
     settings = SweepSettings(name="e2e", storage_path=str(tmp_path / "results"),
                              tracking_uri=uri, experiment="e2e")
 
@@ -41,7 +42,8 @@ def test_sweep_fails_then_resumes_into_the_same_child_runs(ray_session, data_cac
     assert resumed.errors == [] and resumed.parent_run_id == failed.parent_run_id
     client, children = child_runs(uri, failed.parent_run_id)
     assert len(children) == 2, "a resume must not start a second tracking run"
-    assert sorted(float(r.data.params["crop_scale_min"]) for r in children) == [0.2, 0.5]
+    assert sorted(float(r.data.params["method.crop_scale_min"]) for r in children) == [0.2, 0.5]
+    assert "inject_failure_at_epoch" not in children[0].data.params  # a test hook, not a param
     for run in children:
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "pretrain/loss")]
@@ -51,3 +53,4 @@ def test_sweep_fails_then_resumes_into_the_same_child_runs(ray_session, data_cac
         for key in RIS_KEYS:
             assert 0.0 < run.data.metrics[key] <= 100.0
     assert len(resumed.rows) == 2 and all("ris/viewpoint/top10" in r for r in resumed.rows)
+    assert sorted(r["method.crop_scale_min"] for r in resumed.rows) == [0.2, 0.5]

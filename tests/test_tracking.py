@@ -7,10 +7,13 @@ from types import SimpleNamespace
 from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import TAG_PARENT, MLflowTrialCallback, metrics_of, resolve_tracking_uri
+from trainables.config import TrialConfig
 
 
-def fake_trial(trial_id, **config):
-    return SimpleNamespace(trial_id=trial_id, config=config, __str__=lambda self: trial_id)
+def fake_trial(trial_id, **changes):
+    """A Tune trial as the callback sees it: its id and its nested config."""
+    nested = TrialConfig().override(changes).to_nested()
+    return SimpleNamespace(trial_id=trial_id, config=nested, __str__=lambda self: trial_id)
 
 
 def test_relative_sqlite_uri_is_made_absolute(tmp_path, monkeypatch):
@@ -29,8 +32,8 @@ def test_only_project_metrics_are_logged():
 def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     make = lambda: MLflowTrialCallback(uri, "exp", "sweep-a", str(tmp_path / "sweep-a"),  # noqa: E731
-                                       tags={"git_commit": "abc"})
-    trial = fake_trial("t_00000", crop_scale_min=0.2, epochs=2)
+                                       tags={"git_commit": "abc"}, knobs=["method.crop_scale_min"])
+    trial = fake_trial("t_00000", **{"method.crop_scale_min": 0.3, "invariances": "viewpoint", "probes": ""})
     first = make()
     first.setup()
     first.on_trial_start(0, [], trial)
@@ -52,7 +55,12 @@ def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path):
     assert len(runs) == 2 and len(children) == 1
     child = children[0]
     assert child.data.tags[TAG_PARENT] == first.tracker.parent_run_id
-    assert child.data.params == {"crop_scale_min": "0.2", "epochs": "2"}
+    # The trial's dotted keys, only of the parts it uses (no probe, no probe data), and
+    # the run is named by the swept knob.
+    assert child.data.params == {k: str(v) for k, v in TrialConfig.from_nested(trial.config).flat().items()}
+    assert child.data.params["method.crop_scale_min"] == "0.3" and child.data.params["invariances"] == "viewpoint"
+    assert not [k for k in child.data.params if k.startswith(("probes.", "data.probe"))]
+    assert child.info.run_name == "method.crop_scale_min=0.3"
     assert child.info.status == "FINISHED"
     history = client.get_metric_history(child.info.run_id, "pretrain/loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 5.0), (1, 4.0)]

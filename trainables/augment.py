@@ -17,11 +17,21 @@ def blur_kernel_size(image_size: int) -> int:
     return max(3, int(0.1 * image_size) // 2 * 2 + 1)
 
 
+def crop_scale_problem(lo: float, hi: float) -> str | None:
+    """Why (`lo`, `hi`) is not a RandomResizedCrop area range (None if it is one)."""
+    for name, value in (("crop_scale_min", lo), ("crop_scale_max", hi)):
+        if not 0.0 < value <= 1.0:
+            return f"{name}={value} is outside (0, 1]: it is a fraction of the image area"
+    if lo > hi:
+        return f"crop_scale_min={lo} is larger than crop_scale_max={hi}"
+    return None
+
+
 def mocov2_transform(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.0)) -> v2.Compose:
     """One random view: MoCo v2's augmentation (Chen et al. 2020, 'aug+')."""
     lo, hi = crop_scale
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"crop scale must satisfy 0 < crop_scale_min <= crop_scale_max <= 1, got {crop_scale}")
+    if (problem := crop_scale_problem(lo, hi)) is not None:
+        raise ValueError(problem)
     return v2.Compose([
         v2.RandomResizedCrop(image_size, scale=(lo, hi), antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),

@@ -15,10 +15,6 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
 def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
@@ -43,11 +39,6 @@ def gather_with_sizes(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     return torch.cat([g[:s] for g, s in zip(gathered, sizes)]), sizes
 
 
-def gather_in_rank_order(t: torch.Tensor) -> torch.Tensor:
-    """All ranks' `t` concatenated along dim 0, rank 0 first; identity on one worker."""
-    return gather_with_sizes(t)[0]
-
-
 def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
     """Overwrite `t` on every rank with rank 0's value (in place) and return it."""
     if is_distributed():
@@ -60,10 +51,3 @@ def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(t, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op])
     return t
-
-
-def min_over_ranks(value: int, device: torch.device | str) -> int:
-    """The smallest of every rank's `value` (`value` itself on one worker, without a sync)."""
-    if not is_distributed():
-        return value
-    return int(all_reduce(torch.tensor([value], device=device), "min").item())

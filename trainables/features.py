@@ -63,3 +63,26 @@ def extract_features(
     if not features:
         raise ValueError(f"extract_features: all {skipped} images failed to decode")
     return torch.cat(features).numpy(), torch.cat(labels).numpy(), skipped
+
+
+class FeatureExtractor:
+    """One frozen backbone's features, shared by every invariance set and probe of a trial.
+
+    Calling it with a dataset or a list of paths returns ``(features, labels)`` as
+    :func:`extract_features` does; the images that failed to decode are added to
+    ``skipped`` (reported as ``data/skipped_images``). ``transform`` is the evaluation
+    view, for parts that build their own datasets.
+    """
+
+    def __init__(self, backbone: nn.Module, device: torch.device | str, batch_size: int, transform):
+        self.backbone = backbone
+        self.device = device
+        self.batch_size = batch_size
+        self.transform = transform
+        self.skipped = 0
+
+    def __call__(self, dataset_or_paths: Dataset | Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+        features, labels, skipped = extract_features(
+            self.backbone, dataset_or_paths, self.batch_size, self.device, self.transform)
+        self.skipped += skipped
+        return features, labels

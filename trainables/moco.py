@@ -32,13 +32,26 @@ class MoCoOutput(NamedTuple):
     keys: torch.Tensor  # N x dim, this worker's L2-normalised keys (what it enqueued, in its rank slot)
 
 
-def check_queue_size(queue_size: int, global_batch_size: int) -> None:
-    """The queue holds whole global batches: K must be a positive multiple of the batch."""
-    if global_batch_size <= 0 or queue_size <= 0 or queue_size % global_batch_size:
-        raise ValueError(
-            f"moco_queue_size ({queue_size}) must be a positive multiple of the global batch "
-            f"size ({global_batch_size}), so that every step replaces one whole batch of keys"
-        )
+def moco_problems(dim: int, queue_size: int, momentum: float, temperature: float,
+                  global_batch: int | None = None) -> list[str]:
+    """Why these MoCo settings cannot train (empty: they can). Keys as in ``method.*``.
+
+    The queue holds whole global batches (each step enqueues the global batch), so K
+    must be a multiple of it when `global_batch` is known.
+    """
+    out = []
+    if dim < 1:
+        out.append(f"dim={dim} must be at least 1")
+    if queue_size < 1:
+        out.append(f"queue_size={queue_size} must be at least 1")
+    elif global_batch and queue_size % global_batch:
+        out.append(f"queue_size={queue_size} must be a multiple of the global batch_size={global_batch} "
+                   "(each step enqueues the whole global batch)")
+    if not 0.0 <= momentum < 1.0:
+        out.append(f"momentum={momentum} must be in [0, 1)")
+    if temperature <= 0:
+        out.append(f"temperature={temperature} must be positive")
+    return out
 
 
 def queue_overlap_warning(queue_size: int, num_images: int, where: str) -> str | None:
@@ -53,7 +66,7 @@ def queue_overlap_warning(queue_size: int, num_images: int, where: str) -> str |
     """
     if queue_size < num_images:
         return None
-    return (f"{where}: moco_queue_size={queue_size} is not smaller than the {num_images} "
+    return (f"{where}: method.queue_size={queue_size} is not smaller than the {num_images} "
             f"pretraining images, so every query has keys of its own image among its "
             f"negatives; keep K well below the dataset size (MoCo: 65,536 of 1.28M)")
 
@@ -72,12 +85,8 @@ class MoCo(nn.Module):
     def __init__(self, arch: str = "resnet18", dim: int = 128, queue_size: int = 4096,
                  momentum: float = 0.99, temperature: float = 0.2):
         super().__init__()
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"moco_momentum must be in [0, 1], got {momentum}")
-        if temperature <= 0:
-            raise ValueError(f"moco_temperature must be > 0, got {temperature}")
-        if queue_size <= 0:
-            raise ValueError(f"moco_queue_size must be > 0, got {queue_size}")
+        if problems := moco_problems(dim, queue_size, momentum, temperature):
+            raise ValueError("; ".join(problems))
         self.momentum = momentum
         self.temperature = temperature
 

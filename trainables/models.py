@@ -6,6 +6,19 @@ import torchvision
 from torch import nn
 
 
+# Trunks with a global-average-pooled output and an `fc` classifier to strip.
+ARCH_FAMILIES = ("resnet", "resnext", "wide_resnet")
+
+
+def arch_problem(arch: str) -> str | None:
+    """Why `arch` cannot be a backbone (None if it can): a torchvision ResNet-family name."""
+    known = torchvision.models.list_models(module=torchvision.models)
+    if arch.startswith(ARCH_FAMILIES) and arch in known:
+        return None
+    names = ", ".join(m for m in known if m.startswith(ARCH_FAMILIES))
+    return f"arch={arch!r} is not a torchvision ResNet-family model ({names})"
+
+
 def resnet_backbone(arch: str) -> tuple[nn.Module, int]:
     """A randomly initialised torchvision ResNet without its classifier.
 
@@ -13,12 +26,10 @@ def resnet_backbone(arch: str) -> tuple[nn.Module, int]:
     (512 for resnet18/34, 2048 for resnet50 and up). These pooled features are what
     evaluation freezes and probes.
     """
-    if not arch.startswith(("resnet", "resnext", "wide_resnet")):
-        raise ValueError(f"arch must be a torchvision ResNet (resnet18, resnet50, ...), got {arch!r}")
-    try:
-        net = torchvision.models.get_model(arch, weights=None)
-    except ValueError as e:
-        raise ValueError(f"unknown torchvision model {arch!r}: {e}") from None
+    problem = arch_problem(arch)
+    if problem:
+        raise ValueError(problem)
+    net = torchvision.models.get_model(arch, weights=None)
     dim = net.fc.in_features
     net.fc = nn.Identity()
     return net, dim

@@ -1,17 +1,19 @@
-"""MoCo v2 pretraining as a Ray Train loop (`ray.train.torch.TorchTrainer`, Train V2 API).
+"""Pretraining as a Ray Train loop (`ray.train.torch.TorchTrainer`, Train V2 API).
 
-One function, `train_loop_per_worker(config)`, runs on every worker with the flat trial
-config of docs/internals.md. It works with one worker and no process group (including
-Ray Train local mode, `ScalingConfig(num_workers=0)`), with several CPU workers (gloo)
-and with GPUs (NCCL, mixed precision).
+One function, `train_loop_per_worker({"trial": TrialConfig})`, runs on every worker. It
+knows no method by name: it asks the trial's method (``trainables.methods``) for the
+model, the dataset, the loss of a batch, a per-step hook and the backbone to evaluate.
+It works with one worker and no process group (including Ray Train local mode,
+`ScalingConfig(num_workers=0)`), with several CPU workers (gloo) and with GPUs (NCCL,
+mixed precision).
 
 Per epoch every worker calls `ray.train.report` with the same metrics (Ray keeps rank 0's):
 `epoch`, `pretrain/loss` (mean over the global epoch), `pretrain/images_per_second`
 (global). Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the last.
-On the last epoch rank 0 evaluates the query backbone (trainables.evaluation) and
+On the last epoch rank 0 evaluates the method's backbone (trainables.evaluation) and
 broadcasts the metrics, so every rank reports the RIS / probe keys and
-`data/skipped_images` (images skipped by the last pretraining epoch, all workers, plus
-those skipped by the evaluation).
+`data/skipped_images` (unreadable images replaced in the last pretraining epoch, all
+workers, plus those skipped by the evaluation).
 """
 from __future__ import annotations
 
@@ -20,21 +22,19 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import ray.train
 import ray.train.torch
 import torch
 from ray.train.collective import broadcast_from_rank_zero
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from datasets.image_folder import ImageFolderDataset, collate_skip_corrupt
+from datasets.image_folder import ReplaceCorrupt
 from trainables import distributed
-from trainables.augment import TwoCropsTransform, mocov2_transform
-from trainables.data import objects_root, split_dir
+from trainables.config import TrialConfig, per_worker_batch
 from trainables.evaluation import evaluate
-from trainables.moco import MoCo, check_queue_size, queue_overlap_warning
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +49,18 @@ def seed_everything(*entropy: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: dict[str, Any]) -> MoCo:
-    return MoCo(
-        arch=str(config["arch"]),
-        dim=int(config["moco_dim"]),
-        queue_size=int(config["moco_queue_size"]),
-        momentum=float(config["moco_momentum"]),
-        temperature=float(config["moco_temperature"]),
-    )
+def build_model(trial: TrialConfig) -> nn.Module:
+    """The method's model with the initial weights every rank (and a resume) starts from."""
+    seed_everything(trial.seed)
+    return trial.method.build_model(trial)
 
 
-def build_optimizer(model: MoCo, config: dict[str, Any]):
-    """SGD on the query encoder, with per-epoch cosine decay to 0 (or a constant rate)."""
+def build_optimizer(model: nn.Module, trial: TrialConfig):
+    """SGD on the trainable parameters, with per-epoch cosine decay to 0 (or a constant rate)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=float(config["lr"]), momentum=float(config["momentum"]),
-                                weight_decay=float(config["weight_decay"]))
-    if bool(config["cosine_schedule"]):
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(config["epochs"]))
+    optimizer = torch.optim.SGD(params, lr=trial.lr, momentum=trial.momentum, weight_decay=trial.weight_decay)
+    if trial.cosine_schedule:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=trial.epochs)
     else:
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     return optimizer, scheduler
@@ -90,39 +85,36 @@ def cpu_split(cpus: int, device: torch.device) -> tuple[int, int]:
     return cpus - loader_workers, loader_workers
 
 
-def pretrain_loader(config: dict[str, Any], world_size: int, rank: int, loader_workers: int) -> DataLoader:
-    """Two-crop DataLoader over `<pretrain_data>/train`, this worker's shard of the data.
+def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_workers: int) -> DataLoader:
+    """This worker's shard of the method's training set, in full batches.
 
     The DistributedSampler is built here (not by `prepare_data_loader`) so that its
-    shuffle is seeded from `config["seed"]`; `prepare_data_loader` then only moves the
+    shuffle is seeded from the trial's seed; `prepare_data_loader` then only moves the
     batches to the device.
     """
-    root = split_dir(objects_root(str(config["pretrain_data"]), config), "train")
-    transform = TwoCropsTransform(mocov2_transform(
-        int(config["image_size"]), (float(config["crop_scale_min"]), float(config["crop_scale_max"]))))
-    dataset = ImageFolderDataset(root, transform=transform)
-    batch_size = int(config["batch_size"]) // world_size
+    roots = {role: trial.root(role) for role in trial.method.roles}
+    dataset = trial.method.train_dataset(roots, trial)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=int(config["seed"]), drop_last=True)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                        num_workers=loader_workers,
-                        collate_fn=collate_skip_corrupt)
+                                 seed=trial.seed, drop_last=True)
+    loader = DataLoader(ReplaceCorrupt(dataset), batch_size=per_worker_batch(trial.batch_size, world_size),
+                        sampler=sampler, drop_last=True, num_workers=loader_workers)
+    where = str(getattr(dataset, "root", next(iter(roots.values()), "")))
     if len(loader) == 0:
-        raise ValueError(f"{root}: {len(dataset)} images are fewer than one global batch of "
-                         f"{config['batch_size']}; lower batch_size or add images")
-    warning = queue_overlap_warning(int(config["moco_queue_size"]), len(dataset), str(root))
-    if warning and rank == 0:
-        log.warning(warning)
+        raise ValueError(f"{where}: {len(dataset)} images are fewer than one global batch of "
+                         f"{trial.batch_size}; lower batch_size or add images")
+    if rank == 0:
+        for warning in trial.method.data_warnings(len(dataset), where):
+            log.warning(warning)
     return loader
 
 
-def save_checkpoint(path: Path, model: MoCo, optimizer, scheduler, epoch: int) -> None:
+def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, epoch: int) -> None:
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
 
 
-def load_checkpoint(path: Path, model: MoCo, optimizer, scheduler) -> int:
-    """Restore model (encoders, heads, queue, queue_ptr), optimizer and schedule; return the epoch."""
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> int:
+    """Restore model (for MoCo: encoders, heads, queue, queue_ptr), optimizer and schedule; return the epoch."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -130,17 +122,15 @@ def load_checkpoint(path: Path, model: MoCo, optimizer, scheduler) -> int:
     return int(state["epoch"])
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker function: MoCo v2 pretraining, checkpoints, final evaluation."""
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Ray Train worker function: pretraining, checkpoints, final evaluation."""
+    trial: TrialConfig = loop_config["trial"]
+    method = trial.method
     context = ray.train.get_context()
     world_size, rank = context.get_world_size(), context.get_world_rank()
-    epochs, global_batch = int(config["epochs"]), int(config["batch_size"])
-    if global_batch % world_size:
-        raise ValueError(f"batch_size ({global_batch}) must split evenly over num_workers ({world_size})")
-    check_queue_size(int(config["moco_queue_size"]), global_batch)
 
     device = ray.train.torch.get_device()
-    torch_threads, loader_workers = cpu_split(int(config["cpus_per_worker"]), device)
+    torch_threads, loader_workers = cpu_split(trial.cpus_per_worker, device)
     if device.type == "cpu":
         torch.set_num_threads(torch_threads)
     use_amp = device.type == "cuda"
@@ -148,10 +138,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    seed = int(config["seed"])
-    seed_everything(seed)  # identical initial weights and queue on every rank
-    model = build_model(config)
-    optimizer, scheduler = build_optimizer(model, config)
+    model = build_model(trial)  # identical initial weights (and MoCo queue) on every rank
+    optimizer, scheduler = build_optimizer(model, trial)
 
     start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
@@ -159,36 +147,35 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if resumed:
         with checkpoint.as_directory() as checkpoint_dir:
             start_epoch = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler) + 1
-        log.info("resuming MoCo pretraining at epoch %d", start_epoch)
+        log.info("resuming %s pretraining at epoch %d", method.name, start_epoch)
 
-    # The queue is identical on every rank by construction (keys are gathered in rank
-    # order), and only rank 0's BN statistics are evaluated: no per-step buffer broadcast.
+    # No per-step buffer broadcast: MoCo's queue is identical on every rank by
+    # construction (keys are gathered in rank order), and only rank 0's BN statistics
+    # are evaluated.
     ddp_model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"broadcast_buffers": False})
-    loader = ray.train.torch.prepare_data_loader(pretrain_loader(config, world_size, rank, loader_workers))
+    loader = ray.train.torch.prepare_data_loader(pretrain_loader(trial, world_size, rank, loader_workers))
+    total_steps, step = trial.epochs * len(loader), start_epoch * len(loader)
 
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, trial.epochs):
         # Seeding per epoch makes a resumed run draw the augmentations an uninterrupted one would.
-        seed_everything(seed, rank, epoch)
+        seed_everything(trial.seed, rank, epoch)
         loader.sampler.set_epoch(epoch)
         ddp_model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         images = skipped = 0
         start = time.perf_counter()
-        for views, _, n_skipped in loader:
-            skipped += int(n_skipped)
-            # Every rank must take the same steps (the forward gathers keys), and train-mode
-            # BN needs two images: all ranks skip a step where one has fewer readable ones.
-            if distributed.min_over_ranks(len(views[0]) if isinstance(views, tuple) else 0, device) < 2:
-                continue
-            im_q, im_k = views
+        for inputs, _, n_skipped in loader:
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                output = ddp_model(im_q, im_k)
+                loss = method.training_step(ddp_model, inputs)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(output.loss).backward()
+            scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            loss_sum += output.loss.detach() * len(im_q)
-            images += len(im_q)
+            step += 1
+            method.on_step_end(model, step, total_steps)
+            loss_sum += loss.detach() * len(n_skipped)
+            images += len(n_skipped)
+            skipped += int(n_skipped.sum())
         scheduler.step()
         elapsed = distributed.all_reduce(torch.tensor([time.perf_counter() - start], device=device), "max")
         counts = torch.tensor([images, skipped], dtype=torch.float64, device=device)
@@ -199,9 +186,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "pretrain/images_per_second": images / float(elapsed),
         }
 
-        last = epoch == epochs - 1
+        last = epoch == trial.epochs - 1
         if last:
-            eval_metrics = evaluate(model.backbone, config, device) if rank == 0 else None
+            eval_metrics = evaluate(method.backbone(model), trial, device) if rank == 0 else None
             eval_metrics = broadcast_from_rank_zero(eval_metrics)
             metrics.update(eval_metrics)
             metrics["data/skipped_images"] = int(skipped) + int(eval_metrics["data/skipped_images"])
@@ -210,10 +197,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         with tempfile.TemporaryDirectory() as checkpoint_dir:
             checkpoint = None
-            if rank == 0 and (last or (epoch + 1) % int(config["checkpoint_every"]) == 0):
+            if rank == 0 and (last or (epoch + 1) % trial.checkpoint_every == 0):
                 save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler, epoch)
                 checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir)
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
 
-        if epoch == int(config["inject_failure_at_epoch"]) and not resumed:
+        if epoch == trial.inject_failure_at_epoch and not resumed:
             raise RuntimeError(f"injected failure after epoch {epoch} (inject_failure_at_epoch; fault-tolerance test)")

@@ -2,9 +2,11 @@
 
 A Tune function trainable that builds a `TorchTrainer` and forwards the Train workers'
 reports to Tune with `TuneReportCallback`, as Ray documents Train-inside-Tune now
-(`Tuner(trainer)` is deprecated). The Train run is named after the trial and stored
-under the sweep's storage, so when a sweep is resumed the same Train run picks up its
-latest checkpoint (encoders, queue, optimizer, schedule) instead of starting over.
+(`Tuner(trainer)` is deprecated). Tune hands it the trial's nested config (a plain dict,
+so Tune's own search space, dataframe and resume see real values); it is typed here and
+the Train workers receive the typed `TrialConfig`. The Train run is named after the
+trial and stored under the sweep's storage, so when a sweep is resumed the same Train run
+picks up its latest checkpoint (model, optimizer, schedule) instead of starting over.
 """
 from __future__ import annotations
 
@@ -15,30 +17,34 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from trainables.config import TrialConfig, import_part_modules
 from trainables.pretrain import train_loop_per_worker
 
 
-def scaling_config(config: dict[str, Any]) -> ray.train.ScalingConfig:
+def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
     return ray.train.ScalingConfig(
-        num_workers=int(config["num_workers"]),
-        use_gpu=bool(config["use_gpu"]),
-        resources_per_worker={"CPU": float(config["cpus_per_worker"])}
-        | ({"GPU": 1.0} if config["use_gpu"] else {}),
+        num_workers=trial.num_workers,
+        use_gpu=trial.use_gpu,
+        resources_per_worker={"CPU": float(trial.cpus_per_worker)} | ({"GPU": 1.0} if trial.use_gpu else {}),
     )
 
 
-def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failures: int = 0) -> None:
-    """Tune trainable: pretrain with `config`, evaluate on the last epoch, report.
+def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failures: int = 0,
+                          part_modules: tuple[str, ...] = ()) -> None:
+    """Tune trainable: pretrain the trial, evaluate on the last epoch, report.
 
     `storage_path` is the sweep's storage (local folder, NFS or s3://...); the Train run
-    lives at `<storage_path>/<experiment>-train/<trial id>`.
+    lives at `<storage_path>/<experiment>-train/<trial id>`. `part_modules` are imported
+    first, so that parts registered outside the project (a user's module) resolve here.
     Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result.
     """
+    import_part_modules(part_modules)
+    trial = TrialConfig.from_nested(config)
     context = tune.get_context()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=dict(config),
-        scaling_config=scaling_config(config),
+        train_loop_config={"trial": trial},
+        scaling_config=scaling_config(trial),
         run_config=ray.train.RunConfig(
             name=context.get_trial_id(),
             storage_path=f"{storage_path.rstrip('/')}/{context.get_experiment_name()}-train",

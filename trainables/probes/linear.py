@@ -1,13 +1,19 @@
-"""Linear probes on frozen features (the paper's 'linear softmax classifier', Sec. 5)."""
+"""The linear probe: top-1 of a softmax classifier on frozen features (paper Sec. 5)."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
+from trainables.probes.base import PROBES, Probe
 
 
 def linear_probe_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -34,3 +40,24 @@ def linear_probe_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(train_x, train_y)
     return float(100.0 * np.mean(probe.predict(test_x) == test_y))
+
+
+@PROBES.register
+@dataclass(frozen=True)
+class LinearProbe(Probe):
+    """``probe/linear_top1``: fit on the role's ``train/`` split, scored on ``val/``."""
+
+    name: ClassVar[str] = "linear"
+    roles: ClassVar[dict[str, DataRole]] = {"probe": DataRole(IMAGE_FOLDER, "synthetic-objects", ("train", "val"))}
+    max_iter: int = 1000
+
+    def problems(self, trial: Any) -> list[str]:
+        return [] if self.max_iter >= 1 else [f"max_iter={self.max_iter} must be at least 1"]
+
+    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+        from datasets.image_folder import ImageFolderDataset
+
+        train_x, train_y = features(ImageFolderDataset(split_dir(root, "train"), transform=features.transform))
+        val_x, val_y = features(ImageFolderDataset(split_dir(root, "val"), transform=features.transform))
+        top1 = linear_probe_top1(train_x, train_y, val_x, val_y, seed=int(trial.seed), max_iter=self.max_iter)
+        return {"probe/linear_top1": top1}

@@ -1,0 +1,51 @@
+"""ALOI's three factors (paper Sec. 3.2): viewpoint, illumination direction and colour.
+
+"ALOI directly provides 1000 local trajectories for each of the annotated properties":
+every object's images under one factor form its trajectories (datasets.aloi).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from datasets.invariance_sets.base import INVARIANCE_SETS, InvarianceSet, InvarianceSetPart
+from datasets.sources.base import ALOI, DataRole
+
+ALOI_ROLES = {"aloi": DataRole(ALOI, default_source="synthetic-aloi")}
+
+
+@dataclass(frozen=True)
+class AloiFactor(InvarianceSetPart):
+    """One ALOI factor; the part's name is the factor's."""
+
+    roles: ClassVar[dict[str, DataRole]] = ALOI_ROLES
+
+    def trajectories(self, root: Path, max_targets: int) -> InvarianceSet:
+        from datasets.aloi import read_aloi
+
+        return read_aloi(root, self.name, max_objects=max_targets)
+
+
+@INVARIANCE_SETS.register
+@dataclass(frozen=True)
+class AloiViewpoint(AloiFactor):
+    """Turntable rotation r0..r355 (72 views)."""
+
+    name: ClassVar[str] = "viewpoint"
+
+
+@INVARIANCE_SETS.register
+@dataclass(frozen=True)
+class AloiIlluminationDirection(AloiFactor):
+    """Lamps l1..l8, seen by cameras c1..c3."""
+
+    name: ClassVar[str] = "illumination_direction"
+
+
+@INVARIANCE_SETS.register
+@dataclass(frozen=True)
+class AloiIlluminationColor(AloiFactor):
+    """Lamp voltage i110..i250 (colour temperature)."""
+
+    name: ClassVar[str] = "illumination_color"

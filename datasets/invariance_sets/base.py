@@ -1,0 +1,69 @@
+"""Invariance sets: images grouped into local trajectories of one transformation.
+
+Top-K RIS (paper Sec. 3, Appendix A) needs, for one factor of variation, images of
+targets (objects) grouped into local trajectories along which only that factor varies.
+An invariance set part reads them from a data role's root and returns an
+:class:`InvarianceSet`; the evaluation stage extracts features and scores
+``ris/<name>/top10`` and ``ris/<name>/top25`` for each set a trial names.
+
+Protocol: ``roles`` (the one data role it reads, with its layout) and
+``trajectories(root, max_targets)``, where ``root`` is that role's resolved root.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from datasets.registry import Part, Registry
+from datasets.sources.base import DataRole
+
+# The paper's six invariances (Table 1), spelled as in the MLflow keys of DESIGN.md.
+INVARIANCES: tuple[str, ...] = (
+    "occlusion",
+    "viewpoint",
+    "illumination_direction",
+    "illumination_color",
+    "instance",
+    "instance_viewpoint",
+)
+
+
+@dataclass(frozen=True)
+class InvarianceSet:
+    """Images grouped into local trajectories for one factor of variation.
+
+    ``paths[k]`` shows target ``targets[k]`` and belongs to trajectory
+    ``trajectories[k]`` (both int64).
+    """
+
+    factor: str
+    paths: list[Path]
+    targets: np.ndarray
+    trajectories: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not len(self.paths) == len(self.targets) == len(self.trajectories):
+            raise ValueError(
+                f"{self.factor}: {len(self.paths)} paths, {len(self.targets)} targets and "
+                f"{len(self.trajectories)} trajectories must have the same length"
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True)
+class InvarianceSetPart(Part):
+    """A registered invariance set. Its name is the metric's ``<invariance>``."""
+
+    roles: ClassVar[dict[str, DataRole]] = {}
+
+    def trajectories(self, root: Path, max_targets: int) -> InvarianceSet:
+        """The set's images under `root`; ``max_targets > 0`` keeps the first that many targets."""
+        raise NotImplementedError
+
+
+INVARIANCE_SETS: Registry[type[InvarianceSetPart]] = Registry("invariance set", InvarianceSetPart)

@@ -1,0 +1,89 @@
+"""Parts that plug in: the base class of every part and the registry of each kind.
+
+The project grows by parts (../shared/DESIGN.md, "Parts that plug in"): methods,
+invariance sets, probes and data sources. A part is a frozen dataclass whose fields are
+its typed config section (with defaults) and whose methods implement its kind's small
+protocol; `problems` holds the part's own checks. Registering it under a name is one
+decorator::
+
+    @METHODS.register
+    @dataclass(frozen=True)
+    class MoCoV2(Method):
+        name: ClassVar[str] = "mocov2"
+        queue_size: int = 256
+        ...
+
+The training loop, the evaluation stage and the orchestrator only ever loop over the
+parts a trial config names. This module sits in `datasets/`, the lowest room, so that
+every room can import it (imports point down only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Generic, TypeVar
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; raised before any cluster work starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A registered, typed, validated piece of a trial. Its fields are its config section."""
+
+    name: ClassVar[str] = ""
+
+    def problems(self, trial: Any) -> list[str]:
+        """Everything wrong with this part in `trial`, as readable sentences (empty: valid).
+
+        Runs on the driver before any Ray work. Sentences name the part's keys in their
+        dotted form (see `orchestrator.config`), e.g. ``method.queue_size=100 ...``.
+        """
+        return []
+
+    def settings(self) -> dict[str, Any]:
+        """The part's config section: field name -> value."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+P = TypeVar("P", bound=type)
+
+
+class Registry(Generic[P]):
+    """Names -> part classes of one kind (methods, invariance sets, probes, data sources)."""
+
+    def __init__(self, kind: str, base: type):
+        self.kind = kind
+        self.base = base
+        self._parts: dict[str, type] = {}
+
+    def register(self, part: P) -> P:
+        """Class decorator: add `part` under `part.name`. A name is taken once."""
+        if not (isinstance(part, type) and issubclass(part, self.base)):
+            raise TypeError(f"a {self.kind} must subclass {self.base.__name__}, got {part!r}")
+        if "__dataclass_fields__" not in vars(part) or not part.__dataclass_params__.frozen:
+            # (A subclass of a dataclass inherits the marker: it must be decorated itself.)
+            raise TypeError(f"{self.kind} {part.__name__} must be a frozen dataclass (@dataclass(frozen=True))")
+        name = part.name
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"{self.kind} {part.__name__}: name {name!r} must be letters, digits, '_' or '-'")
+        existing = self._parts.get(name)
+        if existing is not None and existing.__qualname__ != part.__qualname__:
+            raise ValueError(f"{self.kind} {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
+        self._parts[name] = part
+        return part
+
+    def unregister(self, name: str) -> None:
+        self._parts.pop(name, None)
+
+    def get(self, name: str) -> P:
+        try:
+            return self._parts[name]
+        except KeyError:
+            raise ConfigError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._parts))}") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._parts))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parts

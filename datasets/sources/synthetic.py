@@ -1,0 +1,67 @@
+"""Generated data in the real layouts, the embedded defaults (no dataset root configured).
+
+The synthetic sets are fixed datasets, like ImageNet: generated from the generators'
+own default seed, not from the trial's ``seed``, so trials that differ only in their
+seed train and evaluate on the same images. They are built once per cache folder
+(``data_cache``) at the trial's ``image_size``, safely under concurrent callers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from datasets.sources.base import ALOI, DATA_SOURCES, IMAGE_FOLDER, DataSource
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticObjects(DataSource):
+    """Object-centric class folders (datasets.synthetic.objects), ImageNet's layout."""
+
+    name: ClassVar[str] = "synthetic-objects"
+    layout: ClassVar[str] = IMAGE_FOLDER
+    classes: int = 8
+    train_per_class: int = 150
+    val_per_class: int = 50
+    background: str = "clutter"
+
+    def problems(self, trial: Any) -> list[str]:
+        from datasets.synthetic.objects import BACKGROUNDS
+
+        out = [f"{k}={getattr(self, k)} must be at least 1"
+               for k in ("classes", "train_per_class", "val_per_class") if getattr(self, k) < 1]
+        if self.background not in BACKGROUNDS:
+            out.append(f"background={self.background!r} is not one of {', '.join(BACKGROUNDS)}")
+        return out
+
+    def num_images(self, split: str) -> int:
+        return self.classes * (self.train_per_class if split == "train" else self.val_per_class)
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.objects import ensure_synthetic_objects
+
+        return ensure_synthetic_objects(
+            num_classes=self.classes, train_per_class=self.train_per_class,
+            val_per_class=self.val_per_class, image_size=int(trial.image_size),
+            cache=str(trial.data_cache), background=self.background,
+        )
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticAloi(DataSource):
+    """Turntable objects photographed under ALOI's conditions (datasets.synthetic.turntable)."""
+
+    name: ClassVar[str] = "synthetic-aloi"
+    layout: ClassVar[str] = ALOI
+    objects: int = 200
+
+    def problems(self, trial: Any) -> list[str]:
+        return [] if self.objects >= 1 else [f"objects={self.objects} must be at least 1"]
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.turntable import ensure_synthetic_aloi
+
+        return ensure_synthetic_aloi(num_objects=self.objects, image_size=int(trial.image_size),
+                                     cache=str(trial.data_cache))

@@ -1,0 +1,347 @@
+"""The typed trial config: the run's own settings composed with the parts it names.
+
+A trial is one :class:`TrialConfig`: the settings of the training run that every method
+shares (architecture, image size, optimiser, workers, seed) and the parts it uses, each
+a typed, validated section (``datasets.registry``):
+
+- ``method``: one method (``trainables.methods``), e.g. MoCo v2;
+- ``invariances``: the invariance sets scored with RIS (``datasets.invariance_sets``);
+- ``probes``: the probes (``trainables.probes``);
+- ``data``: one data source (``datasets.sources``) per data role those parts read.
+
+It has three views, one spelling each (docs/internals.md):
+
+- nested (``to_nested``/``from_nested``): plain dicts, Ray Tune's ``param_space``;
+- flat dotted (``flat``/``override``): ``method.queue_size``, ``data.pretrain.classes``,
+  ``invariances=viewpoint,illumination_color``: the command line's ``--set`` and the
+  MLflow params, where a trial logs only the keys of the parts it uses;
+- the typed object itself, which the Train workers receive.
+
+Every rule has one owner: the run's rules are in :meth:`TrialConfig.problems`, each
+part's in its own ``problems``; all of them run on the driver before any Ray work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from datasets.invariance_sets import INVARIANCE_SETS, InvarianceSetPart
+from datasets.registry import ConfigError, Part, Registry
+from datasets.sources import DATA_SOURCES, DataRole, DataSource
+from trainables.methods import METHODS, Method
+from trainables.models import arch_problem
+from trainables.probes import PROBES, Probe
+
+# Keys of the nested view naming a part (the section's own key in the flat view).
+PART_NAME_KEY = "name"
+SOURCE_KEY = "source"
+# Fields that travel with the trial but are not logged as MLflow params.
+NOT_A_PARAM = {"param": False}
+
+
+def per_worker_batch(global_batch: int, workers: int) -> int:
+    """The batch each of `workers` DDP ranks takes from a `global_batch`; it must split evenly."""
+    if workers < 1 or global_batch % workers:
+        raise ValueError(f"batch_size={global_batch} does not split evenly over num_workers={workers}")
+    return global_batch // workers
+
+
+def _default_method() -> Method:
+    return METHODS.get("mocov2")()
+
+
+def _default_invariances() -> tuple[InvarianceSetPart, ...]:
+    return tuple(INVARIANCE_SETS.get(n)() for n in ("viewpoint", "illumination_direction", "illumination_color"))
+
+
+def _default_probes() -> tuple[Probe, ...]:
+    return (PROBES.get("linear")(),)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One trial: the training run's settings and its parts (see the module docstring)."""
+
+    arch: str = "resnet18"  # torchvision ResNet-family trunk
+    image_size: int = 64  # crop output size (pretraining) and evaluation resize
+    epochs: int = 2
+    batch_size: int = 64  # global, split evenly over the workers
+    lr: float = 0.03  # SGD, for the global batch
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    cosine_schedule: bool = True  # cosine decay over `epochs`, else constant
+    num_workers: int = 1  # Ray Train workers (DDP ranks)
+    use_gpu: bool = False  # one GPU per worker
+    cpus_per_worker: int = 1
+    seed: int = 0  # everything random is seeded from it
+    checkpoint_every: int = 1  # epochs between checkpoints (and the last one)
+    eval_batch_size: int = 256  # frozen-feature extraction
+    ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
+    method: Method = field(default_factory=_default_method)
+    invariances: tuple[InvarianceSetPart, ...] = field(default_factory=_default_invariances)
+    probes: tuple[Probe, ...] = field(default_factory=_default_probes)
+    # role -> source; roles that no part reads are dropped, missing ones get their default.
+    data: dict[str, DataSource] = field(default_factory=dict)
+    # Not params: where generated data is cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl),
+    # and the fault-tolerance tests' hook (raise once after checkpointing this epoch, in a
+    # run that did not start from a checkpoint).
+    data_cache: str = field(default="", metadata=NOT_A_PARAM)
+    inject_failure_at_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
+
+    def __post_init__(self) -> None:
+        data = {role: self.data.get(role) or DATA_SOURCES.get(need.default_source)()
+                for role, need in self.roles().items()}
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "invariances", tuple(self.invariances))
+        object.__setattr__(self, "probes", tuple(self.probes))
+
+    # -- the parts -------------------------------------------------------------------------
+    def consumers(self) -> list[tuple[str, Part]]:
+        """Every part that reads data, with its section path (``method``, ``invariances.<name>``...)."""
+        return ([("method", self.method)]
+                + [(f"invariances.{p.name}", p) for p in self.invariances]
+                + [(f"probes.{p.name}", p) for p in self.probes])
+
+    def roles(self) -> dict[str, DataRole]:
+        """The data roles the parts read (the first declaration of a role wins)."""
+        roles: dict[str, DataRole] = {}
+        for _, part in self.consumers():
+            for role, need in part.roles.items():
+                roles.setdefault(role, need)
+        return roles
+
+    def root(self, role: str):
+        """The resolved root of `role` (a generated source is built on first use)."""
+        return self.data[role].resolve(self)
+
+    def root_of(self, part: Part):
+        """The root of the one data role `part` reads."""
+        (role,) = part.roles
+        return self.root(role)
+
+    def part_modules(self) -> set[str]:
+        """The modules defining this trial's parts: importing them registers the parts."""
+        parts = [part for _, part in self.consumers()] + list(self.data.values())
+        return {type(part).__module__ for part in parts}
+
+    # -- rules -----------------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """Everything wrong with this trial, as readable sentences naming dotted keys (empty: valid)."""
+        out: list[str] = []
+        for name in ("image_size", "epochs", "batch_size", "num_workers", "cpus_per_worker",
+                     "eval_batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}={getattr(self, name)} must be at least 1")
+        if self.image_size >= 1 and self.image_size < 32:
+            out.append(f"image_size={self.image_size} is too small for a ResNet (at least 32)")
+        if (problem := arch_problem(self.arch)) is not None:
+            out.append(problem)
+        if self.batch_size >= 1 and self.num_workers >= 1:
+            try:
+                per_worker_batch(self.batch_size, self.num_workers)
+            except ValueError as err:
+                out.append(str(err))
+        if self.lr <= 0:
+            out.append(f"lr={self.lr} must be positive")
+        if self.ris_max_objects < 0:
+            out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
+        for kind, parts in (("invariances", self.invariances), ("probes", self.probes)):
+            names = [p.name for p in parts]
+            if len(set(names)) < len(names):
+                out.append(f"{kind}={','.join(names)} names a part twice")
+            for part in parts:
+                if len(part.roles) != 1:
+                    out.append(f"{kind}.{part.name} must read exactly one data role, declares {sorted(part.roles)}")
+        for path, part in self.consumers():
+            out += [f"{path}.{p}" for p in part.problems(self)]
+        out += self._data_problems()
+        return out
+
+    def _data_problems(self) -> list[str]:
+        out: list[str] = []
+        needs: dict[str, set[str]] = {}
+        for path, part in self.consumers():
+            for role, need in part.roles.items():
+                first = self.roles()[role]
+                if need.layout != first.layout:
+                    out.append(f"{path} reads data.{role} as {need.layout}, another part as {first.layout}")
+                needs.setdefault(role, set()).update(need.needs)
+        for role, source in self.data.items():
+            layout = self.roles()[role].layout
+            if source.layout != layout:
+                fits = [n for n in DATA_SOURCES.names() if DATA_SOURCES.get(n).layout == layout]
+                out.append(f"data.{role}={source.name} yields the {source.layout} layout, but data.{role} "
+                           f"is read as {layout} (sources: {', '.join(fits)})")
+                continue
+            out += [f"data.{role}.{p}" for p in source.problems(self)]
+            out += [f"data.{role}: {p}" for p in source.check_root(tuple(sorted(needs.get(role, ()))))]
+        return out
+
+    # -- views -----------------------------------------------------------------------------
+    def to_nested(self) -> dict[str, Any]:
+        """Plain nested dicts (Ray Tune's ``param_space``); :meth:`from_nested` inverts it."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in _run_fields()}
+        out["method"] = {PART_NAME_KEY: self.method.name, **self.method.settings()}
+        out["invariances"] = {p.name: p.settings() for p in self.invariances}
+        out["probes"] = {p.name: p.settings() for p in self.probes}
+        out["data"] = {role: {SOURCE_KEY: s.name, **s.settings()} for role, s in self.data.items()}
+        return out
+
+    @classmethod
+    def from_nested(cls, values: dict[str, Any]) -> "TrialConfig":
+        """The typed trial of a nested dict; strings are parsed into the fields' types.
+
+        Raises ConfigError naming the dotted key of anything unknown or mistyped.
+        """
+        values = dict(values)
+        kwargs: dict[str, Any] = {}
+        run = {f.name: f for f in _run_fields()}
+        sections = {"method", "invariances", "probes", "data"}
+        unknown = sorted(set(values) - set(run) - sections)
+        if unknown:
+            raise ConfigError(f"unknown trial config key {unknown[0]!r}; known: {', '.join(sorted(set(run) | sections))}")
+        hints = typing.get_type_hints(cls)
+        for name in run:
+            if name in values:
+                kwargs[name] = _coerce(name, values[name], hints[name])
+        if "method" in values:
+            section = dict(_section("method", values["method"]))
+            kwargs["method"] = _build(METHODS, "method", section.pop(PART_NAME_KEY, _default_method().name), section)
+        for kind, registry in (("invariances", INVARIANCE_SETS), ("probes", PROBES)):
+            if kind in values:
+                kwargs[kind] = tuple(_build(registry, f"{kind}.{name}", name, dict(_section(f"{kind}.{name}", s or {})))
+                                     for name, s in _section(kind, values[kind]).items())
+        if "data" in values:
+            data = {}
+            for role, section in _section("data", values["data"]).items():
+                section = dict(_section(f"data.{role}", section))
+                if SOURCE_KEY not in section:
+                    raise ConfigError(f"data.{role} names no source (set data.{role}=<source>)")
+                data[role] = _build(DATA_SOURCES, f"data.{role}", section.pop(SOURCE_KEY), section)
+            kwargs["data"] = data
+        return cls(**kwargs)
+
+    def flat(self, params_only: bool = True) -> dict[str, Any]:
+        """The dotted view: what ``--set`` takes and, with `params_only`, the MLflow params."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in _run_fields()
+                               if not params_only or f.metadata.get("param", True)}
+        out["method"] = self.method.name
+        out.update({f"method.{k}": v for k, v in self.method.settings().items()})
+        for kind, parts in (("invariances", self.invariances), ("probes", self.probes)):
+            out[kind] = ",".join(p.name for p in parts)
+            for part in parts:
+                out.update({f"{kind}.{part.name}.{k}": v for k, v in part.settings().items()})
+        for role, source in self.data.items():
+            out[f"data.{role}"] = source.name
+            out.update({f"data.{role}.{k}": v for k, v in source.settings().items()})
+        return out
+
+    def override(self, changes: dict[str, Any]) -> "TrialConfig":
+        """This trial with dotted `changes` applied in order (values typed, or strings to parse).
+
+        ``method=<name>`` (or ``data.<role>=<source>``) switches the part, with its defaults;
+        ``invariances=a,b`` / ``probes=a`` select parts, keeping the settings of those kept.
+        """
+        nested = self.to_nested()
+        for key, value in changes.items():
+            _set_dotted(nested, key, value)
+        return TrialConfig.from_nested(nested)
+
+
+def _run_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(TrialConfig) if f.name not in ("method", "invariances", "probes", "data")]
+
+
+def _section(path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} must be a section (a mapping of keys to values), got {value!r}")
+    return value
+
+
+def _build(registry: Registry, path: str, name: str, settings: dict[str, Any]) -> Part:
+    try:
+        cls = registry.get(str(name))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ConfigError(f"unknown trial config key '{path}.{unknown[0]}'; {registry.kind} {name!r} "
+                          f"has: {', '.join(sorted(fields)) or 'no settings'}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(f"{path}.{k}", v, hints[k]) for k, v in settings.items()})
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """`value` as a `kind` (bool, int, float, str); strings from the command line are parsed."""
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return lowered in ("true", "1", "yes")
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r}: expected {kind.__name__}") from None
+    return value
+
+
+def _set_dotted(nested: dict[str, Any], key: str, value: Any) -> None:
+    """Apply one dotted change to the nested view (see :meth:`TrialConfig.override`)."""
+    head, _, rest = key.partition(".")
+    if head == "method":
+        if not rest:
+            if value != nested["method"][PART_NAME_KEY]:
+                nested["method"] = {PART_NAME_KEY: value}
+        else:
+            nested["method"][rest] = value
+    elif head in ("invariances", "probes"):
+        if not rest:
+            names = [n.strip() for n in str(value).split(",") if n.strip()]
+            nested[head] = {n: nested[head].get(n, {}) for n in names}
+        else:
+            name, _, setting = rest.partition(".")
+            if name not in nested[head]:
+                raise ConfigError(f"{key}: {name!r} is not in {head} ({','.join(nested[head]) or 'none'}); select it first")
+            if not setting:
+                raise ConfigError(f"{key}: expected {head}.{name}.<setting>")
+            nested[head][name][setting] = value
+    elif head == "data":
+        role, _, setting = rest.partition(".")
+        if role not in nested["data"]:
+            raise ConfigError(f"{key}: no part of this trial reads data.{role!s} "
+                              f"(roles: {', '.join(nested['data']) or 'none'})")
+        if not setting:
+            if value != nested["data"][role][SOURCE_KEY]:
+                nested["data"][role] = {SOURCE_KEY: value}
+        else:
+            nested["data"][role][setting] = value
+    elif rest or head not in {f.name for f in _run_fields()}:
+        raise ConfigError(f"unknown trial config key {key!r}; run keys: "
+                          f"{', '.join(f.name for f in _run_fields())}, and method[.*], "
+                          "invariances[.*], probes[.*], data.<role>[.*]")
+    else:
+        nested[head] = value
+
+
+def import_part_modules(modules: Iterable[str]) -> None:
+    """Import the modules defining a trial's parts, so that their registrations run here
+    (a Ray worker process has imported only the built-in parts)."""
+    for module in sorted(modules):
+        importlib.import_module(module)

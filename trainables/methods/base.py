@@ -1,0 +1,55 @@
+"""Methods: how a backbone is pretrained. One file per method, on this base (solo-learn's shape).
+
+The Ray Train loop (``trainables.pretrain``) knows no method by name. It asks the trial's
+method for:
+
+- ``roles``: the data roles it reads, with their layouts;
+- ``build_model(trial)``: the module DDP wraps (initial weights drawn from torch's RNG,
+  which the loop seeds);
+- ``train_dataset(roots, trial)``: a dataset whose items are ``(inputs, label)`` (``None``
+  for an unreadable file: the loop replaces it and counts it);
+- ``training_step(model, inputs)``: the loss of one batch (``model`` is the DDP-wrapped
+  module, so gradients synchronise);
+- ``on_step_end(model, step, total_steps)``: a per-step hook (e.g. a momentum schedule);
+- ``backbone(model)``: the trunk whose frozen features evaluation scores;
+- ``data_warnings(num_images, where)``: settings that run but hurt with this much data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from datasets.registry import Part, Registry
+from datasets.sources.base import DataRole
+
+
+@dataclass(frozen=True)
+class Method(Part):
+    """A registered pretraining method. Its fields are the ``method.*`` settings."""
+
+    roles: ClassVar[dict[str, DataRole]] = {}
+
+    def build_model(self, trial: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
+        raise NotImplementedError
+
+    def training_step(self, model: nn.Module, inputs: Any) -> Tensor:
+        raise NotImplementedError
+
+    def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after every optimiser step (``step`` counts from 1); nothing by default."""
+
+    def backbone(self, model: nn.Module) -> nn.Module:
+        return model.backbone
+
+    def data_warnings(self, num_images: int, where: str) -> list[str]:
+        return []
+
+
+METHODS: Registry[type[Method]] = Registry("method", Method)

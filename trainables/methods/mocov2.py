@@ -1,0 +1,60 @@
+"""MoCo v2 (Chen et al. 2020, "Improved Baselines with Momentum Contrastive Learning"),
+the method whose invariances the paper dissects (Sec. 4-5).
+
+Two random views of each image (the MoCo v2 augmentation, whose crop scale is the
+paper's "aggressive cropping" knob); the query encoder learns to pick the key of its own
+image among a queue of keys of other images (InfoNCE, paper Eq. 1). The model, queue and
+momentum encoder are in ``trainables.moco``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
+from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
+from trainables.methods.base import METHODS, Method
+from trainables.moco import MoCo, moco_problems, queue_overlap_warning
+
+
+@METHODS.register
+@dataclass(frozen=True)
+class MoCoV2(Method):
+    """``method=mocov2``: MoCo v2 on the ``train/`` split of an image-folder role ``pretrain``."""
+
+    name: ClassVar[str] = "mocov2"
+    roles: ClassVar[dict[str, DataRole]] = {"pretrain": DataRole(IMAGE_FOLDER, "synthetic-objects", ("train",))}
+    dim: int = 128  # output width of the projection head
+    queue_size: int = 256  # K negatives; a multiple of the global batch, well below the data size
+    momentum: float = 0.99  # m of the key encoder's update
+    temperature: float = 0.2  # tau of Eq. 1
+    crop_scale_min: float = 0.2  # RandomResizedCrop's area range: the paper's cropping knob
+    crop_scale_max: float = 1.0
+
+    def problems(self, trial: Any) -> list[str]:
+        out = moco_problems(self.dim, self.queue_size, self.momentum, self.temperature,
+                            global_batch=int(trial.batch_size))
+        crop = crop_scale_problem(self.crop_scale_min, self.crop_scale_max)
+        return out + ([crop] if crop else [])
+
+    def build_model(self, trial: Any) -> MoCo:
+        return MoCo(arch=trial.arch, dim=self.dim, queue_size=self.queue_size,
+                    momentum=self.momentum, temperature=self.temperature)
+
+    def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
+        from datasets.image_folder import ImageFolderDataset
+
+        view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
+        return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
+
+    def training_step(self, model: nn.Module, inputs: Any) -> Tensor:
+        im_q, im_k = inputs
+        return model(im_q, im_k).loss
+
+    def data_warnings(self, num_images: int, where: str) -> list[str]:
+        warning = queue_overlap_warning(self.queue_size, num_images, where)
+        return [warning] if warning else []

@@ -1,0 +1,32 @@
+"""Probes: how discriminative frozen features are (paper Sec. 5 and Table 2).
+
+A probe reads one data role, asks the evaluation stage for frozen features of the
+images it needs (:class:`trainables.features.FeatureExtractor`, one extraction path
+shared with RIS) and returns its metrics, named as in ../shared/DESIGN.md
+(``probe/<name>``).
+
+Protocol: ``roles`` (the one data role it reads) and
+``evaluate(root, features, trial) -> dict[str, float]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from datasets.registry import Part, Registry
+from datasets.sources.base import DataRole
+
+
+@dataclass(frozen=True)
+class Probe(Part):
+    """A registered probe."""
+
+    roles: ClassVar[dict[str, DataRole]] = {}
+
+    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+        """The probe's metrics on the data under `root` (its role's resolved root)."""
+        raise NotImplementedError
+
+
+PROBES: Registry[type[Probe]] = Registry("probe", Probe)
