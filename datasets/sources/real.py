@@ -9,47 +9,50 @@ from datasets.errors import DatasetFormatError
 from datasets.sources.base import ALOI, DATA_SOURCES, IMAGE_FOLDER, DataSource, existing_dir
 
 
+@dataclass(frozen=True)
+class RealRoot(DataSource):
+    """A dataset on disk at ``root``; ``validate`` is its layout's fast structural check."""
+
+    root: str = ""
+
+    def resolve(self, trial: Any) -> Path:
+        return existing_dir(self.root, self.name)
+
+    def check_root(self, needs: tuple[str, ...]) -> list[str]:
+        try:
+            self.validate(existing_dir(self.root, self.name), needs)
+        except DatasetFormatError as err:
+            return [str(err)]
+        return []
+
+    def validate(self, root: Path, needs: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+
 @DATA_SOURCES.register
 @dataclass(frozen=True)
-class ImageFolderSource(DataSource):
+class ImageFolderSource(RealRoot):
     """An ImageNet-style root: ``<root>/train/<class>/<image>``, ``<root>/val/...``."""
 
     name: ClassVar[str] = "image-folder"
     layout: ClassVar[str] = IMAGE_FOLDER
-    root: str = ""
 
-    def resolve(self, trial: Any) -> Path:
-        return existing_dir(self.root, self.name)
-
-    def check_root(self, needs: tuple[str, ...]) -> list[str]:
+    def validate(self, root: Path, needs: tuple[str, ...]) -> None:
         from datasets.image_folder import validate_image_folder_root
 
-        try:
-            root = existing_dir(self.root, self.name)
-            for split in needs:
-                validate_image_folder_root(root / split)
-        except DatasetFormatError as err:
-            return [str(err)]
-        return []
+        for split in needs:
+            validate_image_folder_root(root / split)
 
 
 @DATA_SOURCES.register
 @dataclass(frozen=True)
-class AloiSource(DataSource):
+class AloiSource(RealRoot):
     """An ALOI root: the folder holding ``png4/`` (or ``png2/``, ``png/``)."""
 
     name: ClassVar[str] = "aloi"
     layout: ClassVar[str] = ALOI
-    root: str = ""
 
-    def resolve(self, trial: Any) -> Path:
-        return existing_dir(self.root, self.name)
-
-    def check_root(self, needs: tuple[str, ...]) -> list[str]:
+    def validate(self, root: Path, needs: tuple[str, ...]) -> None:
         from datasets.aloi import validate_aloi_root
 
-        try:
-            validate_aloi_root(existing_dir(self.root, self.name))
-        except DatasetFormatError as err:
-            return [str(err)]
-        return []
+        validate_aloi_root(root)
