@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from datasets.registry import ConfigError
-from datasets.sources.synthetic import SyntheticAloi, SyntheticObjects
+from datasets.sources.real import AloiSource, ImageFolderSource
 from trainables.config import TrialConfig
 from trainables.methods.mocov2 import MoCoV2
 
@@ -23,8 +23,10 @@ PRESETS: dict[str, TrialConfig] = {
     # Finishes a 4-trial sweep on a 2-core laptop in minutes.
     "default": TrialConfig(),
     # The paper's settings (MoCo v2 hyper-parameters, ResNet-50 at 224 px) for real data
-    # on a GPU cluster; point the data roles at the real dataset roots
-    # (--set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet ...).
+    # on a GPU cluster. Its data roles are real roots with no path: it refuses to start
+    # until they are set (--set data.pretrain.root=/data/imagenet ...). On synthetic data
+    # its K = 65,536 queue would exceed the set (every query meeting its own image
+    # among its negatives), and 224 px ResNet-50 runs are for GPUs anyway.
     "paper": TrialConfig(
         arch="resnet50",
         image_size=224,
@@ -39,8 +41,7 @@ PRESETS: dict[str, TrialConfig] = {
         cpus_per_worker=8,
         ris_max_objects=0,
         eval_batch_size=512,
-        data={"pretrain": SyntheticObjects(train_per_class=2000), "probe": SyntheticObjects(train_per_class=2000),
-              "aloi": SyntheticAloi(objects=1000)},
+        data={"pretrain": ImageFolderSource(), "probe": ImageFolderSource(), "aloi": AloiSource()},
     ),
 }
 

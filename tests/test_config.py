@@ -14,16 +14,38 @@ def problems(**changes):
     return TrialConfig().override(changes).problems()
 
 
-def test_presets_are_valid():
-    for name, config in PRESETS.items():
-        assert config.problems() == [], name
+def test_the_default_preset_is_valid_and_runs_without_advisories():
+    assert PRESETS["default"].problems() == [] and advisories(PRESETS["default"]) == []
 
 
 def test_paper_preset_uses_the_papers_moco_v2_settings():
     paper = PRESETS["paper"]
-    assert (paper.arch, paper.image_size, paper.batch_size) == ("resnet50", 224, 256)
+    assert (paper.arch, paper.image_size, paper.batch_size, paper.epochs) == ("resnet50", 224, 256, 200)
+    # MoCo v2: SGD lr 0.03 (batch 256), momentum 0.9, weight decay 1e-4, cosine schedule;
+    # 2048-d MLP head to 128-d, K = 65,536, m = 0.999, tau = 0.2, crops of 20-100 %.
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.cosine_schedule) == (0.03, 0.9, 1e-4, True)
     assert paper.method == MoCoV2(dim=128, queue_size=65536, momentum=0.999, temperature=0.2,
                                   crop_scale_min=0.2, crop_scale_max=1.0)
+    assert (paper.num_workers, paper.use_gpu) == (8, True)
+
+
+def test_paper_preset_refuses_to_start_until_its_real_roots_are_set(tmp_path):
+    paper = PRESETS["paper"]
+    assert advisories(paper) == []
+    assert paper.problems() == [
+        "data.pretrain.root is not set: point it at the image-folder dataset's folder",
+        "data.aloi.root is not set: point it at the aloi dataset's folder",
+        "data.probe.root is not set: point it at the image-folder dataset's folder"]
+    images = tmp_path / "imagenet"
+    for split in ("train", "val"):
+        (images / split / "cat").mkdir(parents=True)
+        (images / split / "cat" / "1.jpg").write_bytes(b"")
+    aloi = tmp_path / "aloi" / "png4" / "1"
+    aloi.mkdir(parents=True)
+    (aloi / "1_r0.png").write_bytes(b"")
+    ready = paper.override({"data.pretrain.root": str(images), "data.probe.root": str(images),
+                            "data.aloi.root": str(tmp_path / "aloi")})
+    assert ready.problems() == [] and advisories(ready) == []
 
 
 def test_the_views_round_trip_and_the_params_hold_only_the_parts_used():

@@ -15,10 +15,15 @@ class RealRoot(DataSource):
 
     root: str = ""
 
+    def problems(self, trial: Any) -> list[str]:
+        return [] if self.root else [f"root is not set: point it at the {self.name} dataset's folder"]
+
     def resolve(self, trial: Any) -> Path:
         return existing_dir(self.root, self.name)
 
     def check_root(self, needs: tuple[str, ...]) -> list[str]:
+        if not self.root:
+            return []  # (reported by `problems`)
         try:
             self.validate(existing_dir(self.root, self.name), needs)
         except DatasetFormatError as err:
