@@ -40,17 +40,40 @@ def ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
+# Targets the paper's RIS averages over (Sec. 3.2): ALOI's 1,000 objects.
+PAPER_ALOI_OBJECTS = 1000
+TARGETS_PREFIX = "data/ris_targets/"
+
+
+def comparability(rows: list[dict[str, Any]]) -> str:
+    """The targets each invariance was scored over here, and whether the paper's figures compare."""
+    counts: dict[str, set] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(TARGETS_PREFIX):
+                counts.setdefault(key[len(TARGETS_PREFIX):], set()).add(int(value))
+    if not counts:
+        return ""
+    here = ", ".join(f"{name} {'/'.join(map(str, sorted(n)))}" for name, n in sorted(counts.items()))
+    return (f"Targets scored here: {here}. The paper's ALOI scores average over "
+            f"{PAPER_ALOI_OBJECTS:,} objects; RIS is comparable only at equal target counts "
+            "(each target's share P(y) sets its firing threshold), so read the paper's figures "
+            "for orientation, not as a target.")
+
+
 def summary(outcome) -> str:
     knobs = outcome.knobs
     rows = sorted(outcome.rows, key=lambda r: [str(r.get(k)) for k in knobs])
+    shown = [{k: v for k, v in row.items() if not k.startswith(TARGETS_PREFIX)} for row in rows]
     paper = ", ".join(
         f"{name} {t10:.2f}/{t25:.2f}" for name, (t10, t25) in PAPER_MOCO_V2_IMAGENET.items()
     )
     parts = [
         f"Sweep {outcome.name}: {len(rows)} trials ({outcome.experiment_path})",
-        table(rows, knobs),
+        table(shown, knobs),
         "",
         f"Paper, MoCo v2 on ImageNet, ResNet-50 (RIS top10/top25 %): {paper}",
+        comparability(rows),
         "",
         f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}, "
         f"store {outcome.tracking_uri}",

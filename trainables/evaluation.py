@@ -2,12 +2,15 @@
 and every probe it names, from one feature-extraction path.
 
 Produces the metrics named in ../shared/DESIGN.md: ``ris/<invariance>/top10`` and
-``ris/<invariance>/top25`` for each of the trial's ``invariances``, each probe's
+``ris/<invariance>/top25`` for each of the trial's ``invariances`` with
+``data/ris_targets/<invariance>`` (the targets it was scored over: RIS is comparable only
+at equal counts, since each target's share P(y) sets its firing threshold), each probe's
 ``probe/*`` keys, and ``data/skipped_images`` (images that failed to decode here). It
 knows no invariance set or probe by name.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +33,7 @@ def evaluate(backbone: nn.Module, trial: TrialConfig, device: torch.device | str
         scores = representation_invariance_score(x, data.targets[index], data.trajectories[index], top_k=RIS_TOP_K)
         for k in RIS_TOP_K:
             metrics[f"ris/{invariance.name}/top{k}"] = scores[k]
+        metrics[f"data/ris_targets/{invariance.name}"] = len(np.unique(data.targets[index]))
     for probe in trial.probes:
         metrics.update(probe.evaluate(trial.root_of(probe), features, trial))
     metrics["data/skipped_images"] = features.skipped
