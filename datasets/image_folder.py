@@ -36,6 +36,17 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def class_names(root: Path | str) -> list[str]:
+    """The sorted class-folder names of a class-folder root (hidden folders are not classes).
+
+    Cheap (no file listing), so a model can size its classifier before reading the data.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"{root}: image folder root does not exist or is not a folder")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def scan_image_folder(root: Path | str) -> tuple[list[tuple[Path, int]], list[str]]:
     """``(samples, classes)`` of a class-folder root: ``[(path, label), ...]`` and class names.
 
@@ -43,9 +54,7 @@ def scan_image_folder(root: Path | str) -> tuple[list[tuple[Path, int]], list[st
     the root is missing, has no class folders, or holds no images.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetFormatError(f"{root}: image folder root does not exist or is not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_names(root)
     if not classes:
         raise DatasetFormatError(f"{root}: no class folders in it (expected {root}/<class>/<image>)")
     samples = []

@@ -104,7 +104,7 @@ class ToyFlip(Method):
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         return ToySquaresDataset(roots["toy"], lambda image: image.float() / 255.0)
 
-    def training_step(self, model: nn.Module, inputs: Any) -> torch.Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: torch.Tensor) -> torch.Tensor:
         return model(inputs)
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:

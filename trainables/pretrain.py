@@ -164,9 +164,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         images = skipped = 0
         start = time.perf_counter()
-        for inputs, _, n_skipped in loader:
+        for inputs, labels, n_skipped in loader:
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = method.training_step(ddp_model, inputs)
+                loss = method.training_step(ddp_model, inputs, labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -8,8 +8,9 @@ method for:
   which the loop seeds);
 - ``train_dataset(roots, trial)``: a dataset whose items are ``(inputs, label)`` (``None``
   for an unreadable file: the loop replaces it and counts it);
-- ``training_step(model, inputs)``: the loss of one batch (``model`` is the DDP-wrapped
-  module, so gradients synchronise);
+- ``training_step(model, inputs, labels)``: the loss of one batch (``model`` is the
+  DDP-wrapped module, so gradients synchronise; ``labels`` are the dataset's, which
+  self-supervised methods ignore);
 - ``on_step_end(model, step, total_steps)``: a per-step hook (e.g. a momentum schedule);
 - ``backbone(model)``: the trunk whose frozen features evaluation scores;
 - ``data_warnings(num_images, where)``: settings that run but hurt with this much data.
@@ -39,7 +40,7 @@ class Method(Part):
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         raise NotImplementedError
 
-    def training_step(self, model: nn.Module, inputs: Any) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
         raise NotImplementedError
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:

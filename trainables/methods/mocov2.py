@@ -51,7 +51,7 @@ class MoCoV2(Method):
         view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
         return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
 
-    def training_step(self, model: nn.Module, inputs: Any) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
         im_q, im_k = inputs
         return model(im_q, im_k).loss
 
