@@ -22,9 +22,15 @@ from trainables.invariance import representation_invariance_score
 RIS_TOP_K = (10, 25)
 
 
-def evaluate(backbone: nn.Module, trial: TrialConfig, device: torch.device | str) -> dict[str, float]:
-    """All evaluation metrics of `backbone` (image -> pooled features), frozen."""
-    features = FeatureExtractor(backbone, device, trial.eval_batch_size, eval_transform(trial.image_size))
+def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.device | str,
+             features=None) -> dict[str, float]:
+    """All evaluation metrics of `backbone` (image -> pooled features), frozen.
+
+    `features` replaces the in-process extraction (`FeatureExtractor` of `backbone`),
+    e.g. by the cached Ray Data path (`RayDataFeatures`) of the score command.
+    """
+    if features is None:
+        features = FeatureExtractor(backbone, device, trial.eval_batch_size, eval_transform(trial.image_size))
     metrics: dict[str, float] = {}
     for invariance in trial.invariances:
         data = invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects)

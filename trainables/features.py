@@ -86,3 +86,123 @@ class FeatureExtractor:
             self.backbone, dataset_or_paths, self.batch_size, self.device, self.transform)
         self.skipped += skipped
         return features, labels
+
+
+class RayDataFeatures:
+    """Frozen features by Ray Data batch inference, cached as Parquet: the evaluation
+    stage's extraction path (same interface as :class:`FeatureExtractor`).
+
+    Images are read and embedded in an autoscaling pool of actors, each of which builds
+    the backbone once (one GPU per actor when there are GPUs, else one CPU); only the
+    features come back. They are cached under ``<cache>/features/<key>/``, the key a
+    digest of the weights, of the image listing (paths, sizes, modification times) and of
+    the view, so scoring the same weights on the same images again extracts nothing
+    (``extracted`` and ``reused`` count the images each way).
+    """
+
+    def __init__(self, weights, image_size: int, batch_size: int, cache: str = "", use_gpu: bool = False,
+                 max_actors: int = 0):
+        from trainables.augment import eval_transform
+
+        self.weights = weights
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.cache = cache
+        self.use_gpu = use_gpu
+        self.max_actors = max_actors
+        self.transform = eval_transform(image_size)
+        self.skipped = self.extracted = self.reused = 0
+
+    def __call__(self, dataset_or_paths) -> tuple[np.ndarray, np.ndarray]:
+        import pyarrow.parquet as pq
+
+        from datasets.cache import build_once, cache_root
+
+        if isinstance(dataset_or_paths, ImagePathDataset):
+            paths, labels = dataset_or_paths.paths, np.asarray(dataset_or_paths.labels)
+        else:
+            paths = [Path(p) for p in dataset_or_paths]
+            labels = np.arange(len(paths))
+        if not paths:
+            raise ValueError("RayDataFeatures: no images")
+        target = cache_root(self.cache) / "features" / self._key(paths)
+        computed = []
+        build_once(target, lambda folder: computed.append(self._extract(paths, folder)))
+        table = pq.read_table(target / "features.parquet")
+        index = table.column("index").to_numpy()
+        width = int(table.schema.field("feature").type.list_size)
+        features = table.column("feature").combine_chunks().flatten().to_numpy().reshape(-1, width)
+        self.skipped += len(paths) - len(index)
+        if computed:
+            self.extracted += len(paths)
+        else:
+            self.reused += len(paths)
+        return features.astype(np.float32, copy=False), labels[index]
+
+    def _key(self, paths: list[Path]) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.weights.digest}|{self.image_size}|{self.transform!r}".encode())
+        for path in paths:
+            stat = path.stat() if path.exists() else None
+            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+        return f"{self.weights.arch}-{digest.hexdigest()[:24]}"
+
+    def _extract(self, paths: list[Path], folder: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import ray
+
+        if self.max_actors > 0:
+            actors = self.max_actors
+        else:
+            free = ray.cluster_resources().get("GPU" if self.use_gpu else "CPU", 1)
+            actors = max(1, int(free))
+        items = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)])
+        embedded = items.map_batches(
+            _EmbedImages, batch_size=self.batch_size, batch_format="numpy", concurrency=(1, actors),
+            fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
+                                   "use_gpu": self.use_gpu},
+            num_gpus=1 if self.use_gpu else 0, num_cpus=0 if self.use_gpu else 1,
+        )
+        index, features = [], []
+        for batch in embedded.iter_batches(batch_format="numpy", batch_size=None):
+            index.append(batch["index"])
+            features.append(batch["feature"])
+        index = np.concatenate(index) if index else np.empty(0, np.int64)
+        features = np.concatenate(features).astype(np.float32) if features else np.empty((0, 1), np.float32)
+        order = np.argsort(index)
+        flat = pa.array(features[order].ravel(), type=pa.float32())
+        table = pa.table({"index": pa.array(index[order], pa.int64()),
+                          "feature": pa.FixedSizeListArray.from_arrays(flat, features.shape[1])})
+        pq.write_table(table, folder / "features.parquet")
+
+
+class _EmbedImages:
+    """A Ray Data actor: the backbone built once, then batches of paths -> features."""
+
+    def __init__(self, weights, image_size: int, use_gpu: bool):
+        import ray
+
+        from trainables.augment import eval_transform
+
+        if isinstance(weights, ray.ObjectRef):  # one copy in the object store, not one per actor's args
+            weights = ray.get(weights)
+        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.model = weights.build().to(self.device)
+        self.transform = eval_transform(image_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from datasets.image_folder import load_rgb
+
+        images, kept = [], []
+        for index, path in zip(batch["index"], batch["path"]):
+            image = load_rgb(Path(str(path)))
+            if image is not None:  # unreadable: skipped here, counted by the caller
+                images.append(self.transform(image))
+                kept.append(int(index))
+        if not images:
+            return {"index": np.empty(0, np.int64), "feature": np.empty((0, 1), np.float32)}
+        with torch.inference_mode():
+            features = self.model(torch.stack(images).to(self.device)).float().cpu().numpy()
+        return {"index": np.asarray(kept, np.int64), "feature": features}
