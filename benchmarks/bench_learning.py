@@ -96,14 +96,14 @@ def random_init_metrics(trial, recalibrate_bn: bool = False) -> dict[str, float]
 
 
 def pretrained_metrics(trial) -> dict:
-    """Final metrics of one Ray Train pretraining run of `config`."""
+    """Final metrics of one Ray Train pretraining run of `trial`, and of its evaluation stage."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from orchestrator.cluster import init_ray
     from orchestrator.sweep import prepare_data
     from trainables.pretrain import train_loop_per_worker
-    from trainables.trial import scaling_config
+    from trainables.trial import evaluation_report, scaling_config
 
     prepare_data([trial])
     init_ray()
@@ -111,7 +111,8 @@ def pretrained_metrics(trial) -> dict:
         trainer = TorchTrainer(train_loop_per_worker, train_loop_config={"trial": trial},
                                scaling_config=scaling_config(trial),
                                run_config=ray.train.RunConfig(name="learning", storage_path=storage))
-        return dict(trainer.fit().metrics)
+        result = trainer.fit()
+        return dict(result.metrics) | evaluation_report(trial, result)
 
 
 def run(preset_name: str = "default", changes: dict | None = None) -> dict:

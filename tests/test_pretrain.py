@@ -17,6 +17,7 @@ from datasets.image_folder import scan_image_folder
 from tests.tiny import tiny_config
 from trainables.config import TrialConfig
 from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
+from trainables.trial import evaluation_report
 
 pytestmark = pytest.mark.slow
 
@@ -71,14 +72,18 @@ def load(run_dir: Path, epoch: int) -> dict:
     return torch.load(run_dir / f"checkpoint_epoch_{epoch:04d}" / CHECKPOINT_FILE, weights_only=True)
 
 
-def assert_final_metrics(metrics: dict, skipped: int) -> None:
-    assert metrics["epoch"] == 1
+def assert_final_metrics(result, config: TrialConfig, skipped: int) -> None:
+    """The last epoch's report, then the evaluation stage on its checkpoint."""
+    metrics = result.metrics
+    assert metrics["epoch"] == 1 and "probe/linear_top1" not in metrics  # no rank evaluates
     assert math.isfinite(metrics["pretrain/loss"]) and metrics["pretrain/images_per_second"] > 0
+    evaluation = evaluation_report(config, result)
+    assert evaluation["epoch"] == 1
     for factor in FACTORS:
         for k in (10, 25):
-            assert 0.0 <= metrics[f"ris/{factor}/top{k}"] <= 100.0
-    assert 0.0 <= metrics["probe/linear_top1"] <= 100.0
-    assert metrics["data/skipped_images"] == skipped
+            assert 0.0 <= evaluation[f"ris/{factor}/top{k}"] <= 100.0
+    assert 0.0 <= evaluation["probe/linear_top1"] <= 100.0
+    assert evaluation["data/skipped_images"] == skipped
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +101,7 @@ def test_one_worker_reports_loss_per_epoch_checkpoints_and_final_evaluation(ray_
     assert [r[0]["epoch"] for r in reports] == [0, 1]
     assert all(e["checkpoint"] for e in events if "report" in e)
     assert all(math.isfinite(r[0]["pretrain/loss"]) for r in reports)
-    assert "probe/linear_top1" not in reports[0][0]  # evaluation runs on the last epoch only
-    assert_final_metrics(result.metrics, skipped=2)  # the probe set's two corrupt images
+    assert_final_metrics(result, config, skipped=2)  # the probe set's two corrupt images
 
     first, last = load(tmp_path / "one-worker", 0), load(tmp_path / "one-worker", 1)
     assert (first["epoch"], last["epoch"]) == (0, 1)
@@ -122,7 +126,7 @@ def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_im
     reports = [e["report"] for e in events if "report" in e]
     # Epoch 0 ran once; the restarted workers resumed from its checkpoint with epoch 1.
     assert [r[0]["epoch"] for r in reports] == [0, 1]
-    for per_worker in reports:  # both ranks report the same metrics, evaluation included
+    for per_worker in reports:  # both ranks report the same metrics
         assert len(per_worker) == 2 and per_worker[0] == per_worker[1]
 
     # The images the last epoch's samplers hand to each worker, in full batches of 8. An
@@ -139,7 +143,8 @@ def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_im
         for i in indices[: len(indices) // 8 * 8]:
             while corrupt[i % len(samples)]:
                 expected_skipped, i = expected_skipped + 1, i + 1
-    assert_final_metrics(result.metrics, skipped=expected_skipped + 2)
+    assert result.metrics["pretrain/skipped_images"] == expected_skipped
+    assert_final_metrics(result, config, skipped=expected_skipped + 2)
 
     saved, resumed = load(tmp_path / "two-workers", 0), load(tmp_path / "two-workers", 1)
     # Every batch is full (unreadable images are replaced), so epoch 0 filled slots

@@ -1,6 +1,10 @@
 """A trial's evaluation of a frozen backbone: Top-K RIS on every invariance set it names
 and every probe it names, from one feature-extraction path.
 
+In a sweep it is a stage of its own (`evaluate_checkpoint`), run by the trial function
+after the Train run, on the last checkpoint, with features from the cached Ray Data path;
+`evaluate` also runs in process on any backbone (baselines, tests).
+
 Produces the metrics named in ../shared/DESIGN.md: ``ris/<invariance>/top10`` and
 ``ris/<invariance>/top25`` for each of the trial's ``invariances`` with
 ``data/ris_targets/<invariance>`` (the targets it was scored over: RIS is comparable only
@@ -9,6 +13,10 @@ at equal counts, since each target's share P(y) sets its firing threshold), each
 knows no invariance set or probe by name.
 """
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +40,11 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
     if features is None:
         features = FeatureExtractor(backbone, device, trial.eval_batch_size, eval_transform(trial.image_size))
     metrics: dict[str, float] = {}
-    for invariance in trial.invariances:
-        data = invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects)
+    sets = [(invariance, invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects))
+            for invariance in trial.invariances]
+    if hasattr(features, "prefetch"):  # one extraction run for all the sets
+        features.prefetch([data.paths for _, data in sets])
+    for invariance, data in sets:
         x, index = features(data.paths)
         # `index` holds the positions of the images that decoded: keep their annotations.
         scores = representation_invariance_score(x, data.targets[index], data.trajectories[index], top_k=RIS_TOP_K)
@@ -44,3 +55,35 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
         metrics.update(probe.evaluate(trial.root_of(probe), features, trial))
     metrics["data/skipped_images"] = features.skipped
     return metrics
+
+
+@dataclass(frozen=True)
+class TrainedBackbone:
+    """A trained method's backbone as the feature actors build it (`RayDataFeatures`)."""
+
+    module: nn.Module
+    arch: str
+    digest: str  # of the checkpoint file: the features' cache key
+
+    def build(self) -> nn.Module:
+        return self.module.eval()
+
+
+def load_trained_backbone(trial: TrialConfig, checkpoint_file: Path | str) -> TrainedBackbone:
+    """The backbone of `trial`'s method with the weights of a checkpoint of its Train run."""
+    checkpoint_file = Path(checkpoint_file)
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+    model = trial.method.build_model(trial)
+    model.load_state_dict(state["model"])
+    digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()[:16]
+    return TrainedBackbone(trial.method.backbone(model), trial.arch, digest)
+
+
+def evaluate_checkpoint(trial: TrialConfig, checkpoint_file: Path | str) -> dict[str, float]:
+    """The evaluation stage: every metric of the checkpoint's backbone, features by Ray Data."""
+    from trainables.features import RayDataFeatures
+
+    backbone = load_trained_backbone(trial, checkpoint_file)
+    features = RayDataFeatures(backbone, trial.image_size, trial.eval_batch_size, cache=trial.data_cache,
+                               use_gpu=trial.use_gpu)
+    return evaluate(None, trial, "cuda" if trial.use_gpu else "cpu", features=features)

@@ -102,9 +102,12 @@ class RayDataFeatures:
 
     def __init__(self, weights, image_size: int, batch_size: int, cache: str = "", use_gpu: bool = False,
                  max_actors: int = 0):
+        """`weights`: anything with ``build() -> nn.Module``, ``arch`` and ``digest`` (a
+        `trainables.weights.BackboneWeights` or `trainables.evaluation.TrainedBackbone`)."""
         from trainables.augment import eval_transform
 
         self.weights = weights
+        self.backbone = weights.build()  # for parts that inspect the evaluated network
         self.image_size = image_size
         self.batch_size = batch_size
         self.cache = cache
@@ -112,12 +115,20 @@ class RayDataFeatures:
         self.max_actors = max_actors
         self.transform = eval_transform(image_size)
         self.skipped = self.extracted = self.reused = 0
+        self._prefetched: dict[Path, np.ndarray] = {}
+        self._prefetched_paths: set[Path] = set()
+
+    def prefetch(self, path_lists: list[list]) -> None:
+        """Extract the union of several sets in one Ray Data run (one actor pool, one
+        model load per actor); later calls on any of them read it from memory."""
+        paths = list(dict.fromkeys(Path(p) for paths in path_lists for p in paths))
+        if not paths:
+            return
+        features, index = self._cached(paths)
+        self._prefetched = {paths[i]: features[row] for row, i in enumerate(index)}
+        self._prefetched_paths = set(paths)
 
     def __call__(self, dataset_or_paths) -> tuple[np.ndarray, np.ndarray]:
-        import pyarrow.parquet as pq
-
-        from datasets.cache import build_once, cache_root
-
         if isinstance(dataset_or_paths, ImagePathDataset):
             paths, labels = dataset_or_paths.paths, np.asarray(dataset_or_paths.labels)
         else:
@@ -125,6 +136,22 @@ class RayDataFeatures:
             labels = np.arange(len(paths))
         if not paths:
             raise ValueError("RayDataFeatures: no images")
+        if self._prefetched_paths.issuperset(paths):
+            index = np.asarray([i for i, p in enumerate(paths) if p in self._prefetched], np.int64)
+            features = np.stack([self._prefetched[paths[i]] for i in index]) if len(index) else None
+        else:
+            features, index = self._cached(paths)
+        if features is None or len(index) == 0:
+            raise ValueError(f"RayDataFeatures: none of the {len(paths)} images could be decoded")
+        self.skipped += len(paths) - len(index)
+        return features, labels[index]
+
+    def _cached(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the decodable `paths` and their positions, from the cache or extracted."""
+        import pyarrow.parquet as pq
+
+        from datasets.cache import build_once, cache_root
+
         target = cache_root(self.cache) / "features" / self._key(paths)
         computed = []
         build_once(target, lambda folder: computed.append(self._extract(paths, folder)))
@@ -132,12 +159,11 @@ class RayDataFeatures:
         index = table.column("index").to_numpy()
         width = int(table.schema.field("feature").type.list_size)
         features = table.column("feature").combine_chunks().flatten().to_numpy().reshape(-1, width)
-        self.skipped += len(paths) - len(index)
         if computed:
             self.extracted += len(paths)
         else:
             self.reused += len(paths)
-        return features.astype(np.float32, copy=False), labels[index]
+        return features.astype(np.float32, copy=False), index
 
     def _key(self, paths: list[Path]) -> str:
         import hashlib

@@ -9,11 +9,10 @@ mixed precision).
 
 Per epoch every worker calls `ray.train.report` with the same metrics (Ray keeps rank 0's):
 `epoch`, `pretrain/loss` (mean over the global epoch), `pretrain/images_per_second`
-(global). Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the last.
-On the last epoch rank 0 evaluates the method's backbone (trainables.evaluation) and
-broadcasts the metrics, so every rank reports the RIS / probe keys and
-`data/skipped_images` (unreadable images replaced in the last pretraining epoch, all
-workers, plus those skipped by the evaluation).
+(global) and `pretrain/skipped_images` (unreadable images replaced this epoch, all
+workers). Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the
+last. Evaluation is a stage of its own, after the Train run, reading the last checkpoint
+(`trainables.evaluation.evaluate_checkpoint`): no rank waits on it.
 """
 from __future__ import annotations
 
@@ -27,14 +26,12 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-from ray.train.collective import broadcast_from_rank_zero
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from datasets.image_folder import ReplaceCorrupt
 from trainables import distributed
 from trainables.config import TrialConfig, per_worker_batch
-from trainables.evaluation import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +181,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "epoch": epoch,
             "pretrain/loss": float(loss_sum) / max(images, 1),
             "pretrain/images_per_second": images / float(elapsed),
+            "pretrain/skipped_images": int(skipped),
         }
 
         last = epoch == trial.epochs - 1
-        if last:
-            eval_metrics = evaluate(method.backbone(model), trial, device) if rank == 0 else None
-            eval_metrics = broadcast_from_rank_zero(eval_metrics)
-            metrics.update(eval_metrics)
-            metrics["data/skipped_images"] = int(skipped) + int(eval_metrics["data/skipped_images"])
         if rank == 0:
             log.info("epoch %d: %s", epoch, metrics)
 

@@ -7,9 +7,15 @@ so Tune's own search space, dataframe and resume see real values); it is typed h
 the Train workers receive the typed `TrialConfig`. The Train run is named after the
 trial and stored under the sweep's storage, so when a sweep is resumed the same Train run
 picks up its latest checkpoint (model, optimizer, schedule) instead of starting over.
+
+Evaluation is the trial's second stage: on the Train run's last checkpoint, with features
+from Ray Data actors (`trainables.evaluation.evaluate_checkpoint`), reported to Tune as
+one more result at the last epoch's step, with `data/skipped_images` (unreadable images
+of the last pretraining epoch and of the evaluation).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ray.train
@@ -18,7 +24,8 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from trainables.config import TrialConfig, import_part_modules
-from trainables.pretrain import train_loop_per_worker
+from trainables.evaluation import evaluate_checkpoint
+from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
 
 
 def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
@@ -36,7 +43,8 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     `storage_path` is the sweep's storage (local folder, NFS or s3://...); the Train run
     lives at `<storage_path>/<experiment>-train/<trial id>`. `part_modules` are imported
     first, so that parts registered outside the project (a user's module) resolve here.
-    Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result.
+    Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result;
+    the evaluation of its last checkpoint is the last one.
     """
     import_part_modules(part_modules)
     trial = TrialConfig.from_nested(config)
@@ -53,4 +61,14 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    trainer.fit()
+    result = trainer.fit()
+    tune.report(evaluation_report(trial, result))
+
+
+def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str, float]:
+    """The evaluation stage's metrics for a finished Train run, at its last epoch's step."""
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        metrics = evaluate_checkpoint(trial, Path(checkpoint_dir) / CHECKPOINT_FILE)
+    last = result.metrics
+    metrics["data/skipped_images"] += int(last.get("pretrain/skipped_images", 0))
+    return metrics | {"epoch": int(last.get("epoch", trial.epochs - 1))}
