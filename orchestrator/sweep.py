@@ -175,7 +175,10 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     rows = []
     for result in result_grid:
         flat = TrialConfig.from_nested(result.config).flat() if result.config else {}
-        rows.append({k: flat.get(k) for k in swept} | metrics_of(result.metrics or {}))
+        # A trial's last result is its evaluation; its training metrics came before it.
+        history = result.metrics_dataframe
+        last = history.ffill().iloc[-1].to_dict() if history is not None and len(history) else {}
+        rows.append({k: flat.get(k) for k in swept} | metrics_of(last | (result.metrics or {})))
     errors = [f"{result.path}: {result.error}" for result in result_grid if result.error]
     tracker.client.log_metric(tracker.parent_run_id, "sweep/wall_seconds", time.time() - started)
     tracker.finish("FAILED" if errors else "FINISHED")

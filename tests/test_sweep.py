@@ -52,5 +52,5 @@ def test_sweep_fails_then_resumes_into_the_same_child_runs(ray_session, data_cac
             assert key in run.data.metrics, key
         for key in RIS_KEYS:
             assert 0.0 < run.data.metrics[key] <= 100.0
-    assert len(resumed.rows) == 2 and all("ris/viewpoint/top10" in r for r in resumed.rows)
+    assert len(resumed.rows) == 2 and all("ris/viewpoint/top10" in r and "pretrain/loss" in r for r in resumed.rows)
     assert sorted(r["method.crop_scale_min"] for r in resumed.rows) == [0.2, 0.5]
