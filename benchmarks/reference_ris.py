@@ -14,8 +14,8 @@ __all__ = ["reference_ris", "target_invariance"]
 
 def target_invariance(
     units: np.ndarray, in_target: np.ndarray, trajectories: list[np.ndarray]
-) -> np.ndarray:
-    """``I_y(i)`` of every unit for one target ``y``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """``I_y(i)`` of every unit for one target ``y``, with s = +1 and with s = -1.
 
     Args:
         units: ``n x N`` activations, one row per unit.
@@ -24,7 +24,7 @@ def target_invariance(
     """
     num_samples = units.shape[1]
     m = int(in_target.sum())  # the unit should fire on m = N * P(y) samples
-    best = np.zeros(units.shape[0])
+    per_sign = []
     for sign in (1.0, -1.0):
         signed = sign * units
         # Appendix A: the threshold is the m-th largest value of s * h_i; every sample at
@@ -34,11 +34,11 @@ def target_invariance(
         global_rate = fires.mean(axis=1)  # G_y(i)
         # Eq. 2: the mean over trajectories of the fraction of each that fires.
         local_rate = np.mean([fires[:, t].mean(axis=1) for t in trajectories], axis=0)
-        best = np.maximum(best, local_rate / global_rate)  # I_y(i), the better sign
-    return best
+        per_sign.append(local_rate / global_rate)  # I_y(i) with this sign
+    return per_sign[0], per_sign[1]
 
 
-def reference_ris(features, targets, trajectories, top_k=(10, 25)) -> dict[int, float]:
+def reference_ris(features, targets, trajectories, top_k=(10, 25), sign="per_unit") -> dict[int, float]:
     """RIS@K in percent, same contract as ``representation_invariance_score``."""
     h = np.asarray(features)
     if h.dtype != np.float32:  # float32 compares exactly as itself; the rest as float64
@@ -49,14 +49,21 @@ def reference_ris(features, targets, trajectories, top_k=(10, 25)) -> dict[int, 
     num_samples, num_units = h.shape
     ks = [top_k] if isinstance(top_k, int) else list(top_k)
 
-    invariance = []  # one row of I_y(i) per target
+    high, low = [], []  # one row of I_y(i) per target, for each sign
     maximum = []  # the largest possible I_y(i), 1 / P(y)
     for y in np.unique(targets):
         in_target = targets == y
         trajectory_ids = np.unique(trajectories[in_target])
         members = [np.flatnonzero(in_target & (trajectories == t)) for t in trajectory_ids]
-        invariance.append(target_invariance(units, in_target, members))
+        row_high, row_low = target_invariance(units, in_target, members)
+        high.append(row_high)
+        low.append(row_low)
         maximum.append(num_samples / in_target.sum())
+    high, low = np.array(high), np.array(low)
+    if sign == "per_target":  # the better sign for each (target, unit)
+        invariance = np.maximum(high, low)
+    else:  # one sign per unit: the better mean over targets (Sec. 4.1)
+        invariance = np.where(high.mean(axis=0) >= low.mean(axis=0), high, low)
 
     # Eq. 3: mean over targets of the mean of the K largest I_y(i), as a percentage of
     # its value when every L_y(i) = 1 and G_y(i) = P(y).

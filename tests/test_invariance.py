@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks.reference_ris import reference_ris
-from trainables.invariance import representation_invariance_score
+from trainables.invariance import RIS_SIGN_RULES, representation_invariance_score
 
 
 def _ids(sizes_per_target: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -50,26 +50,40 @@ def _random_case(seed: int, n: int = 150):
     return features, targets, trajectories
 
 
+@pytest.mark.parametrize("sign", RIS_SIGN_RULES)
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_matches_reference_loop_with_ties_and_imbalance(seed):
+def test_matches_reference_loop_with_ties_and_imbalance(seed, sign):
     features, targets, trajectories = _random_case(seed)
     top_k = (1, 10, 25)
-    expected = reference_ris(features, targets, trajectories, top_k)
+    expected = reference_ris(features, targets, trajectories, top_k, sign=sign)
     for dtype in (np.float64, np.float32):
         x = features.astype(dtype)
-        got = representation_invariance_score(x, targets, trajectories, top_k)
+        got = representation_invariance_score(x, targets, trajectories, top_k, sign=sign)
         assert list(got) == list(top_k)
-        want = reference_ris(x, targets, trajectories, top_k)
+        want = reference_ris(x, targets, trajectories, top_k, sign=sign)
         for k in top_k:
             assert got[k] == pytest.approx(want[k], rel=1e-6)
     assert expected[1] >= expected[10] >= expected[25]
 
 
+@pytest.mark.parametrize("sign", RIS_SIGN_RULES)
 @pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 129])
-def test_matches_reference_loop_for_any_number_of_units(n):
+def test_matches_reference_loop_for_any_number_of_units(n, sign):
     features, targets, trajectories = _random_case(10 + n, n)
-    got = representation_invariance_score(features, targets, trajectories, (1, n))
-    assert got == pytest.approx(reference_ris(features, targets, trajectories, (1, n)), rel=1e-6)
+    got = representation_invariance_score(features, targets, trajectories, (1, n), sign=sign)
+    want = reference_ris(features, targets, trajectories, (1, n), sign=sign)
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_the_paper_s_sign_rule_is_the_default_and_never_above_the_per_target_rule():
+    for seed in range(4):
+        features, targets, trajectories = _random_case(seed)
+        per_unit = representation_invariance_score(features, targets, trajectories)
+        assert per_unit == representation_invariance_score(features, targets, trajectories, sign="per_unit")
+        per_target = representation_invariance_score(features, targets, trajectories, sign="per_target")
+        assert all(per_unit[k] <= per_target[k] + 1e-9 for k in per_unit)
+    with pytest.raises(ValueError, match="sign='per_sample' is not one of per_unit, per_target"):
+        representation_invariance_score(features, targets, trajectories, sign="per_sample")
 
 
 def test_accepts_torch_tensors_and_string_ids():
@@ -112,7 +126,10 @@ def test_perfectly_invariant_and_discriminative_scores_100():
     rng = np.random.default_rng(0)
     targets, trajectories = _ids([[10, 10], [5, 15, 7], [30], [3, 3, 3, 3]])
     features = _perfect_features(targets, units_per_target=25, rng=rng)
-    scores = representation_invariance_score(features, targets, trajectories, (1, 10, 25))
+    # With a sign per (target, unit). With one sign per unit a unit high on one target
+    # can be read as "low on the others" when that is better on average over targets,
+    # so the same features score below 100 (see the hand-made case below).
+    scores = representation_invariance_score(features, targets, trajectories, (1, 10, 25), sign="per_target")
     assert scores == {k: pytest.approx(100.0) for k in (1, 10, 25)}
 
 
@@ -184,9 +201,15 @@ def test_ties_at_the_threshold_all_fire():
     # y=0: the 10th largest is 1 and all 15 ones fire: I = 1 / (15/40) = 8/3.
     # y=1: s=+1 gives L = 5/10, G = 15/40, I = 4/3 (s=-1: 0.5 / (25/40) = 0.8).
     # y=2: s=-1, the 20th smallest is 0 and all 25 zeros fire: L = 1, I = 40/25 = 1.6.
-    # RIS@1 = mean(8/3, 4/3, 1.6) / mean(4, 4, 2) = 56 %.
-    got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1)
+    # With a sign per (target, unit): RIS@1 = mean(8/3, 4/3, 1.6) / mean(4, 4, 2) = 56 %.
+    got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1, sign="per_target")
     assert got == {1: pytest.approx(56.0)}
+    # With one sign per unit (Sec. 4.1): s = +1 gives I = (8/3, 4/3, 1) (y=2: the 20th
+    # largest is 0, all 40 fire, I = 1), mean 5/3; s = -1 gives (0, 0.8, 1.6), mean 0.8.
+    # So s = +1 for every target: RIS@1 = (5/3) / (10/3) = 50 %.
+    got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1, sign="per_unit")
+    assert got == {1: pytest.approx(50.0)}
+    assert reference_ris(unit[:, None], targets, np.zeros(40), 1, sign="per_unit") == {1: pytest.approx(50.0)}
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 from datasets.invariance_sets import INVARIANCE_SETS, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
+from trainables.invariance import RIS_SIGN_RULES
 from trainables.methods import METHODS, Method
 from trainables.models import arch_problem
 from trainables.probes import PROBES, Probe
@@ -80,6 +81,7 @@ class TrialConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (and the last one)
     eval_batch_size: int = 256  # frozen-feature extraction
     ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
+    ris_sign: str = "per_unit"  # RIS's sign rule (trainables.invariance.RIS_SIGN_RULES)
     method: Method = field(default_factory=_default_method)
     invariances: tuple[InvarianceSetPart, ...] = field(default_factory=_default_invariances)
     probes: tuple[Probe, ...] = field(default_factory=_default_probes)
@@ -148,6 +150,8 @@ class TrialConfig:
             out.append(f"lr={self.lr} must be positive")
         if self.ris_max_objects < 0:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
+        if self.ris_sign not in RIS_SIGN_RULES:
+            out.append(f"ris_sign={self.ris_sign!r} is not one of {', '.join(RIS_SIGN_RULES)}")
         for kind, parts in (("invariances", self.invariances), ("probes", self.probes)):
             names = [p.name for p in parts]
             if len(set(names)) < len(names):
@@ -248,6 +252,9 @@ class TrialConfig:
         nested = self.to_nested()
         for key, value in changes.items():
             _set_dotted(nested, key, value)
+            if key in ("method", "invariances", "probes"):
+                # The selection changed: the roles the parts read (and their sources) follow.
+                nested = TrialConfig.from_nested(nested).to_nested()
         return TrialConfig.from_nested(nested)
 
 

@@ -10,7 +10,13 @@ samples, where ``m_y = N * P(y)`` is the number of samples of target ``y`` and t
   and ``G_y(i) > P(y)``),
 - ``L_y(i)``: the mean over the local trajectories of target ``y`` of the fraction of the
   trajectory on which the unit fires (Eq. 2),
-- ``I_y(i) = L_y(i) / G_y(i)``, with ``s`` chosen per ``(y, i)`` to maximise it,
+- ``I_y(i) = L_y(i) / G_y(i)``, the target-conditioned invariance, with the sign ``s``
+  chosen by one of two rules (``sign``): Sec. 4.1 says "for each hidden unit, s_i is
+  selected to maximize the considered invariance", i.e. one sign per unit, the one with
+  the larger mean of ``I_y(i)`` over targets (``"per_unit"``, the default); Appendix A
+  defines the thresholds per target, which also reads as a sign per ``(y, i)``
+  (``"per_target"``), a rule that can only raise the score. Both are offered so the
+  choice is explicit and logged;
 - RIS@K: the mean over targets of the mean of the ``K`` largest ``I_y(i)`` (Eq. 3), as a
   percentage of its maximum, the value when every ``L_y(i) = 1`` and ``G_y(i) = P(y)``.
 
@@ -31,7 +37,11 @@ import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["representation_invariance_score"]
+__all__ = ["RIS_SIGN_RULES", "representation_invariance_score"]
+
+# How the sign s of Appendix A is chosen: one per unit (Sec. 4.1, the default) or one per
+# (target, unit).
+RIS_SIGN_RULES = ("per_unit", "per_target")
 
 # Units per chunk: the working memory is a few N x chunk arrays per thread (ALOI,
 # N = 72,000, float32: 18 MB each). Below glibc's 32 MB mmap threshold, freed buffers are
@@ -43,7 +53,7 @@ _MAX_THREADS = 4
 
 
 def representation_invariance_score(
-    features, targets, trajectories, top_k: Iterable[int] | int = (10, 25)
+    features, targets, trajectories, top_k: Iterable[int] | int = (10, 25), sign: str = "per_unit"
 ) -> dict[int, float]:
     """Top-K Representation Invariance Score of a representation, in percent.
 
@@ -54,6 +64,8 @@ def representation_invariance_score(
         trajectories: length-``N`` local-trajectory id of each sample. A trajectory is the
             pair (target, trajectory id), so ids may repeat across targets.
         top_k: the K of each score (one int or several); ``1 <= K <= n``.
+        sign: ``"per_unit"`` (one sign per unit maximising its mean ``I_y(i)`` over
+            targets, as Sec. 4.1 states) or ``"per_target"`` (a sign per target and unit).
 
     Returns:
         ``{K: RIS@K}``, each in ``[0, 100]``; 100 means that for every target, ``K`` units
@@ -65,6 +77,8 @@ def representation_invariance_score(
             targets, ``K`` outside ``[1, n]``).
         TypeError: on a non-integer ``K`` or non-numeric features.
     """
+    if sign not in RIS_SIGN_RULES:
+        raise ValueError(f"sign={sign!r} is not one of {', '.join(RIS_SIGN_RULES)}")
     h = _as_feature_matrix(features)
     num_samples, num_units = h.shape
     ks = _as_top_k(top_k, num_units)
@@ -72,16 +86,25 @@ def representation_invariance_score(
 
     # I_y(i) for every target and unit, filled chunk by chunk; threads help because numpy's
     # sort and scipy's sparse product release the GIL.
-    invariance = np.empty((problem.num_targets, num_units), dtype=np.float64)
+    # Both signs: s = +1 (fires on high values) and s = -1 (on low values).
+    invariance_high = np.empty((problem.num_targets, num_units), dtype=np.float64)
+    invariance_low = np.empty((problem.num_targets, num_units), dtype=np.float64)
     starts = range(0, num_units, _UNITS_PER_CHUNK)
 
     def fill(start: int) -> None:
         stop = min(start + _UNITS_PER_CHUNK, num_units)
-        invariance[:, start:stop] = _target_conditioned_invariance(h[:, start:stop], problem)
+        invariance_high[:, start:stop], invariance_low[:, start:stop] = _target_conditioned_invariance(
+            h[:, start:stop], problem)
 
     threads = max(1, min(_MAX_THREADS, torch.get_num_threads(), len(starts)))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(fill, starts))
+
+    if sign == "per_target":
+        invariance = np.maximum(invariance_high, invariance_low)
+    else:  # Sec. 4.1: one s_i per unit, the one with the larger mean invariance over targets
+        high_wins = invariance_high.mean(axis=0) >= invariance_low.mean(axis=0)
+        invariance = np.where(high_wins, invariance_high, invariance_low)
 
     # Eq. 3: per target, the mean of its K largest I_y(i); then the mean over targets.
     # Its maximum (every L_y(i) = 1, G_y(i) = P(y)) is mean_y 1 / P(y) = mean_y N / N_y.
@@ -148,8 +171,9 @@ class _Problem:
         )
 
 
-def _target_conditioned_invariance(h: np.ndarray, problem: _Problem) -> np.ndarray:
-    """``I_y(i) = max_s L_y(i) / G_y(i)`` for a chunk of units ``h`` (N x c), as |Y| x c."""
+def _target_conditioned_invariance(h: np.ndarray, problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """``I_y(i) = L_y(i) / G_y(i)`` for a chunk of units ``h`` (N x c), as two |Y| x c
+    arrays: with s = +1 and with s = -1."""
     num_samples = h.shape[0]
     grouped = h[problem.order]  # N x c copy, samples of each target size contiguous
     # c x N, one row per unit: torch's blocked transpose is ~5x faster than numpy's here.
@@ -178,10 +202,10 @@ def _target_conditioned_invariance(h: np.ndarray, problem: _Problem) -> np.ndarr
         np.greater_equal(grouped[block], high[:, j], out=firing_high[block])
         np.less_equal(grouped[block], low[:, j], out=firing_low[block])
 
-    # Eq. 2: L = S @ F; then I_y(i) = L_y(i) / G_y(i), the better sign per (y, i).
+    # Eq. 2: L = S @ F; then I_y(i) = L_y(i) / G_y(i) for each sign.
     local_high = problem.weights @ firing_high
     local_low = problem.weights @ firing_low
-    return np.maximum(local_high / global_high, local_low / global_low)
+    return local_high / global_high, local_low / global_low
 
 
 def _as_feature_matrix(features) -> np.ndarray:
