@@ -9,7 +9,7 @@ import pytest
 
 from datasets.invariance_sets import INVARIANCE_SETS
 from datasets.pascal3d import read_instance_set
-from datasets.synthetic.got10k import OCCLUDER_RGB, ensure_synthetic_got10k
+from datasets.synthetic.got10k import OCCLUDER_RGB
 from datasets.synthetic.pascal3d import ensure_synthetic_pascal3d
 from trainables.config import TrialConfig
 from trainables.invariance import representation_invariance_score
