@@ -1,8 +1,11 @@
 """Data in: readers of the real on-disk dataset layouts and synthetic generators that write them.
 
 - ``datasets.aloi``: ALOI invariance trajectories (viewpoint, illumination direction/colour).
+- ``datasets.got10k``: GOT-10k annotations (public per-file readers) and occlusion trajectories.
+- ``datasets.pascal3d``: PASCAL3D+ ``.mat`` annotations and instance / instance+viewpoint trajectories.
+- ``datasets.crops``: annotated boxes cut out once into the cache, for the sets above.
 - ``datasets.image_folder``: ImageNet-style class folders and image lists (corrupt files skipped).
-- ``datasets.synthetic``: deterministic synthetic ALOI and object-centric sets, cached.
+- ``datasets.synthetic``: deterministic synthetic ALOI, object-centric, GOT-10k and PASCAL3D+ sets, cached.
 - ``datasets.cache``, ``datasets.errors``: the build-once cache and ``DatasetFormatError``.
 
 Nothing is imported here, so ``import datasets.aloi`` does not pull in torch.

@@ -11,7 +11,7 @@ Protocol: ``roles`` (the one data role it reads, with its layout) and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,13 +36,16 @@ class InvarianceSet:
     """Images grouped into local trajectories for one factor of variation.
 
     ``paths[k]`` shows target ``targets[k]`` and belongs to trajectory
-    ``trajectories[k]`` (both int64).
+    ``trajectories[k]`` (both int64). ``skipped`` counts what the reader left out and
+    why (e.g. ``{"missing_frames": 2}``), so the evaluation can report it; readers with
+    nothing to skip leave it empty.
     """
 
     factor: str
     paths: list[Path]
     targets: np.ndarray
     trajectories: np.ndarray
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not len(self.paths) == len(self.targets) == len(self.trajectories):

@@ -23,6 +23,8 @@ from datasets.registry import Part, Registry
 # The layouts readers understand (../shared/reference/datasets.md).
 IMAGE_FOLDER = "image-folder"  # <root>/<split>/<class>/<image>
 ALOI = "aloi"  # <root>/png4/<obj>/<obj>_<cond>.png
+GOT10K = "got10k"  # <root>/<split>/<sequence>/00000001.jpg, groundtruth.txt, *.label, meta_info.ini
+PASCAL3D = "pascal3d"  # <root>/Annotations/<cls>_{pascal,imagenet}/<id>.mat, <root>/Images/...
 
 
 @dataclass(frozen=True)

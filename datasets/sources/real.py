@@ -1,4 +1,5 @@
-"""Real dataset roots in their published layouts: class folders (ImageNet-style) and ALOI."""
+"""Real dataset roots in their published layouts: class folders (ImageNet-style), ALOI,
+GOT-10k and PASCAL3D+."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets.errors import DatasetFormatError
-from datasets.sources.base import ALOI, DATA_SOURCES, IMAGE_FOLDER, DataSource, existing_dir
+from datasets.sources.base import ALOI, DATA_SOURCES, GOT10K, IMAGE_FOLDER, PASCAL3D, DataSource, existing_dir
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,31 @@ class AloiSource(RealRoot):
         from datasets.aloi import validate_aloi_root
 
         validate_aloi_root(root)
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class Got10kSource(RealRoot):
+    """A GOT-10k root: the folder holding ``train/`` (``val/``, ``test/``), each with ``list.txt``."""
+
+    name: ClassVar[str] = "got10k"
+    layout: ClassVar[str] = GOT10K
+
+    def validate(self, root: Path, needs: tuple[str, ...]) -> None:
+        from datasets.got10k import validate_got10k_root
+
+        validate_got10k_root(root)
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class Pascal3DSource(RealRoot):
+    """A PASCAL3D+ release 1.1 root: the folder holding ``Annotations/`` and ``Images/``."""
+
+    name: ClassVar[str] = "pascal3d"
+    layout: ClassVar[str] = PASCAL3D
+
+    def validate(self, root: Path, needs: tuple[str, ...]) -> None:
+        from datasets.pascal3d import validate_pascal3d_root
+
+        validate_pascal3d_root(root)

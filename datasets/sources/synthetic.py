@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from datasets.sources.base import ALOI, DATA_SOURCES, IMAGE_FOLDER, DataSource
+from datasets.sources.base import ALOI, DATA_SOURCES, GOT10K, IMAGE_FOLDER, PASCAL3D, DataSource
 
 
 @DATA_SOURCES.register
@@ -65,3 +65,57 @@ class SyntheticAloi(DataSource):
 
         return ensure_synthetic_aloi(num_objects=self.objects, image_size=int(trial.image_size),
                                      cache=str(trial.data_cache))
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticGot10k(DataSource):
+    """Objects sliding behind an occluder, in GOT-10k's layout (datasets.synthetic.got10k)."""
+
+    name: ClassVar[str] = "synthetic-got10k"
+    layout: ClassVar[str] = GOT10K
+    sequences: int = 32
+    frames: int = 16
+
+    def problems(self, trial: Any) -> list[str]:
+        out = [] if self.sequences >= 2 else [f"sequences={self.sequences} must be at least 2 (RIS needs two targets)"]
+        if self.frames < 4:
+            out.append(f"frames={self.frames} must be at least 4 (a pass behind the occluder)")
+        return out
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.got10k import ensure_synthetic_got10k
+
+        return ensure_synthetic_got10k(num_sequences=self.sequences, frames=self.frames,
+                                       image_size=int(trial.image_size), cache=str(trial.data_cache))
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticPascal3D(DataSource):
+    """Object instances at known viewpoints, in PASCAL3D+'s layout (datasets.synthetic.pascal3d)."""
+
+    name: ClassVar[str] = "synthetic-pascal3d"
+    layout: ClassVar[str] = PASCAL3D
+    categories: int = 4
+    azimuths: int = 8
+    instances_per_view: int = 3
+
+    def problems(self, trial: Any) -> list[str]:
+        from datasets.synthetic.pascal3d import CATEGORY_ORDER
+
+        out = []
+        if not 2 <= self.categories <= len(CATEGORY_ORDER):
+            out.append(f"categories={self.categories} must be from 2 (RIS needs two targets) to {len(CATEGORY_ORDER)}")
+        if self.azimuths < 2:
+            out.append(f"azimuths={self.azimuths} must be at least 2 (instance_viewpoint varies the view)")
+        if self.instances_per_view < 2:
+            out.append(f"instances_per_view={self.instances_per_view} must be at least 2 (instance varies the instance)")
+        return out
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.pascal3d import ensure_synthetic_pascal3d
+
+        return ensure_synthetic_pascal3d(num_categories=self.categories, azimuths=self.azimuths,
+                                         instances_per_view=self.instances_per_view,
+                                         image_size=int(trial.image_size), cache=str(trial.data_cache))

@@ -1,0 +1,317 @@
+"""Reader for the GOT-10k tracking benchmark in its real on-disk layout, and its occlusion set.
+
+The paper measures occlusion invariance on GOT-10k's training set: "every frame
+annotated with object bounding boxes and the amount of occlusion ... We crop each
+bounding box to create a separate image. Local trajectories consisting of varying
+occlusions are constructed for each video by using one sample for each unique level of
+occlusion" (Sec. 3.2). Layout (../shared/reference/datasets.md, section 2)::
+
+    <root>/train/list.txt                       one sequence folder name per line
+    <root>/train/GOT-10k_Train_000001/00000001.jpg 00000002.jpg ...
+                                      groundtruth.txt   x,y,w,h per frame (pixels, top-left)
+                                      absence.label     0/1 per frame, 1 = target absent
+                                      cover.label       visible-ratio level 0..8 per frame
+                                      cut_by_image.label 0/1 per frame
+                                      meta_info.ini     [METAINFO] object_class: ...
+
+Frame ``i`` (0-based) is ``{i+1:08d}.jpg`` and line ``i + 1`` of every label file.
+The small ``read_*`` functions parse one file each and are public so other readers of
+GOT-10k (e.g. video frame sources) can share them.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from datasets.errors import DatasetFormatError
+from datasets.invariance_sets.base import InvarianceSet
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+LABEL_FILES: tuple[str, ...] = ("absence.label", "cover.label", "cut_by_image.label")
+META_SECTION = "METAINFO"
+# cover.label: level k means a visible ratio in (UPPER[k-1], UPPER[k]]; 0 is fully
+# hidden, 7 is (90 %, 100 %) and 8 exactly 100 % (GOT-10k's definition).
+COVER_UPPER_BOUNDS: tuple[float, ...] = (0.0, 0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
+MAX_COVER_LEVEL = 8
+OCCLUSION_TARGETS: tuple[str, ...] = ("sequence", "object_class")
+
+
+def frame_name(index: int) -> str:
+    """File name of 0-based frame ``index``: ``00000001.jpg`` for 0."""
+    return f"{index + 1:08d}.jpg"
+
+
+def cover_level(visible_ratio: float) -> int:
+    """GOT-10k's cover level (0..8) of a visible ratio in [0, 1]."""
+    if not 0.0 <= visible_ratio <= 1.0:
+        raise ValueError(f"visible ratio must be in [0, 1], got {visible_ratio}")
+    if visible_ratio >= 1.0:
+        return MAX_COVER_LEVEL
+    return next((k for k, upper in enumerate(COVER_UPPER_BOUNDS) if visible_ratio <= upper), 7)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DatasetFormatError(f"{path}: missing (every GOT-10k sequence folder has one)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetFormatError(f"{path}: cannot read it as text ({err})") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # a trailing newline or blank lines
+        lines.pop()
+    return lines
+
+
+def read_groundtruth(path: Path | str) -> np.ndarray:
+    """``groundtruth.txt`` as an (N, 4) float array of ``x, y, width, height`` rows."""
+    path = Path(path)
+    rows = []
+    for number, line in enumerate(_lines(path), start=1):
+        fields = line.replace("\t", ",").split(",") if "," in line or "\t" in line else line.split()
+        try:
+            values = [float(field) for field in fields]
+        except ValueError:
+            values = []
+        if len(values) != 4 or not np.all(np.isfinite(values)):
+            raise DatasetFormatError(f"{path}: line {number} is {line!r}; expected x,y,width,height (4 numbers)")
+        rows.append(values)
+    if not rows:
+        raise DatasetFormatError(f"{path}: no boxes in it")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def read_label(path: Path | str, max_value: int) -> np.ndarray:
+    """A ``.label`` file (one integer per line, 0..``max_value``) as an int64 array."""
+    path = Path(path)
+    values = []
+    for number, line in enumerate(_lines(path), start=1):
+        text = line.strip()
+        value = int(text) if text.isdigit() else -1
+        if not 0 <= value <= max_value:
+            raise DatasetFormatError(f"{path}: line {number} is {line!r}; expected an integer from 0 to {max_value}")
+        values.append(value)
+    return np.asarray(values, dtype=np.int64)
+
+
+def read_meta_info(path: Path | str) -> dict[str, str]:
+    """``meta_info.ini``'s ``[METAINFO]`` section as a dict (``object_class``, ``motion_class``, ...)."""
+    path = Path(path)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path) as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise DatasetFormatError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, configparser.Error) as err:
+        raise DatasetFormatError(f"{path}: not an .ini file GOT-10k writes ({err})") from None
+    if not parser.has_section(META_SECTION):
+        raise DatasetFormatError(f"{path}: has no [{META_SECTION}] section")
+    return dict(parser[META_SECTION])
+
+
+@dataclass(frozen=True)
+class SequenceAnnotations:
+    """One GOT-10k sequence's per-frame annotations (all arrays have one row per frame)."""
+
+    folder: Path
+    boxes: np.ndarray  # (N, 4) x, y, width, height
+    absent: np.ndarray  # (N,) bool
+    cover: np.ndarray  # (N,) int64, 0..8
+    cut_by_image: np.ndarray | None  # (N,) bool; None when the file is absent
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def frame(self, index: int) -> Path:
+        return self.folder / frame_name(index)
+
+
+def read_sequence_annotations(folder: Path | str) -> SequenceAnnotations:
+    """Read and cross-check a sequence's ``groundtruth.txt`` and ``.label`` files.
+
+    Every label file must have one line per box of ``groundtruth.txt`` (the frame
+    count); ``cut_by_image.label`` is optional. Raises DatasetFormatError naming the file.
+    """
+    folder = Path(folder)
+    boxes = read_groundtruth(folder / "groundtruth.txt")
+    labels = {}
+    for name, max_value in (("absence.label", 1), ("cover.label", MAX_COVER_LEVEL), ("cut_by_image.label", 1)):
+        path = folder / name
+        if name == "cut_by_image.label" and not path.exists():
+            labels[name] = None
+            continue
+        values = read_label(path, max_value)
+        if len(values) != len(boxes):
+            raise DatasetFormatError(f"{path}: has {len(values)} lines but groundtruth.txt has {len(boxes)} "
+                                     "frames; expected one line per frame")
+        labels[name] = values
+    cut = labels["cut_by_image.label"]
+    return SequenceAnnotations(folder, boxes, labels["absence.label"].astype(bool), labels["cover.label"],
+                               None if cut is None else cut.astype(bool))
+
+
+def split_folder(root: Path | str, split: str = "train") -> Path:
+    """``<root>/<split>``, or ``root`` itself when it is already a split folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"{root}: GOT-10k root does not exist or is not a folder")
+    if (root / split).is_dir():
+        return root / split
+    if (root / "list.txt").is_file():
+        return root
+    raise DatasetFormatError(f"{root}: not a GOT-10k root: no {split}/ folder in it and no list.txt "
+                             f"(expected e.g. {split}/list.txt and {split}/GOT-10k_Train_000001/groundtruth.txt)")
+
+
+def sequence_names(split_dir: Path | str) -> list[str]:
+    """The split's sequence folder names: ``list.txt``'s order, else sorted folders with a ``groundtruth.txt``."""
+    split_dir = Path(split_dir)
+    listing = split_dir / "list.txt"
+    if listing.is_file():
+        names = [line.strip() for line in _lines(listing) if line.strip()]
+        bad = next((n for n in names if "/" in n or "\\" in n or n in (".", "..")), None)
+        if bad is not None:
+            raise DatasetFormatError(f"{listing}: {bad!r} is not a sequence folder name")
+    else:
+        with os.scandir(split_dir) as entries:
+            names = sorted(e.name for e in entries if e.is_dir() and (Path(e.path) / "groundtruth.txt").is_file())
+    if not names:
+        raise DatasetFormatError(f"{split_dir}: no GOT-10k sequences (no list.txt entries or sequence folders)")
+    return names
+
+
+def validate_got10k_root(root: Path | str, split: str | None = None) -> Path:
+    """Fast structural check (the driver runs it before any Ray work); returns the split folder.
+
+    The split folder (``split``, or the first of train/val/test present) lists sequences
+    and the first listed sequence's annotations parse.
+    """
+    if split is None:
+        split = next((s for s in SPLITS if (Path(root) / s).is_dir()), SPLITS[0])
+    folder = split_folder(root, split)
+    first = folder / sequence_names(folder)[0]
+    if not first.is_dir():
+        raise DatasetFormatError(f"{first}: listed in {folder / 'list.txt'} but not a folder")
+    read_sequence_annotations(first)
+    return folder
+
+
+def _frame_fits(path: Path, box: np.ndarray) -> str | None:
+    """Why frame ``path`` cannot give a crop of ``box`` (x, y, w, h), or None if it can.
+
+    Reads only the image header, so choosing frames stays cheap.
+    """
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        return "missing_frames"
+    except (UnidentifiedImageError, OSError):
+        return "unreadable_frames"
+    x, y, w, h = box
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return "boxes_outside_image"
+    return None
+
+
+def occlusion_samples(sequence: SequenceAnnotations, min_level: int = 1) -> tuple[dict[int, int], Counter]:
+    """One frame per distinct cover level: ``{level: frame index}``, and what was skipped.
+
+    Frames marked absent, with an empty box (width or height <= 0) or a cover level
+    below ``min_level`` are not candidates. For each level the earliest candidate whose
+    frame exists, decodes its header and overlaps its box is taken; frames failing that
+    are counted (``missing_frames``, ``unreadable_frames``, ``boxes_outside_image``) and
+    the next candidate of the level is tried.
+    """
+    skipped: Counter = Counter()
+    skipped["absent_frames"] += int(sequence.absent.sum())
+    empty = (sequence.boxes[:, 2] <= 0) | (sequence.boxes[:, 3] <= 0)
+    skipped["zero_boxes"] += int((empty & ~sequence.absent).sum())
+    candidates = ~sequence.absent & ~empty & (sequence.cover >= min_level)
+    chosen: dict[int, int] = {}
+    for index in np.flatnonzero(candidates).tolist():
+        level = int(sequence.cover[index])
+        if level in chosen:
+            continue
+        reason = _frame_fits(sequence.frame(index), sequence.boxes[index])
+        if reason is None:
+            chosen[level] = index
+        else:
+            skipped[reason] += 1
+    return dict(sorted(chosen.items())), skipped
+
+
+def read_occlusion(root: Path | str, split: str = "train", target: str = "sequence", max_targets: int = 0,
+                   min_level: int = 1, crop_max_side: int = 224) -> InvarianceSet:
+    """GOT-10k's occlusion invariance set: one trajectory per sequence (paper Sec. 3.2).
+
+    A sequence's trajectory holds the target cut out by its box from one frame per
+    distinct cover level present (:func:`occlusion_samples`); sequences with fewer
+    than two levels contribute nothing and are counted (``sequences_too_few_levels``),
+    as are listed sequences whose folder is missing (``missing_sequences``). ``target``
+    is ``"sequence"`` (each sequence is its own target) or ``"object_class"`` (the
+    ``object_class`` of ``meta_info.ini``; a class's sequences are its trajectories).
+    ``max_targets > 0`` keeps the first that many targets in list order. Crops are
+    written once into the cache (:mod:`datasets.crops`).
+    """
+    from datasets.crops import CropRequest, write_crops
+
+    if target not in OCCLUSION_TARGETS:
+        raise ValueError(f"target must be one of {', '.join(OCCLUSION_TARGETS)}, got {target!r}")
+    if max_targets < 0:
+        raise ValueError(f"max_targets must be >= 0, got {max_targets}")
+    folder = split_folder(root, split)
+    skipped: Counter = Counter()
+    target_ids: dict[str, int] = {}
+    chosen: list[tuple[int, int, SequenceAnnotations, dict[int, int]]] = []  # target, trajectory, ...
+    for name in sequence_names(folder):
+        sequence_folder = folder / name
+        if not sequence_folder.is_dir():
+            skipped["missing_sequences"] += 1
+            continue
+        label = name if target == "sequence" else read_meta_info(sequence_folder / "meta_info.ini").get("object_class")
+        if not label:
+            raise DatasetFormatError(f"{sequence_folder / 'meta_info.ini'}: no object_class in [{META_SECTION}]")
+        if label not in target_ids and 0 < max_targets <= len(target_ids):
+            if target == "sequence":
+                break  # list order: no later sequence can join a kept target
+            continue
+        sequence = read_sequence_annotations(sequence_folder)
+        levels, sequence_skipped = occlusion_samples(sequence, min_level)
+        skipped.update(sequence_skipped)
+        if len(levels) < 2:
+            skipped["sequences_too_few_levels"] += 1
+            continue
+        target_ids.setdefault(label, len(target_ids))
+        chosen.append((target_ids[label], len(chosen), sequence, levels))
+
+    requests, owners = [], []
+    for target_id, trajectory, sequence, levels in chosen:
+        for index in levels.values():
+            x, y, w, h = sequence.boxes[index]
+            requests.append(CropRequest(sequence.frame(index), (x, y, x + w, y + h)))
+            owners.append((target_id, trajectory))
+    crops, crop_skipped = write_crops(Path(root), f"got10k-occlusion-{split}", requests, crop_max_side)
+    skipped.update({("unreadable_frames" if k in ("unreadable_images", "missing_images") else k): v
+                    for k, v in crop_skipped.items()})
+    kept = [(path, owner) for path, owner in zip(crops, owners) if path is not None]
+    sizes = Counter(owner for _, owner in kept)
+    short = {owner for owner, size in sizes.items() if size < 2}  # lost a level while cutting
+    skipped["sequences_too_few_levels"] += len(short)
+    kept = [(path, owner) for path, owner in kept if owner not in short]
+    if len({owner[0] for _, owner in kept}) < 1:
+        raise DatasetFormatError(f"{folder}: no sequence has frames at two or more cover levels "
+                                 f"(skipped: {dict(skipped) or 'nothing'})")
+    return InvarianceSet(
+        "occlusion", [path for path, _ in kept],
+        np.asarray([owner[0] for _, owner in kept], dtype=np.int64),
+        np.asarray([owner[1] for _, owner in kept], dtype=np.int64),
+        skipped={k: v for k, v in sorted(skipped.items()) if v},
+    )
