@@ -141,14 +141,20 @@ def test_ignoring_the_azimuth_scores_higher_instance_viewpoint_ris(trial, data_c
                                            processes=1)
     fixed = read_instance_set(fixed_root, "instance")
 
+    # With a sign per (target, unit). With one sign per unit (the default rule) these
+    # template detectors do not isolate the azimuth: measured +3.8 / +0.3 on the varied set
+    # but +5.3 top-10 on the fixed-azimuth control too, since for some units "low on the
+    # other three categories" wins on average and the two representations differ in that.
+    sign = "per_target"
+
     def gap(data) -> dict[int, float]:
         ignoring = representation_invariance_score(_pooled_templates(data, across_azimuth), data.targets,
-                                                   data.trajectories, (10, 25))
+                                                   data.trajectories, (10, 25), sign=sign)
         seeing = representation_invariance_score(_pooled_templates(data, within_azimuth), data.targets,
-                                                 data.trajectories, (10, 25))
+                                                 data.trajectories, (10, 25), sign=sign)
         return {k: ignoring[k] - seeing[k] for k in ignoring}
 
     varied_gap, fixed_gap = gap(varied), gap(fixed)
     print("instance_viewpoint RIS gap (ignoring - seeing the azimuth):", varied_gap, "azimuth fixed:", fixed_gap)
-    assert varied_gap[10] > 3 and varied_gap[25] > 1.5, varied_gap
+    assert varied_gap[10] > 3 and varied_gap[25] > 1.5, varied_gap  # measured +5.2 / +2.7
     assert abs(fixed_gap[10]) < 1.5 and abs(fixed_gap[25]) < 1.5, fixed_gap
