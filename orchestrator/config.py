@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from datasets.registry import ConfigError
-from datasets.sources.real import AloiSource, ImageFolderSource
+from datasets.sources.real import AloiSource, Got10kSource, ImageFolderSource, Pascal3DSource
 from trainables.config import TrialConfig
 from trainables.methods.mocov2 import MoCoV2
 
@@ -41,7 +41,8 @@ PRESETS: dict[str, TrialConfig] = {
         cpus_per_worker=8,
         ris_max_objects=0,
         eval_batch_size=512,
-        data={"pretrain": ImageFolderSource(), "probe": ImageFolderSource(), "aloi": AloiSource()},
+        data={"pretrain": ImageFolderSource(), "probe": ImageFolderSource(), "aloi": AloiSource(),
+              "got10k": Got10kSource(), "pascal3d": Pascal3DSource()},
     ),
 }
 

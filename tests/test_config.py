@@ -32,9 +32,11 @@ def test_paper_preset_uses_the_papers_moco_v2_settings():
 def test_paper_preset_refuses_to_start_until_its_real_roots_are_set(tmp_path):
     paper = PRESETS["paper"]
     assert advisories(paper) == []
-    assert paper.problems() == [
-        "data.pretrain.root is not set: point it at the image-folder dataset's folder",
+    assert sorted(paper.problems()) == [
         "data.aloi.root is not set: point it at the aloi dataset's folder",
+        "data.got10k.root is not set: point it at the got10k dataset's folder",
+        "data.pascal3d.root is not set: point it at the pascal3d dataset's folder",
+        "data.pretrain.root is not set: point it at the image-folder dataset's folder",
         "data.probe.root is not set: point it at the image-folder dataset's folder"]
     images = tmp_path / "imagenet"
     for split in ("train", "val"):
@@ -44,7 +46,7 @@ def test_paper_preset_refuses_to_start_until_its_real_roots_are_set(tmp_path):
     aloi.mkdir(parents=True)
     (aloi / "1_r0.png").write_bytes(b"")
     ready = paper.override({"data.pretrain.root": str(images), "data.probe.root": str(images),
-                            "data.aloi.root": str(tmp_path / "aloi")})
+                            "data.aloi.root": str(tmp_path / "aloi"), "invariances": "viewpoint"})
     assert ready.problems() == [] and advisories(ready) == []
 
 

@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from datasets.invariance_sets import INVARIANCES
 from orchestrator.config import SweepSettings
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import TAG_PARENT
@@ -13,8 +14,7 @@ from tests.tiny import tiny_config
 
 pytestmark = pytest.mark.slow
 
-RIS_KEYS = [f"ris/{f}/top{k}" for f in ("viewpoint", "illumination_direction", "illumination_color")
-            for k in (10, 25)]
+RIS_KEYS = [f"ris/{f}/top{k}" for f in INVARIANCES for k in (10, 25)]  # all six, 12 keys
 
 
 def child_runs(uri, parent_id):

@@ -28,7 +28,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from datasets.invariance_sets import INVARIANCE_SETS, InvarianceSetPart
+from datasets.invariance_sets import INVARIANCE_SETS, INVARIANCES, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
 from trainables.invariance import RIS_SIGN_RULES
@@ -55,7 +55,7 @@ def _default_method() -> Method:
 
 
 def _default_invariances() -> tuple[InvarianceSetPart, ...]:
-    return tuple(INVARIANCE_SETS.get(n)() for n in ("viewpoint", "illumination_direction", "illumination_color"))
+    return tuple(INVARIANCE_SETS.get(n)() for n in INVARIANCES)  # the paper's six
 
 
 def _default_probes() -> tuple[Probe, ...]:
