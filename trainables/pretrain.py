@@ -122,6 +122,17 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> int:
     return int(state["epoch"])
 
 
+def load_backbone(trial: TrialConfig, path: Path) -> nn.Module:
+    """The method's backbone with a checkpoint's weights, in eval mode, on the CPU.
+
+    For a finished trial: the driver logs it as the trial's MLflow model.
+    """
+    model = trial.method.build_model(trial)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return trial.method.backbone(model).eval()
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train worker function: pretraining, checkpoints, final evaluation."""
     trial: TrialConfig = loop_config["trial"]
