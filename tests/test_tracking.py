@@ -196,3 +196,35 @@ def test_with_a_tracking_server_the_urls_are_the_servers():
     url = compare.compare_url(compare.ui_base_url("http://10.0.0.5:8080"), "7", ["a" * 32])
     assert url == (f"http://10.0.0.5:8080/#/compare-runs?runs=%5B%22{'a' * 32}%22%5D&experiments=%5B%227%22%5D"
                    "&workflowType=machine_learning")
+
+
+def test_a_backbone_is_logged_in_the_runs_experiment_and_registered_on_request(tmp_path, data_cache):
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    from orchestrator.tracking import log_backbone
+    from trainables.pretrain import load_backbone
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "models", "m", str(tmp_path / "m"))
+    run_id = tracker.child_run("t0", "seed=0", {}, {})
+    trial = tiny_config(data_cache)
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": trial.method.build_model(trial).state_dict(), "epoch": 1}, checkpoint)
+
+    model_uri = log_backbone(tracker.client, tracker.experiment_id, run_id, trial, checkpoint, "dssl-backbone")
+    logged = tracker.client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.experiment_id == tracker.experiment_id and logged.source_run_id == run_id
+    assert logged.params["method.crop_scale_min"] == str(trial.method.crop_scale_min)
+    [version] = tracker.client.search_model_versions("name = 'dssl-backbone'")
+    assert version.run_id == run_id
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pytorch.load_model("models:/dssl-backbone/1")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    images = torch.randn(5, 3, trial.image_size, trial.image_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # a batch of 5: the logged model's batch dimension is not fixed
+        assert torch.allclose(loaded(images), load_backbone(trial, checkpoint)(images), atol=1e-6)
