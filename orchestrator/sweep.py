@@ -186,7 +186,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             ),
         )
     started = time.time()
-    marker = InterruptMarker(tracking_uri, settings.experiment, settings.name, experiment_path)
+    marker = InterruptMarker(tracker)
     try:
         with marker:
             result_grid = tuner.fit()

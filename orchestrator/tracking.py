@@ -517,14 +517,14 @@ class InterruptMarker:
     SIGINT handler), so that `Tuner.fit` returns and the sweep ends non-zero.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str):
-        self._args = (tracking_uri, experiment, sweep_name, sweep_dir)
+    def __init__(self, tracker: SweepTracker):
+        self.tracker = tracker
         self.signal: int | None = None
         self._thread: threading.Thread | None = None
         self._previous = None
 
     def mark(self) -> None:
-        with_retries("marking the sweep KILLED", lambda: SweepTracker(*self._args).mark_killed(), (1.0,))
+        with_retries("marking the sweep KILLED", self.tracker.mark_killed, (1.0,))
 
     def _on_sigterm(self, signum, frame):
         import signal as signals
