@@ -39,6 +39,7 @@ from mlflow.utils.mlflow_tags import (
 )
 from ray.tune import Callback
 
+from datasets.registry import ConfigError
 from orchestrator.cluster import REPO_ROOT
 from trainables.config import TrialConfig
 
@@ -151,8 +152,8 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
     else:
         experiment_id = found.experiment_id
         if found.lifecycle_stage == "deleted":
-            raise ValueError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
-                             "restore) or choose another --experiment")
+            raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
+                              "restore) or choose another --experiment")
     client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
     return experiment_id
 

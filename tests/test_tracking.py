@@ -9,6 +9,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator import compare
+from orchestrator.config import ConfigError
 from orchestrator.tracking import (
     EXPERIMENT_KIND_TRAINING,
     TAG_ERROR,
@@ -105,6 +106,9 @@ def test_the_experiment_is_a_training_experiment_with_artifacts_beside_the_store
     assert tags["mlflow.source.name"] and tags["mlflow.user"] and tags["mlflow.source.type"] == "LOCAL"
     assert tags[TAG_GIT_DIRTY] in ("true", "false")
     assert len(tags["mlflow.source.git.commit"]) == 40
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(ConfigError, match="experiment 'gone' is deleted; restore it"):
+        SweepTracker(uri, "gone", "s3", str(tmp_path / "s3"))
 
 
 def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets(tmp_path, data_cache):
