@@ -120,11 +120,10 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     if settings.resume and "://" not in experiment_path and not _local_exists(experiment_path):
         raise ConfigError(f"--resume: no sweep to resume at {experiment_path}")
 
+    from mlflow.entities import Metric, RunTag
     from ray import tune
 
     from orchestrator.cluster import init_ray, on_cluster
-    from mlflow.entities import RunTag
-
     from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
@@ -201,20 +200,22 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     # A trial that neither finished (Tune's last result says done) nor failed was stopped.
     interrupted = marker.signal is not None or any(
         not result.error and not (result.metrics or {}).get("done") for result in result_grid)
+    if interrupted:  # first: the process may be killed soon (ray job stop)
+        with_retries("marking the sweep KILLED", tracker.mark_killed, (1.0,))
     client = tracker.client
-    client.log_metric(tracker.parent_run_id, "sweep/wall_seconds", time.time() - started)
     children = sorted(tracker.children(), key=lambda r: r.info.run_name or "")
     base = ui_base_url(tracking_uri)
     url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
     runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id,
                               next((k for k in swept if k != "seed"), ""))
-    client.log_batch(tracker.parent_run_id, tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url)])
-    # The parent's summary is a courtesy: a failure to write it must not hide the sweep's results.
+    # The parent's summary is a courtesy: failing to write it must not hide the sweep's results.
+    with_retries("the parent run's links and wall time", lambda: client.log_batch(
+        tracker.parent_run_id,
+        metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
+        tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url)]), (2.0,))
     with_retries("the parent run's summary table and charts",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept), (2.0,))
-    if interrupted:
-        tracker.mark_killed()
-    else:
+    if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")
     return SweepOutcome(
