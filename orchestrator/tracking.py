@@ -428,7 +428,9 @@ class MLflowTrialCallback(Callback):
         self.tracker  # connect (and create the parent run) before the first trial
 
     def run_name(self, params: dict[str, Any], fallback: str) -> str:
-        return " ".join(f"{k}={params.get(k)}" for k in self.knobs) or fallback
+        """The swept knobs' values, the seed last: trials that differ only by it read as repeats."""
+        ordered = [k for k in self.knobs if k != "seed"] + [k for k in self.knobs if k == "seed"]
+        return " ".join(f"{k}={params.get(k)}" for k in ordered) or fallback
 
     def _run_id(self, trial) -> str | None:
         if trial.trial_id not in self._runs:

@@ -112,9 +112,16 @@ def test_the_experiment_is_a_training_experiment_with_artifacts_beside_the_store
 
 
 def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets(tmp_path, data_cache):
+    from ray import tune
+
+    from orchestrator.search import knobs, trials_of
+
+    _, trials = trials_of(tiny_config(data_cache), {"method": {"crop_scale_min": tune.grid_search([0.2, 0.5])},
+                                                     "seed": tune.grid_search([0, 1, 2])})
+    swept = knobs(trials)
+    assert sorted(swept) == ["method.crop_scale_min", "seed"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    callback = MLflowTrialCallback(uri, "exp", "seeds", str(tmp_path / "seeds"),
-                                   knobs=["method.crop_scale_min", "seed"])
+    callback = MLflowTrialCallback(uri, "exp", "seeds", str(tmp_path / "seeds"), knobs=swept)
     callback.setup()
     trial = fake_trial("t_00001", data_cache, **{"method.crop_scale_min": 0.5, "seed": 2})
     callback.on_trial_start(0, [], trial)
