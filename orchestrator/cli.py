@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from orchestrator.config import PRESETS, ConfigError, SweepSettings, parse_overrides, preset
 
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+
 
 def common_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -41,6 +43,11 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", default="",
                      help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     run.add_argument("--experiment", default="demystify-ssl", help="MLflow experiment name")
+    run.add_argument("--register-model", default="", metavar="NAME",
+                     help="also register each trial's logged backbone in MLflow's model registry "
+                          "under NAME (a new version per trial)")
+    run.add_argument("--no-log-models", dest="log_models", action="store_false",
+                     help="do not log each trial's final backbone as an MLflow model")
     run.add_argument("--max-concurrent-trials", type=int, default=0,
                      help="0: as many as local resources allow; no limit on a cluster")
     run.add_argument("--max-failures", type=int, default=0,
@@ -79,10 +86,17 @@ def run_cli(
             max_concurrent_trials=args.max_concurrent_trials,
             max_failures=args.max_failures,
             tags={"sweep_kind": sweep, "preset": args.preset},
+            log_models=args.log_models,
+            register_model=args.register_model,
         )
         outcome = run_sweep(base, space, settings)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the sweep's runs are marked KILLED", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(summary(outcome))
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
     return 1 if outcome.errors else 0

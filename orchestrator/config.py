@@ -103,6 +103,8 @@ class SweepSettings:
     max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
     max_failures: int = 0  # Ray Train restarts of a trial's worker group
     tags: dict[str, str] = field(default_factory=dict)
+    log_models: bool = True  # each finished trial's backbone as an MLflow model
+    register_model: str = ""  # also register those models under this name ("" = do not)
 
     def replace(self, **changes: Any) -> "SweepSettings":
         return dataclasses.replace(self, **changes)

@@ -1,11 +1,12 @@
 """What a finished sweep prints: a trial x metric table, the paper's figures beside it,
-and the command that opens the MLflow UI on these runs."""
+and where to see the runs in MLflow (the UI command for a local store, then the
+experiment and compare-runs pages)."""
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from datasets.invariance_sets import INVARIANCES
+from orchestrator.compare import is_server, ui_command
 
 # Purushwalkam & Gupta (2020), Table 1: MoCo v2 on ImageNet, ResNet-50 (RIS %, top10/top25),
 # in the order of INVARIANCES. Printed beside the project's results for orientation, never
@@ -34,10 +35,6 @@ def table(rows: list[dict[str, Any]], first: list[str]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
-
-
-def ui_command(tracking_uri: str) -> str:
-    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
 # Targets the paper's RIS averages over (Sec. 3.2): ALOI's 1,000 objects.
@@ -77,8 +74,19 @@ def summary(outcome) -> str:
         "",
         f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}, "
         f"store {outcome.tracking_uri}",
-        f"Open the UI:  {ui_command(outcome.tracking_uri)}",
     ]
+    if not is_server(outcome.tracking_uri):
+        parts.append(f"Open the UI:  {ui_command(outcome.tracking_uri)}")
+    if outcome.runs_url:
+        parts.append(f"Trials:       {outcome.runs_url}")
+    if outcome.compare_url:
+        parts.append(f"Compare:      {outcome.compare_url}")
+        parts.append(f"              (later: python -m orchestrator.compare {outcome.name} --open)")
+    if outcome.tracking_errors:
+        parts.append(f"MLflow: {outcome.tracking_errors} write(s) failed after retries (see the log above)")
+    if outcome.interrupted:
+        parts += ["", f"Interrupted: the parent run and its running trials are marked KILLED; "
+                      f"continue with --resume --name {outcome.name}"]
     if outcome.errors:
         parts += ["", f"{len(outcome.errors)} trial(s) failed:", *outcome.errors]
     return "\n".join(parts)

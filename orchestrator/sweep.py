@@ -37,6 +37,11 @@ class SweepOutcome:
     knobs: list[str]
     rows: list[dict[str, Any]]
     errors: list[str]
+    experiment_id: str = ""
+    compare_url: str = ""
+    runs_url: str = ""
+    interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or `ray job stop`: runs marked KILLED
+    tracking_errors: int = 0  # MLflow writes lost after retries (the sweep went on)
 
 
 def default_storage_path(settings: SweepSettings) -> str:
@@ -115,15 +120,23 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     if settings.resume and "://" not in experiment_path and not _local_exists(experiment_path):
         raise ConfigError(f"--resume: no sweep to resume at {experiment_path}")
 
+    from mlflow.entities import Metric, RunTag
     from ray import tune
 
     from orchestrator.cluster import init_ray, on_cluster
+    from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
+    from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
+        TAG_COMPARE_URL,
+        TAG_RUNS_URL,
+        TAG_TRACKING_ERRORS,
+        InterruptMarker,
         MLflowTrialCallback,
-        metrics_of,
         SweepTracker,
         git_commit,
+        metrics_of,
         resolve_tracking_uri,
+        with_retries,
     )
     from trainables.trial import pretrain_and_evaluate
 
@@ -146,6 +159,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     callback = MLflowTrialCallback(
         tracking_uri=tracking_uri, experiment=settings.experiment,
         sweep_name=settings.name, sweep_dir=experiment_path, tags=tags, knobs=swept,
+        log_models=settings.log_models, registered_model_name=settings.register_model,
     )
     part_modules = tuple(sorted(set().union(*(c.part_modules() for c in configs))))
     trainable = tune.with_resources(
@@ -171,7 +185,13 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             ),
         )
     started = time.time()
-    result_grid = tuner.fit()
+    marker = InterruptMarker(tracker)
+    try:
+        with marker:
+            result_grid = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune stops waiting for its trials
+        marker.mark()
+        raise
     rows = []
     for result in result_grid:
         flat = TrialConfig.from_nested(result.config).flat() if result.config else {}
@@ -180,12 +200,32 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         last = history.ffill().iloc[-1].to_dict() if history is not None and len(history) else {}
         rows.append({k: flat.get(k) for k in swept} | metrics_of(last | (result.metrics or {})))
     errors = [f"{result.path}: {result.error}" for result in result_grid if result.error]
-    tracker.client.log_metric(tracker.parent_run_id, "sweep/wall_seconds", time.time() - started)
-    tracker.finish("FAILED" if errors else "FINISHED")
+    # A trial that neither finished (Tune's last result says done) nor failed was stopped.
+    interrupted = marker.signal is not None or any(
+        not result.error and not (result.metrics or {}).get("done") for result in result_grid)
+    if interrupted:  # first: the process may be killed soon (ray job stop)
+        with_retries("marking the sweep KILLED", tracker.mark_killed, (1.0,))
+    client = tracker.client
+    children = sorted(tracker.children(), key=lambda r: r.info.run_name or "")
+    base = ui_base_url(tracking_uri)
+    url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
+    runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id,
+                              next((k for k in swept if k != "seed"), ""))
+    # The parent's summary is a courtesy: failing to write it must not hide the sweep's results.
+    with_retries("the parent run's links and wall time", lambda: client.log_batch(
+        tracker.parent_run_id,
+        metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
+        tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url)]), (2.0,))
+    with_retries("the parent run's summary table and charts",
+                 lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept), (2.0,))
+    if not interrupted:
+        tracker.finish("FAILED" if errors else "FINISHED")
+    lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")
     return SweepOutcome(
         name=settings.name, experiment_path=experiment_path, tracking_uri=tracking_uri,
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
-        knobs=swept, rows=rows, errors=errors,
+        knobs=swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
+        compare_url=url, runs_url=runs_url, interrupted=interrupted, tracking_errors=int(lost),
     )
 
 

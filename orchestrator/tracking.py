@@ -4,21 +4,42 @@ Trials never write to MLflow themselves: they report to Ray Tune, and this callb
 running in the driver, is the store's only writer (several processes writing one SQLite
 file hit "database is locked"). Runs are found again by tags, so a resumed sweep keeps
 logging into the parent and child runs it started.
+
+What a user of MLflow expects is filled in here too: the experiment is marked as a
+model-training experiment (so the UI opens on its runs, not on the GenAI overview), its
+artifacts live beside the store (never in a `ray job submit` working directory), every
+run carries MLflow's own source tags, a child run lists the datasets it read and holds
+its final backbone as an MLflow model.
 """
 from __future__ import annotations
 
+import functools
+import getpass
+import hashlib
+import json
 import logging
 import math
 import os
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 from ray.tune import Callback
 
+from datasets.registry import ConfigError
 from orchestrator.cluster import REPO_ROOT
 from trainables.config import TrialConfig
 
@@ -29,7 +50,22 @@ METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/")
 TAG_SWEEP = "dssl.sweep"
 TAG_SWEEP_DIR = "dssl.sweep_dir"
 TAG_TRIAL_ID = "dssl.trial_id"
+TAG_GIT_DIRTY = "dssl.git_dirty"  # "true" when the tree had uncommitted changes to tracked files
+TAG_ERROR = "dssl.error"  # a failed trial's error
+TAG_CHECKPOINT = "dssl.checkpoint"  # the checkpoint the child's logged model was read from
+TAG_MODEL_URI = "dssl.model_uri"
+TAG_COMPARE_URL = "dssl.compare_url"  # parent: the compare-runs page of its children
+TAG_RUNS_URL = "dssl.runs_url"  # parent: the runs table filtered to its children
+TAG_TRACKING_ERRORS = "dssl.tracking_errors"  # parent: MLflow writes lost after retries
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own key: the UI nests child runs by it
+# MLflow 3's UI reads this experiment tag to choose its page: "custom_model_development"
+# opens the training-runs view, anything GenAI (or no tag on an empty experiment) the
+# traces overview (mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+ARTIFACTS_FOLDER = "mlartifacts"  # beside a SQLite store, as `mlflow server` names its own
+MODEL_NAME = "backbone"
+ERROR_TAG_CHARS = 4000  # MLflow caps tag values; the end of a traceback says the most
 
 
 def resolve_tracking_uri(uri: str = "") -> str:
@@ -45,14 +81,140 @@ def resolve_tracking_uri(uri: str = "") -> str:
     return uri
 
 
-def git_commit() -> str:
+def _git(*args: str) -> str | None:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
+        return None  # no git, or not a clone (a `ray job submit` working directory)
+
+
+def git_commit() -> str:
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty() -> str:
+    """Whether tracked files differ from the commit: "true", "false", or "unknown" without git."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status)).lower()
+
+
+def source_name(argv0: str | None = None) -> str:
+    """The entry script, relative to the repository when inside it (as the Source column shows)."""
+    script = Path(argv0 if argv0 is not None else (sys.argv[0] or "python")).resolve()
+    try:
+        return str(script.relative_to(REPO_ROOT))
+    except ValueError:
+        return script.name
+
+
+def source_tags(script: str | None = None) -> dict[str, str]:
+    """MLflow's own run tags (Source and User columns) and whether the tree was clean."""
+    tags = {MLFLOW_SOURCE_NAME: source_name(script), MLFLOW_SOURCE_TYPE: "LOCAL",
+            MLFLOW_USER: _user(), TAG_GIT_DIRTY: git_dirty()}
+    commit = git_commit()
+    if commit != "unknown":
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
         return "unknown"
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts, chosen explicitly.
+
+    Beside a SQLite store (`<store folder>/mlartifacts`), so that artifacts survive with
+    the store; a relative default would land in the process's working directory, which
+    under `ray job submit` is a temporary copy deleted with the job. A tracking server
+    (http/https) keeps its own default: its proxied artifact store. Other databases: the
+    server-side default too (None), as there is no folder to sit beside.
+    """
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        return (Path(tracking_uri[len(prefix):]).resolve().parent / ARTIFACTS_FOLDER).as_uri()
+    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        store = Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
+        return (store.resolve().parent / ARTIFACTS_FOLDER).as_uri()
+    return None
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The experiment's id, created (artifacts beside the store) or reused, tagged for training runs."""
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        experiment_id = client.create_experiment(name, artifact_location=artifact_location(tracking_uri))
+    else:
+        experiment_id = found.experiment_id
+        if found.lifecycle_stage == "deleted":
+            raise ConfigError(f"MLflow experiment {name!r} is deleted; restore it (mlflow experiments "
+                              "restore) or choose another --experiment")
+    client.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
+    return experiment_id
+
+
+def with_retries(what: str, call: Callable[[], Any], delays: tuple[float, ...]) -> tuple[bool, Any]:
+    """`(True, call())`, retrying after each of `delays` seconds; `(False, None)` if every try failed.
+
+    Any exception is caught: a tracking server's hiccup (HTTP 5xx, a dropped connection,
+    a locked database) must not end a sweep whose trials are fine.
+    """
+    for attempt in range(len(delays) + 1):
+        try:
+            return True, call()
+        except Exception as err:  # noqa: BLE001 - see docstring
+            if attempt == len(delays):
+                log.error("MLflow: %s failed after %d tries, not recorded: %s", what, attempt + 1, err)
+                return False, None
+            log.warning("MLflow: %s failed (%s); retrying in %.1f s", what, err, delays[attempt])
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=64)
+def listing_digest(root: str) -> tuple[str, int]:
+    """A digest of a dataset's file listing (relative paths and sizes) and its file count.
+
+    Cheap next to reading the images, and it changes when a file is added, removed or
+    rewritten with another size: enough to tell two datasets apart in the UI.
+    """
+    digest, count = hashlib.sha256(), 0
+    base = Path(root)
+    entries = []
+    for folder, _, files in os.walk(base):
+        for name in files:
+            path = Path(folder) / name
+            entries.append(f"{path.relative_to(base).as_posix()}\t{path.stat().st_size}\n")
+    for entry in sorted(entries):
+        digest.update(entry.encode())
+        count += 1
+    return digest.hexdigest()[:16], count
+
+
+def dataset_inputs(trial: TrialConfig) -> list[DatasetInput]:
+    """The datasets a trial read, one per data role: what the UI's Datasets column lists.
+
+    Named `<role>:<source>`, with the root as a local source and a digest of its file
+    listing; the context says whether the method trained on it or evaluation read it.
+    """
+    inputs = []
+    for role, source in trial.data.items():
+        root = str(trial.root(role).resolve())
+        if Path(root).is_dir():
+            digest, count = listing_digest(root)
+            profile = json.dumps({"num_files": count})
+        else:  # a remote root: its name stands in for its listing
+            digest, profile = hashlib.sha256(root.encode()).hexdigest()[:16], None
+        context = "training" if role in trial.method.roles else "evaluation"
+        dataset = Dataset(name=f"{role}:{source.name}", digest=digest, source_type="local",
+                          source=json.dumps({"uri": root}), profile=profile)
+        inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return inputs
 
 
 def metrics_of(result: dict[str, Any]) -> dict[str, float]:
@@ -65,23 +227,86 @@ def metrics_of(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: TrialConfig,
+                 checkpoint_file: Path, registered_model_name: str = "") -> str:
+    """Log a trial's final backbone as an MLflow model on its child run; return the model URI.
+
+    The backbone is rebuilt on the driver from the trial's last checkpoint (read with
+    weights_only=True, trainables.evaluation.load_backbone), with an input example of the
+    trial's image size so the model has a signature. `mlflow.pytorch.log_model` writes
+    through the process's tracking URI, so it is pointed at this store for the call, and
+    it would file the model under the process's active experiment, so the model is
+    created here first, in the run's experiment, with the trial's params. The
+    requirements are given, not inferred: inference loads the model in a subprocess.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    import torchvision
+
+    from trainables.evaluation import load_backbone
+
+    backbone = load_backbone(trial, checkpoint_file)
+    # A batch of two: torch.export keeps a size-1 dimension static, and the batch should not be.
+    example = np.random.default_rng(0).standard_normal(
+        (2, 3, trial.image_size, trial.image_size)).astype(np.float32)
+    model = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                       params={k: str(v) for k, v in trial.flat().items()})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        def log_as(serialization_format: str):
+            return mlflow.pytorch.log_model(
+                backbone, name=MODEL_NAME, run_id=run_id, model_id=model.model_id, input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                                  f"torchvision=={torchvision.__version__.split('+')[0]}"],
+                registered_model_name=registered_model_name or None,
+                serialization_format=serialization_format,
+            )
+        try:
+            # pt2 (torch.export): loading it runs no pickled code and needs no project import.
+            info = log_as("pt2")
+        except Exception as err:  # noqa: BLE001 - a part's backbone torch.export cannot trace
+            log.warning("torch.export failed on %s's backbone (%s); logging it pickled", trial.method.name, err)
+            info = log_as("pickle")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return info.model_uri
+
+
+def checkpoint_file(checkpoint_dir: str, sweep_dir: str, scratch: Path) -> Path:
+    """`checkpoint.pt` of a reported checkpoint folder: local, or copied from remote storage."""
+    from trainables.pretrain import CHECKPOINT_FILE
+
+    local = Path(checkpoint_dir) / CHECKPOINT_FILE
+    if local.exists():
+        return local
+    import pyarrow.fs
+
+    filesystem, _ = pyarrow.fs.FileSystem.from_uri(sweep_dir)
+    target = scratch / CHECKPOINT_FILE
+    with filesystem.open_input_stream(f"{checkpoint_dir.rstrip('/')}/{CHECKPOINT_FILE}") as src:
+        target.write_bytes(src.read())
+    return target
+
+
 class SweepTracker:
     """The parent run of one sweep, found again by its sweep folder on resume."""
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str):
+    def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str,
+                 script: str | None = None):
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.sweep_name = sweep_name
         self.sweep_dir = sweep_dir
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(experiment)
-        )
+        self.source_tags = source_tags(script)
+        self.experiment_id = ensure_experiment(self.client, experiment, tracking_uri)
         self.parent_run_id = self._find_or_create_parent()
 
-    def _search(self, filter_string: str):
+    def _search(self, filter_string: str, max_results: int = 10):
         return self.client.search_runs(
-            [self.experiment_id], filter_string=filter_string, max_results=10,
+            [self.experiment_id], filter_string=filter_string, max_results=max_results,
             order_by=["attributes.start_time ASC"],
         )
 
@@ -98,7 +323,7 @@ class SweepTracker:
             self.experiment_id,
             run_name=self.sweep_name,
             tags={TAG_SWEEP: self.sweep_name, TAG_SWEEP_DIR: self.sweep_dir,
-                  "git_commit": git_commit()},
+                  "git_commit": git_commit(), **self.source_tags},
         )
         return run.info.run_id
 
@@ -109,24 +334,42 @@ class SweepTracker:
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
 
-    def child_run(self, trial_id: str, trial_name: str, params: dict[str, Any],
-                  tags: dict[str, str]) -> str:
-        """The child run of a trial: found by its trial id, or created with its params."""
+    def children(self):
+        """The sweep's child runs, oldest first."""
+        return self._search(f"tags.`{TAG_PARENT}` = '{self.parent_run_id}'", max_results=10000)
+
+    def find_child(self, trial_id: str) -> str | None:
         runs = self._search(
             f"tags.`{TAG_PARENT}` = '{self.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'"
         )
-        if runs:
-            return runs[0].info.run_id
+        return runs[0].info.run_id if runs else None
+
+    def child_run(self, trial_id: str, trial_name: str, params: dict[str, Any],
+                  tags: dict[str, str], inputs: list[DatasetInput] = ()) -> str:
+        """The child run of a trial: found by its trial id, or created with its params and datasets."""
+        found = self.find_child(trial_id)
+        if found:
+            return found
         run = self.client.create_run(
             self.experiment_id,
             run_name=trial_name,
             tags={TAG_PARENT: self.parent_run_id, TAG_TRIAL_ID: trial_id,
-                  TAG_SWEEP: self.sweep_name, **tags},
+                  TAG_SWEEP: self.sweep_name, **self.source_tags, **tags},
         )
         self.client.log_batch(
             run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())]
         )
+        if inputs:
+            self.client.log_inputs(run.info.run_id, datasets=list(inputs))
         return run.info.run_id
+
+    def mark_killed(self) -> list[str]:
+        """An interrupted sweep: the parent and every child still RUNNING become KILLED."""
+        killed = [r.info.run_id for r in self.children() if r.info.status == "RUNNING"]
+        for run_id in killed:
+            self.client.set_terminated(run_id, status="KILLED")
+        self.client.set_terminated(self.parent_run_id, status="KILLED")
+        return killed
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_run_id, status=status)
@@ -138,18 +381,31 @@ class MLflowTrialCallback(Callback):
     It holds only names (it is pickled with the Tuner's state and restored with it) and
     connects to MLflow in `setup`, finding the sweep's parent run by its folder. A child
     run's params are the trial's dotted keys (`TrialConfig.flat`: only the parts it
-    uses), and it is named by the swept `knobs`, e.g. ``method.crop_scale_min=0.08``.
-    `pretrain/loss` and the other per-epoch metrics are stepped by the trial's `epoch`.
+    uses), and it is named by the swept `knobs`, e.g. ``method.crop_scale_min=0.08``
+    (``... seed=1`` when seeds are swept too). `pretrain/loss` and the other per-epoch
+    metrics are stepped by the trial's `epoch`; the datasets a trial reads are its
+    inputs; when it completes, its last checkpoint's backbone is logged as its model.
+
+    Every MLflow call is retried (`RETRY_DELAYS`); one that still fails is logged and
+    counted (`errors`, and the parent's `dssl.tracking_errors` tag), never raised: a
+    tracking hiccup must not end the sweep.
     """
 
+    RETRY_DELAYS: tuple[float, ...] = (1.0, 4.0)
+
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str,
-                 tags: dict[str, str] | None = None, knobs: list[str] | None = None):
+                 tags: dict[str, str] | None = None, knobs: list[str] | None = None,
+                 log_models: bool = True, registered_model_name: str = ""):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.sweep_name = sweep_name
         self.sweep_dir = sweep_dir
         self.tags = dict(tags or {})
         self.knobs = list(knobs or [])
+        self.log_models = log_models
+        self.registered_model_name = registered_model_name
+        self.errors = 0
+        self._checkpoints: dict[str, str] = {}  # trial id -> its last reported checkpoint folder
         self._tracker: SweepTracker | None = None
         self._runs: dict[str, str] = {}
 
@@ -163,32 +419,141 @@ class MLflowTrialCallback(Callback):
                                          self.sweep_dir)
         return self._tracker
 
+    def _try(self, what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
+        ok, value = with_retries(what, call, self.RETRY_DELAYS)
+        self.errors += not ok
+        return ok, value
+
     def setup(self, **info):
         self.tracker  # connect (and create the parent run) before the first trial
 
-    def _run_id(self, trial) -> str:
+    def run_name(self, params: dict[str, Any], fallback: str) -> str:
+        """The swept knobs' values, the seed last: trials that differ only by it read as repeats."""
+        ordered = [k for k in self.knobs if k != "seed"] + [k for k in self.knobs if k == "seed"]
+        return " ".join(f"{k}={params.get(k)}" for k in ordered) or fallback
+
+    def _run_id(self, trial) -> str | None:
         if trial.trial_id not in self._runs:
-            params = TrialConfig.from_nested(trial.config).flat()
-            name = " ".join(f"{k}={params.get(k)}" for k in self.knobs) or str(trial)
-            self._runs[trial.trial_id] = self.tracker.child_run(trial.trial_id, name, params, self.tags)
+            config = TrialConfig.from_nested(trial.config)
+            params = config.flat()
+            ok, run_id = self._try(f"child run of {trial.trial_id}", lambda: self.tracker.child_run(
+                trial.trial_id, self.run_name(params, str(trial)), params, self.tags,
+                dataset_inputs(config)))
+            if not ok:
+                return None
+            self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
+    def _terminate(self, trial, status: str, tags: dict[str, str] | None = None) -> None:
+        run_id = self._run_id(trial)
+        if run_id is None:
+            return
+        if tags:
+            self._try(f"tags of {trial.trial_id}", lambda: self.tracker.client.log_batch(
+                run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
+        self._try(f"{status} of {trial.trial_id}",
+                  lambda: self.tracker.client.set_terminated(run_id, status=status))
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.tracker.client.update_run(self._run_id(trial), status="RUNNING")
+        run_id = self._run_id(trial)
+        if run_id is not None:
+            self._try(f"start of {trial.trial_id}",
+                      lambda: self.tracker.client.update_run(run_id, status="RUNNING"))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("checkpoint_path"):  # added by Train's TuneReportCallback
+            self._checkpoints[trial.trial_id] = str(result["checkpoint_path"])
         metrics = metrics_of(result)
-        if not metrics:
+        run_id = self._run_id(trial) if metrics else None
+        if run_id is None:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         timestamp = int(float(result.get("timestamp") or time.time()) * 1000)
-        self.tracker.client.log_batch(
-            self._run_id(trial),
-            metrics=[Metric(k, v, timestamp, step) for k, v in metrics.items()],
-        )
+        batch = [Metric(k, v, timestamp, step) for k, v in metrics.items()]
+        self._try(f"metrics of {trial.trial_id} (step {step})",
+                  lambda: self.tracker.client.log_batch(run_id, metrics=batch))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.tracker.client.set_terminated(self._run_id(trial), status="FINISHED")
+        run_id = self._run_id(trial)
+        checkpoint = self._checkpoints.get(trial.trial_id)
+        if run_id is not None and checkpoint and self.log_models:
+            self._try(f"model of {trial.trial_id}", lambda: self._log_model(run_id, trial, checkpoint))
+        self._terminate(trial, "FINISHED")
+
+    def _log_model(self, run_id: str, trial, checkpoint: str) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = checkpoint_file(checkpoint, self.sweep_dir, Path(scratch))
+            uri = log_backbone(self.tracker.client, self.tracker.experiment_id, run_id,
+                               TrialConfig.from_nested(trial.config), path, self.registered_model_name)
+        self.tracker.client.log_batch(run_id, tags=[RunTag(TAG_CHECKPOINT, checkpoint),
+                                                    RunTag(TAG_MODEL_URI, uri)])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.tracker.client.set_terminated(self._run_id(trial), status="FAILED")
+        self._terminate(trial, "FAILED", {TAG_ERROR: trial_error(trial)})
+
+    def on_experiment_end(self, trials, **info):
+        self._try("tracking error count", lambda: self.tracker.client.set_tag(
+            self.tracker.parent_run_id, TAG_TRACKING_ERRORS, str(self.errors)))
+
+
+def trial_error(trial) -> str:
+    """A failed trial's error as Tune recorded it; the end of it, as tags are capped."""
+    text = ""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        text = Path(path).read_text(errors="replace")
+    if not text:
+        try:
+            text = str(trial.get_error() or "")
+        except Exception:  # noqa: BLE001 - the tag is a courtesy; the status says FAILED
+            text = ""
+    return (text or "unknown error (see the trial's log)")[-ERROR_TAG_CHARS:]
+
+
+class InterruptMarker:
+    """Makes an interrupted sweep's runs say so, even if the process is killed soon after.
+
+    Within its `with` block (main thread only), SIGTERM (what `ray job stop` sends,
+    SIGKILL following a few seconds later) starts marking the parent and its RUNNING
+    children KILLED at once, in a thread (never in the handler: the interrupted code may
+    hold the SQLite store's lock), and then asks Tune to stop as Ctrl-C does (Tune's own
+    SIGINT handler), so that `Tuner.fit` returns and the sweep ends non-zero.
+    """
+
+    def __init__(self, tracker: SweepTracker):
+        self.tracker = tracker
+        self.signal: int | None = None
+        self._thread: threading.Thread | None = None
+        self._previous = None
+
+    def mark(self) -> None:
+        with_retries("marking the sweep KILLED", self.tracker.mark_killed, (1.0,))
+
+    def _on_sigterm(self, signum, frame):
+        import signal as signals
+
+        self.signal = signum
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.mark, name="mark-killed", daemon=True)
+            self._thread.start()
+        tune_handler = signals.getsignal(signals.SIGINT)
+        if callable(tune_handler):
+            tune_handler(signals.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal as signals
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signals.signal(signals.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc):
+        import signal as signals
+
+        if self._previous is not None:
+            signals.signal(signals.SIGTERM, self._previous)
+        if self._thread is not None:
+            self._thread.join()
+        return False

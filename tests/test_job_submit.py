@@ -80,3 +80,9 @@ def test_sweep_runs_as_a_ray_job(ray_head, data_cache, tmp_path):
     children = [r for r in client.search_runs([exp.experiment_id]) if TAG_PARENT in r.data.tags]
     assert len(children) == 1 and children[0].info.status == "FINISHED"
     assert "ris/viewpoint/top25" in children[0].data.metrics
+    # Artifacts beside the store, not in the job's temporary working directory.
+    artifacts = (tmp_path / "mlartifacts").as_uri()
+    assert exp.artifact_location == artifacts
+    model = client.get_logged_model(children[0].data.tags["dssl.model_uri"].removeprefix("models:/"))
+    assert model.artifact_location.startswith(artifacts)
+    assert (tmp_path / "mlartifacts").is_dir()

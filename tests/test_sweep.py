@@ -37,6 +37,7 @@ def test_sweep_fails_then_resumes_into_the_same_child_runs(ray_session, data_cac
     assert len(children) == 2 and {r.info.status for r in children} == {"FAILED"}
     for run in children:  # epoch 0 finished (and was checkpointed) before the failure
         assert [m.step for m in client.get_metric_history(run.info.run_id, "pretrain/loss")] == [0]
+        assert "injected failure after epoch 0" in run.data.tags["dssl.error"]
 
     resumed = run_sweep(base, grid, SweepSettings(**{**settings.__dict__, "resume": True}))
     assert resumed.errors == [] and resumed.parent_run_id == failed.parent_run_id

@@ -4,15 +4,33 @@ from __future__ import annotations
 import pickle
 from types import SimpleNamespace
 
+import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import TAG_PARENT, MLflowTrialCallback, metrics_of, resolve_tracking_uri
+from orchestrator import compare
+from orchestrator.config import ConfigError
+from orchestrator.tracking import (
+    EXPERIMENT_KIND_TRAINING,
+    TAG_ERROR,
+    TAG_EXPERIMENT_KIND,
+    TAG_GIT_DIRTY,
+    TAG_PARENT,
+    TAG_TRACKING_ERRORS,
+    MLflowTrialCallback,
+    SweepTracker,
+    metrics_of,
+    resolve_tracking_uri,
+)
+from tests.tiny import tiny_config
 from trainables.config import TrialConfig
 
 
-def fake_trial(trial_id, **changes):
-    """A Tune trial as the callback sees it: its id and its nested config."""
-    nested = TrialConfig().override(changes).to_nested()
+def fake_trial(trial_id, data_cache=None, **changes):
+    """A Tune trial as the callback sees it: its id and its nested config (tiny data when a
+    cache is given: the callback lists the datasets a trial reads)."""
+    base = tiny_config(data_cache) if data_cache else TrialConfig()
+    nested = base.override(changes).to_nested()
     return SimpleNamespace(trial_id=trial_id, config=nested, __str__=lambda self: trial_id)
 
 
@@ -29,11 +47,12 @@ def test_only_project_metrics_are_logged():
     assert metrics_of(result) == {"pretrain/loss": 3.5, "ris/viewpoint/top10": 80.0}
 
 
-def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path):
+def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     make = lambda: MLflowTrialCallback(uri, "exp", "sweep-a", str(tmp_path / "sweep-a"),  # noqa: E731
                                        tags={"git_commit": "abc"}, knobs=["method.crop_scale_min"])
-    trial = fake_trial("t_00000", **{"method.crop_scale_min": 0.3, "invariances": "viewpoint", "probes": ""})
+    trial = fake_trial("t_00000", data_cache, **{"method.crop_scale_min": 0.3, "invariances": "viewpoint",
+                                                 "probes": ""})
     first = make()
     first.setup()
     first.on_trial_start(0, [], trial)
@@ -64,3 +83,159 @@ def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path):
     assert child.info.status == "FINISHED"
     history = client.get_metric_history(child.info.run_id, "pretrain/loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 5.0), (1, 4.0)]
+
+
+def test_the_experiment_is_a_training_experiment_with_artifacts_beside_the_store(tmp_path, monkeypatch):
+    # Created from another working directory, as under `ray job submit`: artifacts must not
+    # follow the process's working directory.
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store}/mlflow.db"
+    client = MlflowClient(uri)
+    reused = client.create_experiment("old")  # made before this change: no kind tag
+    first = SweepTracker(uri, "new", "s1", str(tmp_path / "s1"))
+    again = SweepTracker(uri, "old", "s2", str(tmp_path / "s2"))
+    assert again.experiment_id == reused
+    for experiment_id in (first.experiment_id, reused):
+        assert client.get_experiment(experiment_id).tags[TAG_EXPERIMENT_KIND] == EXPERIMENT_KIND_TRAINING
+    assert client.get_experiment(first.experiment_id).artifact_location == (store / "mlartifacts").as_uri()
+    parent = client.get_run(first.parent_run_id)
+    assert parent.info.artifact_uri.startswith((store / "mlartifacts").as_uri())
+    tags = parent.data.tags
+    assert tags["mlflow.source.name"] and tags["mlflow.user"] and tags["mlflow.source.type"] == "LOCAL"
+    assert tags[TAG_GIT_DIRTY] in ("true", "false")
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(ConfigError, match="experiment 'gone' is deleted; restore it"):
+        SweepTracker(uri, "gone", "s3", str(tmp_path / "s3"))
+
+
+def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets(tmp_path, data_cache):
+    from ray import tune
+
+    from orchestrator.search import knobs, trials_of
+
+    _, trials = trials_of(tiny_config(data_cache), {"method": {"crop_scale_min": tune.grid_search([0.2, 0.5])},
+                                                     "seed": tune.grid_search([0, 1, 2])})
+    swept = knobs(trials)
+    assert sorted(swept) == ["method.crop_scale_min", "seed"]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    callback = MLflowTrialCallback(uri, "exp", "seeds", str(tmp_path / "seeds"), knobs=swept)
+    callback.setup()
+    trial = fake_trial("t_00001", data_cache, **{"method.crop_scale_min": 0.5, "seed": 2})
+    callback.on_trial_start(0, [], trial)
+    run = MlflowClient(uri).get_run(callback._runs["t_00001"])
+    assert run.info.run_name == "method.crop_scale_min=0.5 seed=2"
+    assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.user"]
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi"}
+    assert {t.value for t in inputs["pretrain:synthetic-objects"].tags} == {"training"}
+    assert {t.value for t in inputs["aloi:synthetic-aloi"].tags} == {"evaluation"}
+    assert len(inputs["aloi:synthetic-aloi"].dataset.digest) == 16
+
+
+def test_an_mlflow_failure_in_the_callback_is_retried_then_counted_never_raised(tmp_path, data_cache, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0, 0.0))
+    callback = MLflowTrialCallback(uri, "exp", "flaky", str(tmp_path / "flaky"), knobs=["seed"])
+    callback.setup()
+    trial = fake_trial("t_00002", data_cache)
+    callback.on_trial_start(0, [], trial)
+    real_log_batch = MlflowClient.log_batch
+    calls = []
+
+    def failing(self, run_id, metrics=(), *args, **kwargs):
+        if metrics:
+            calls.append(run_id)
+            raise MlflowException("injected: the tracking server is down")
+        return real_log_batch(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", failing)
+    callback.on_trial_result(0, [], trial, {"epoch": 0, "pretrain/loss": 5.0})  # must not raise
+    assert len(calls) == 3 and callback.errors == 1  # tried three times, then counted
+    monkeypatch.setattr(MlflowClient, "log_batch", real_log_batch)
+    callback.on_trial_result(0, [], trial, {"epoch": 1, "pretrain/loss": 4.0})
+    callback.on_trial_complete(0, [], trial)
+    callback.on_experiment_end([])
+    client = MlflowClient(uri)
+    run_id = callback._runs["t_00002"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "pretrain/loss")] == [(1, 4.0)]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert client.get_run(callback.tracker.parent_run_id).data.tags[TAG_TRACKING_ERRORS] == "1"
+
+
+def test_a_failed_trial_is_failed_with_its_error_as_a_tag(tmp_path, data_cache):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    callback = MLflowTrialCallback(uri, "exp", "bad", str(tmp_path / "bad"))
+    callback.setup()
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback ...\nRuntimeError: injected failure after epoch 0")
+    trial = fake_trial("t_00003", data_cache)
+    trial.error_file = str(error_file)
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_error(0, [], trial)
+    run = MlflowClient(uri).get_run(callback._runs["t_00003"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags[TAG_ERROR].endswith("RuntimeError: injected failure after epoch 0")
+
+
+def test_compare_finds_a_sweep_by_name_or_parent_id_and_prints_its_compare_page(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "exp", "crop-1", str(tmp_path / "crop-1"))
+    ids = [tracker.child_run(f"t{i}", f"method.crop_scale_min={v}", {}, {}) for i, v in enumerate((0.2, 0.5))]
+    assert compare.main([tracker.parent_run_id, "--tracking-uri", uri, "--port", "5123"]) == 0
+    by_id = capsys.readouterr().out.splitlines()
+    assert compare.main(["crop-1", "--tracking-uri", uri, "--port", "5123"]) == 0
+    by_name = capsys.readouterr().out.splitlines()
+    assert by_id == by_name
+    assert by_name[0] == f"Serve the UI first:  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5123"
+    assert by_name[1] == compare.compare_url("http://127.0.0.1:5123", tracker.experiment_id, ids)
+    assert by_name[1].startswith("http://127.0.0.1:5123/#/compare-runs?runs=")
+    assert all(run_id in by_name[1] for run_id in ids)
+
+    assert compare.main(["no-such-sweep", "--tracking-uri", uri]) == 2
+    assert "no sweep named 'no-such-sweep'" in capsys.readouterr().err
+    assert compare.main([ids[0], "--tracking-uri", uri]) == 2
+    assert "is a trial" in capsys.readouterr().err
+    assert compare.main(["x", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
+
+
+def test_with_a_tracking_server_the_urls_are_the_servers():
+    assert compare.ui_base_url("https://mlflow.example.org/") == "https://mlflow.example.org"
+    url = compare.compare_url(compare.ui_base_url("http://10.0.0.5:8080"), "7", ["a" * 32])
+    assert url == (f"http://10.0.0.5:8080/#/compare-runs?runs=%5B%22{'a' * 32}%22%5D&experiments=%5B%227%22%5D"
+                   "&workflowType=machine_learning")
+
+
+def test_a_backbone_is_logged_in_the_runs_experiment_and_registered_on_request(tmp_path, data_cache):
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    from orchestrator.tracking import log_backbone
+    from trainables.evaluation import load_backbone
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "models", "m", str(tmp_path / "m"))
+    run_id = tracker.child_run("t0", "seed=0", {}, {})
+    trial = tiny_config(data_cache)
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"model": trial.method.build_model(trial).state_dict(), "epoch": 1}, checkpoint)
+
+    model_uri = log_backbone(tracker.client, tracker.experiment_id, run_id, trial, checkpoint, "dssl-backbone")
+    logged = tracker.client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.experiment_id == tracker.experiment_id and logged.source_run_id == run_id
+    assert logged.params["method.crop_scale_min"] == str(trial.method.crop_scale_min)
+    [version] = tracker.client.search_model_versions("name = 'dssl-backbone'")
+    assert version.run_id == run_id
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pytorch.load_model("models:/dssl-backbone/1")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    images = torch.randn(5, 3, trial.image_size, trial.image_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # a batch of 5: the logged model's batch dimension is not fixed
+        assert torch.allclose(loaded(images), load_backbone(trial, checkpoint)(images), atol=1e-6)

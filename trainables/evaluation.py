@@ -70,14 +70,19 @@ class TrainedBackbone:
         return self.module.eval()
 
 
-def load_trained_backbone(trial: TrialConfig, checkpoint_file: Path | str) -> TrainedBackbone:
-    """The backbone of `trial`'s method with the weights of a checkpoint of its Train run."""
-    checkpoint_file = Path(checkpoint_file)
-    state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+def load_backbone(trial: TrialConfig, checkpoint_file: Path | str) -> nn.Module:
+    """The backbone of `trial`'s method with a checkpoint's weights, in eval mode, on the CPU
+    (the method rebuilds its model and hands over its `backbone`)."""
     model = trial.method.build_model(trial)
+    state = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()[:16]
-    return TrainedBackbone(trial.method.backbone(model), trial.arch, digest)
+    return trial.method.backbone(model).eval()
+
+
+def load_trained_backbone(trial: TrialConfig, checkpoint_file: Path | str) -> TrainedBackbone:
+    """`load_backbone`, with the checkpoint's digest as its features' cache key."""
+    digest = hashlib.sha256(Path(checkpoint_file).read_bytes()).hexdigest()[:16]
+    return TrainedBackbone(load_backbone(trial, checkpoint_file), trial.arch, digest)
 
 
 def evaluate_checkpoint(trial: TrialConfig, checkpoint_file: Path | str) -> dict[str, float]:

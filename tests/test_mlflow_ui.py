@@ -1,0 +1,282 @@
+"""MLflow as its users see it, over the store of ONE tiny sweep (module fixture): the UI in a
+headless browser, the parent's table and charts, each trial's logged model and datasets,
+an MLflow hiccup during the sweep; and a sweep stopped by SIGTERM."""
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import mlflow.pytorch
+import pytest
+import torch
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from orchestrator.cli import EXIT_INTERRUPTED, run_cli
+from orchestrator.config import SweepSettings
+from orchestrator.sweep import run_sweep
+from orchestrator.tracking import (
+    TAG_CHECKPOINT,
+    TAG_COMPARE_URL,
+    TAG_MODEL_URI,
+    TAG_PARENT,
+    TAG_RUNS_URL,
+    MLflowTrialCallback,
+    listing_digest,
+)
+from tests.tiny import tiny_config, tiny_overrides
+from trainables.evaluation import load_backbone
+from trainables.pretrain import CHECKPOINT_FILE
+
+pytestmark = pytest.mark.slow
+
+RIS_KEYS = [f"ris/{f}/top{k}" for f in ("viewpoint", "illumination_direction", "illumination_color")
+            for k in (10, 25)]
+CROP_MINS = [0.2, 0.5]
+
+
+def children_of(client, parent_run_id):
+    parent = client.get_run(parent_run_id)
+    return sorted((r for r in client.search_runs([parent.info.experiment_id])
+                   if r.data.tags.get(TAG_PARENT) == parent_run_id), key=lambda r: r.info.run_name)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(ray_session, data_cache, tmp_path_factory):
+    """Two tiny trials; each trial's final metrics fail once to reach MLflow (a server's hiccup)."""
+    root = tmp_path_factory.mktemp("ui-sweep")
+    uri = f"sqlite:///{root}/mlflow.db"
+    hiccups: list[str] = []
+    real_log_batch = MlflowClient.log_batch
+
+    def flaky_log_batch(self, run_id, metrics=(), *args, **kwargs):
+        if run_id not in hiccups and any(m.key in RIS_KEYS and m.step == 1 for m in metrics):
+            hiccups.append(run_id)
+            raise MlflowException("injected: 503 Service Unavailable")
+        return real_log_batch(self, run_id, metrics, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
+        patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
+        outcome = run_sweep(
+            tiny_config(data_cache),
+            {"method": {"crop_scale_min": tune.grid_search(CROP_MINS), "crop_scale_max": 1.0}},
+            SweepSettings(name="ui", storage_path=str(root / "results"), tracking_uri=uri, experiment="ui"),
+        )
+    client = MlflowClient(uri)
+    return SimpleNamespace(outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
+                           children=children_of(client, outcome.parent_run_id))
+
+
+def test_an_mlflow_hiccup_is_retried_and_every_metric_is_logged_once(tiny_sweep):
+    outcome, client, children = tiny_sweep.outcome, tiny_sweep.client, tiny_sweep.children
+    assert outcome.errors == [] and not outcome.interrupted and outcome.tracking_errors == 0
+    assert sorted(tiny_sweep.hiccups) == sorted(r.info.run_id for r in children)  # each child hit once
+    for run in children:
+        assert run.info.status == "FINISHED"
+        for key in RIS_KEYS + ["probe/linear_top1"]:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1], key
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "pretrain/loss")) == [0, 1]
+
+
+def test_the_parent_run_has_the_table_the_charts_and_the_best_trial(tiny_sweep):
+    outcome, client, children = tiny_sweep.outcome, tiny_sweep.client, tiny_sweep.children
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    files = {f.path for folder in ("summary", "charts") for f in client.list_artifacts(parent.info.run_id, folder)}
+    assert {"summary/trials.csv", "summary/trials.json", "charts/ris_viewpoint.png",
+            "charts/ris_illumination_direction.png", "charts/ris_illumination_color.png",
+            "charts/probe_linear_top1.png"} <= files
+    csv = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="summary/trials.csv",
+                                                   tracking_uri=tiny_sweep.uri)).read_text()
+    assert csv.splitlines()[0].startswith("run,run_id,status,method.crop_scale_min,")
+    assert [line.split(",")[0] for line in csv.splitlines()[1:]] == [r.info.run_name for r in children]
+    best = max(children, key=lambda r: r.data.metrics["probe/linear_top1"])
+    assert parent.data.tags["dssl.best_run_id"] == best.info.run_id
+    for key in RIS_KEYS + ["probe/linear_top1"]:
+        assert parent.data.metrics[key] == best.data.metrics[key]
+    assert parent.data.tags[TAG_COMPARE_URL] == outcome.compare_url
+    assert all(r.info.run_id in outcome.compare_url for r in children)
+    assert parent.data.tags[TAG_RUNS_URL] == outcome.runs_url
+
+
+def test_each_trial_logs_its_backbone_as_a_model_that_loads_back(tiny_sweep, data_cache):
+    client, children = tiny_sweep.client, tiny_sweep.children
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tiny_sweep.uri)
+    try:
+        for run in children:
+            model_uri = run.data.tags[TAG_MODEL_URI]
+            logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+            assert logged.source_run_id == run.info.run_id
+            assert logged.experiment_id == run.info.experiment_id  # not the Default experiment
+            assert logged.artifact_location.startswith((tiny_sweep.root / "mlartifacts").as_uri())
+            loaded = mlflow.pytorch.load_model(model_uri)  # pt2: torch.export's module, already in eval mode
+            trial = tiny_config(data_cache).override(
+                {"method.crop_scale_min": float(run.data.params["method.crop_scale_min"])})
+            checkpoint = Path(run.data.tags[TAG_CHECKPOINT]) / CHECKPOINT_FILE
+            assert checkpoint.name == CHECKPOINT_FILE and "checkpoint_epoch_0001" in str(checkpoint)
+            with torch.no_grad():
+                expected = load_backbone(trial, checkpoint)(images)
+                assert torch.allclose(loaded(images), expected, atol=1e-6)
+        assert not torch.allclose(*(mlflow.pytorch.load_model(r.data.tags[TAG_MODEL_URI])(images)
+                                    for r in children)), "two trials, two different backbones"
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def test_each_trial_lists_the_datasets_it_read(tiny_sweep):
+    for run in tiny_sweep.children:
+        inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+        assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi"}
+        for name, item in inputs.items():
+            role = name.split(":")[0]
+            root = run.data.tags[f"data.{role}"]
+            assert item.dataset.digest == listing_digest.__wrapped__(root)[0]
+            assert root in item.dataset.source
+            context = {t.value for t in item.tags if t.key == "mlflow.data.context"}
+            assert context == ({"training"} if role == "pretrain" else {"evaluation"})
+
+
+# --- The UI in a browser --------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if os.environ.get("DSSL_REQUIRE_BROWSER"):  # CI (.ci/run) installs it
+            pytest.fail("chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(tiny_sweep):
+    """`mlflow ui` on a free loopback port over the tiny sweep's store."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", tiny_sweep.uri,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.time() + 180  # a guard against a hung start, not a measurement
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail(f"mlflow ui did not start: {server.stdout.read() if server.poll() is not None else ''}")
+            time.sleep(1)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def rendered_text(url: str, scratch: Path) -> str:
+    """The page's text after headless Chromium ran its scripts (tags stripped)."""
+    dom = subprocess.run(
+        [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={scratch}", "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    ).stdout
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " | ", dom)))
+
+
+def with_base(url: str, base: str) -> str:
+    return re.sub(r"^http://127\.0\.0\.1:\d+", base, url)
+
+
+def test_the_ui_opens_on_training_runs_and_compares_the_trials(tiny_sweep, mlflow_ui, tmp_path):
+    outcome, children = tiny_sweep.outcome, tiny_sweep.children
+    names = [f"method.crop_scale_min={v}" for v in CROP_MINS]
+    assert [r.info.run_name for r in children] == names
+
+    trials = rendered_text(with_base(outcome.runs_url, mlflow_ui), tmp_path / "runs")
+    assert "Runs - Experiment" in trials, trials[:600]  # the training-runs view, not the GenAI overview
+    assert "Model registry" in trials and "Observability" not in trials, trials[:600]
+    assert re.search(r"\b2 \| matching runs", trials), trials[:2000]  # the two trials, no collapsed parent
+    for name in names:
+        assert name in trials
+    assert "pretrain:synthetic-objects" in trials  # the Datasets column
+
+    compare = rendered_text(with_base(outcome.compare_url, mlflow_ui), tmp_path / "compare")
+    assert "Comparing 2 Runs from 1 Experiment" in compare, compare[:600]
+    for name in names:
+        assert name in compare
+    for key in RIS_KEYS + ["probe/linear_top1"]:
+        assert key in compare, key
+
+
+# --- Interrupted sweeps -----------------------------------------------------------------------
+
+def test_sigterm_marks_the_parent_and_the_running_trial_killed_and_exits_non_zero(ray_session, data_cache,
+                                                                                   tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["--crop-scale-mins", "0.5", "--name", "stopped", "--storage-path", str(tmp_path / "results"),
+            "--tracking-uri", uri, "--experiment", "stopped", "-q", "--no-log-models",
+            *(arg for item in tiny_overrides(data_cache) for arg in ("--set", item)), "--set", "epochs=40"]
+    sent = threading.Event()
+
+    def stop_when_training():
+        """SIGTERM to this process (the sweep's driver) once the trial has reported an epoch."""
+        client = MlflowClient(uri)
+        while not sent.is_set():
+            try:
+                experiment = client.get_experiment_by_name("stopped")
+                runs = client.search_runs([experiment.experiment_id]) if experiment else []
+            except MlflowException:
+                runs = []  # the store is being created
+            if any(TAG_PARENT in r.data.tags and r.info.status == "RUNNING" and "pretrain/loss" in r.data.metrics
+                   for r in runs):
+                os.kill(os.getpid(), signal.SIGTERM)
+                sent.set()
+            time.sleep(0.5)
+
+    from sweeps.crop_scale import options, search_space
+
+    watcher = threading.Thread(target=stop_when_training, daemon=True)
+    watcher.start()
+    try:
+        status = run_cli("crop_scale", "test", options, search_space, argv=args)
+    finally:
+        sent.set()
+        watcher.join()
+    assert status == EXIT_INTERRUPTED
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id])
+    parent = [r for r in runs if TAG_PARENT not in r.data.tags]
+    children = [r for r in runs if TAG_PARENT in r.data.tags]
+    assert [r.info.status for r in parent] == ["KILLED"]
+    assert [r.info.status for r in children] == ["KILLED"]
+    assert len(client.get_metric_history(children[0].info.run_id, "pretrain/loss")) < 40
