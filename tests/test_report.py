@@ -1,17 +1,17 @@
 """The sweep summary: the knobs first, the paper's figures beside, and when they compare."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 from orchestrator.report import PAPER_MOCO_V2_IMAGENET, summary
+from orchestrator.sweep import SweepOutcome
 from datasets.invariance_sets import INVARIANCES
 
 
 def test_summary_names_the_target_counts_and_warns_that_the_papers_figures_compare_only_at_equal_counts():
     rows = [{"method.crop_scale_min": 0.5, "ris/viewpoint/top10": 40.0, "data/ris_targets/viewpoint": 32},
             {"method.crop_scale_min": 0.08, "ris/viewpoint/top10": 38.0, "data/ris_targets/viewpoint": 32}]
-    outcome = SimpleNamespace(name="s", experiment_path="/x/s", knobs=["method.crop_scale_min"], rows=rows,
-                              errors=[], experiment="e", parent_run_id="p", tracking_uri="sqlite:////x.db")
+    outcome = SweepOutcome(name="s", experiment_path="/x/s", knobs=["method.crop_scale_min"], rows=rows,
+                           errors=[], experiment="e", parent_run_id="p", tracking_uri="sqlite:////x.db")
     text = summary(outcome)
     header, rule, first, second = text.splitlines()[1:5]
     assert header.split() == ["method.crop_scale_min", "ris/viewpoint/top10"]  # counts are not a column
