@@ -141,7 +141,8 @@ def test_each_trial_logs_its_backbone_as_a_model_that_loads_back(tiny_sweep, dat
 def test_each_trial_lists_the_datasets_it_read(tiny_sweep):
     for run in tiny_sweep.children:
         inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-        assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi"}
+        assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi",
+                           "got10k:synthetic-got10k", "pascal3d:synthetic-pascal3d"}
         for name, item in inputs.items():
             role = name.split(":")[0]
             root = run.data.tags[f"data.{role}"]

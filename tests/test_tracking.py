@@ -129,7 +129,8 @@ def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets
     assert run.info.run_name == "method.crop_scale_min=0.5 seed=2"
     assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.user"]
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi"}
+    assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi",
+                           "got10k:synthetic-got10k", "pascal3d:synthetic-pascal3d"}
     assert {t.value for t in inputs["pretrain:synthetic-objects"].tags} == {"training"}
     assert {t.value for t in inputs["aloi:synthetic-aloi"].tags} == {"evaluation"}
     assert len(inputs["aloi:synthetic-aloi"].dataset.digest) == 16
