@@ -92,8 +92,15 @@ def _parse_object(number: int, folder: Path) -> dict[str, list[tuple[tuple[int, 
     return found
 
 
-def read_aloi(root: Path | str, factor: str, max_objects: int = 0) -> InvarianceSet:
-    """Read ALOI's images for one factor of variation as one trajectory per object.
+def read_aloi(root: Path | str, factor: str, max_objects: int = 0, pooled: bool = False) -> InvarianceSet:
+    """Read ALOI's images for one factor of variation as local trajectories of each object.
+
+    A trajectory varies the factor and nothing else. Viewpoint (``r<angle>``) and
+    illumination colour (``i<T>``) vary one number, so each object has one trajectory.
+    Illumination direction (``l<L>c<C>``) is photographed by three cameras, so by default
+    each (object, camera) is a trajectory of the 8 lamps: pooled over cameras it would also
+    vary the viewpoint (the cameras stand 15 degrees apart). ``pooled=True`` gives one
+    trajectory per object, as before.
 
     ``root`` is the folder containing ``png4/`` (or ``png2/``, ``png/``) or that folder
     itself. Objects are taken in numeric order, conditions sorted by their numbers
@@ -107,6 +114,7 @@ def read_aloi(root: Path | str, factor: str, max_objects: int = 0) -> Invariance
     folder = resolution_folder(root)
     paths: list[Path] = []
     targets: list[int] = []
+    trajectories: list[int] = []
     objects = 0
     for number, object_folder in _object_folders(folder):
         images = sorted(_parse_object(number, object_folder)[factor])
@@ -114,13 +122,16 @@ def read_aloi(root: Path | str, factor: str, max_objects: int = 0) -> Invariance
             continue
         paths += [path for _, path in images]
         targets += [number] * len(images)
+        # Trajectory ids are per target (RIS pairs them with the target): the camera, for
+        # lamp images unless pooled; a single trajectory otherwise.
+        split_by_camera = factor == "illumination_direction" and not pooled
+        trajectories += [key[1] if split_by_camera else 0 for key, _ in images]
         objects += 1
         if objects == max_objects:
             break
     if not paths:
         raise DatasetFormatError(f"{folder}: no {factor} images in any object folder")
-    targets_array = np.asarray(targets, dtype=np.int64)
-    return InvarianceSet(factor, paths, targets_array, targets_array.copy())
+    return InvarianceSet(factor, paths, np.asarray(targets, dtype=np.int64), np.asarray(trajectories, dtype=np.int64))
 
 
 def validate_aloi_root(root: Path | str) -> Path:

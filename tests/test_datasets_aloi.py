@@ -47,8 +47,26 @@ def test_reads_generated_tree_per_factor(generated):
         assert len(data) == 4 * expected[factor]
         assert data.targets.dtype == np.int64 and data.trajectories.dtype == np.int64
         assert np.array_equal(data.targets, np.repeat([1, 2, 3, 4], expected[factor]))
-        assert np.array_equal(data.trajectories, data.targets)
         assert all(p.is_file() and p.parent.name == str(t) for p, t in zip(data.paths, data.targets))
+        # One trajectory per object, except the lamps: one per (object, camera).
+        trajectories = {(int(t), int(j)) for t, j in zip(data.targets, data.trajectories)}
+        assert len(trajectories) == 4 * (3 if factor == "illumination_direction" else 1)
+
+
+def test_every_illumination_direction_trajectory_holds_a_single_camera_unless_pooled(generated):
+    data = read_aloi(generated, "illumination_direction")
+    cameras = {}
+    for path, target, trajectory in zip(data.paths, data.targets, data.trajectories):
+        camera = path.stem.split("c")[-1]  # <obj>_l<L>c<C>
+        cameras.setdefault((int(target), int(trajectory)), set()).add(camera)
+    assert len(cameras) == 12 and all(len(c) == 1 for c in cameras.values())
+    assert all(len([p for p in data.paths if p.parent.name == str(t)]) == 24 for t in (1, 2, 3, 4))
+    pooled = read_aloi(generated, "illumination_direction", pooled=True)
+    assert np.array_equal(pooled.targets, data.targets) and len(set(pooled.trajectories.tolist())) == 1
+    # The part's setting reaches the reader.
+    from datasets.invariance_sets.aloi import AloiIlluminationDirection
+
+    assert len(set(AloiIlluminationDirection(pooled=True).trajectories(generated, 0).trajectories.tolist())) == 1
 
 
 def test_conditions_sorted_by_their_numbers(generated):

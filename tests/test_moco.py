@@ -159,6 +159,26 @@ def test_checkpoint_round_trip_restores_queue_pointer_and_optimizer(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(momentum_buffers, restored_buffers))
 
 
+def test_checkpoint_keeps_the_loss_scaler(tmp_path):
+    from trainables.pretrain import build_optimizer, load_checkpoint, save_checkpoint
+
+    config = TrialConfig(epochs=3)
+    model = tiny_moco(seed=0)
+    optimizer, scheduler = build_optimizer(model, config)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    scaler.scale(torch.ones(()))  # (initialises the scale)
+    scaler.update(new_scale=1024.0)  # as after some overflowing steps
+    save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, epoch=1, scaler=scaler)
+    restored = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    assert load_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, restored) == 1
+    assert restored.get_scale() == 1024.0
+    # A checkpoint without a scaler (saved without one, or by an older version) still loads.
+    save_checkpoint(tmp_path / "plain.pt", model, optimizer, scheduler, epoch=0)
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    assert load_checkpoint(tmp_path / "plain.pt", model, optimizer, scheduler, fresh) == 0
+    assert fresh.get_scale() == 2.0**16
+
+
 def _two_worker_steps(rank: int, world_size: int, store: str, out_dir: str) -> None:
     """One DDP rank: two MoCo steps on rank-specific images; save what it saw."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
@@ -199,3 +219,22 @@ def test_queue_overlap_warning_names_the_data_and_fires_from_k_equal_to_n():
     assert queue_overlap_warning(255, 256, "/data/x") is None
     message = queue_overlap_warning(256, 256, "/data/x/train")
     assert message.startswith("/data/x/train: method.queue_size=256") and "256 pretraining images" in message
+
+
+def test_the_augmentation_has_moco_v2_s_parameters_at_any_size():
+    from torchvision.transforms import v2
+
+    for size, kernel, sigma in ((224, 23, (0.1, 2.0)), (64, 7, (0.1 * 64 / 224, 2.0 * 64 / 224))):
+        crop, jitter, gray, blur, flip, to_float, normalize = mocov2_transform(size, (0.2, 1.0)).transforms
+        assert isinstance(crop, v2.RandomResizedCrop) and crop.size == (size, size) and crop.scale == (0.2, 1.0)
+        assert isinstance(jitter, v2.RandomApply) and jitter.p == 0.8
+        (color,) = jitter.transforms
+        assert (color.brightness, color.contrast, color.saturation, color.hue) == ((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1))
+        assert isinstance(gray, v2.RandomGrayscale) and gray.p == 0.2
+        assert isinstance(blur, v2.RandomApply) and blur.p == 0.5
+        (gaussian,) = blur.transforms
+        assert list(gaussian.kernel_size) == [kernel, kernel]
+        assert gaussian.sigma == pytest.approx(list(sigma))
+        assert isinstance(flip, v2.RandomHorizontalFlip) and flip.p == 0.5
+        assert isinstance(to_float, v2.ToDtype) and isinstance(normalize, v2.Normalize)
+        assert (tuple(normalize.mean), tuple(normalize.std)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

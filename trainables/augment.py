@@ -17,6 +17,14 @@ def blur_kernel_size(image_size: int) -> int:
     return max(3, int(0.1 * image_size) // 2 * 2 + 1)
 
 
+def blur_sigma(image_size: int) -> tuple[float, float]:
+    """MoCo v2's blur sigma range, (0.1, 2.0) px at 224 px, scaled with the image side, so
+    that a smaller image is blurred as much relative to its size (at 64 px a fixed range
+    would blur 3.5x more)."""
+    scale = image_size / 224
+    return 0.1 * scale, 2.0 * scale
+
+
 def crop_scale_problem(lo: float, hi: float) -> str | None:
     """Why (`lo`, `hi`) is not a RandomResizedCrop area range (None if it is one)."""
     for name, value in (("crop_scale_min", lo), ("crop_scale_max", hi)):
@@ -36,7 +44,7 @@ def mocov2_transform(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.
         v2.RandomResizedCrop(image_size, scale=(lo, hi), antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=(0.1, 2.0))], p=0.5),
+        v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=blur_sigma(image_size))], p=0.5),
         v2.RandomHorizontalFlip(),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),

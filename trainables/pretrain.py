@@ -105,17 +105,25 @@ def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_worke
     return loader
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, epoch: int) -> None:
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch}, path)
+def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, epoch: int, scaler=None) -> None:
+    """Everything a resume needs; with fp16 loss scaling, the GradScaler's scale too (a
+    resume that started again from the initial scale would skip steps re-learning it)."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    torch.save(state, path)
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> int:
-    """Restore model (for MoCo: encoders, heads, queue, queue_ptr), optimizer and schedule; return the epoch."""
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=None) -> int:
+    """Restore model (for MoCo: encoders, heads, queue, queue_ptr), optimizer, schedule and
+    loss scaler (when the checkpoint has one); return the epoch."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     return int(state["epoch"])
 
 
@@ -143,7 +151,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     resumed = checkpoint is not None
     if resumed:
         with checkpoint.as_directory() as checkpoint_dir:
-            start_epoch = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler) + 1
+            start_epoch = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler,
+                                          scaler) + 1
         log.info("resuming %s pretraining at epoch %d", method.name, start_epoch)
 
     # No per-step buffer broadcast: MoCo's queue is identical on every rank by
@@ -191,7 +200,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with tempfile.TemporaryDirectory() as checkpoint_dir:
             checkpoint = None
             if rank == 0 and (last or (epoch + 1) % trial.checkpoint_every == 0):
-                save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler, epoch)
+                save_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler, epoch, scaler)
                 checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir)
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
 

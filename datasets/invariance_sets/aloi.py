@@ -24,7 +24,7 @@ class AloiFactor(InvarianceSetPart):
     def trajectories(self, root: Path, max_targets: int) -> InvarianceSet:
         from datasets.aloi import read_aloi
 
-        return read_aloi(root, self.name, max_objects=max_targets)
+        return read_aloi(root, self.name, max_objects=max_targets, pooled=getattr(self, "pooled", False))
 
 
 @INVARIANCE_SETS.register
@@ -38,9 +38,12 @@ class AloiViewpoint(AloiFactor):
 @INVARIANCE_SETS.register
 @dataclass(frozen=True)
 class AloiIlluminationDirection(AloiFactor):
-    """Lamps l1..l8, seen by cameras c1..c3."""
+    """Lamps l1..l8, seen by cameras c1..c3: a trajectory per (object, camera), so that
+    only the lamp varies along it; ``pooled`` makes one per object (the cameras' 15-degree
+    viewpoint change then varies too)."""
 
     name: ClassVar[str] = "illumination_direction"
+    pooled: bool = False
 
 
 @INVARIANCE_SETS.register
