@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from trainables.augment import TwoCropsTransform, blur_kernel_size, eval_transform, mocov2_transform
 from trainables.losses import info_nce
 from trainables.config import TrialConfig
-from trainables.moco import MoCo, moco_problems, queue_overlap_warning
+from trainables.moco import MoCo, _shuffle_across_ranks, moco_problems, queue_overlap_warning
 
 DIM, QUEUE, BATCH, SIZE = 16, 16, 4, 32
 
@@ -188,10 +188,14 @@ def _two_worker_steps(rank: int, world_size: int, store: str, out_dir: str) -> N
         # Eval-mode BN makes each key independent of its batch-mates, so after shuffle-BN
         # the keys must come back to the rank and position of their image.
         model.encoder_k.eval()
-        record = {"keys": [], "expected_keys": [], "queues": [], "ptrs": []}
+        record = {"keys": [], "expected_keys": [], "queues": [], "ptrs": [], "shuffled": []}
         with torch.no_grad():
             for step in range(2):
                 im_q, im_k = images(100 * step + rank)
+                # What shuffle-BN hands this rank's key encoder (the same draw the forward makes).
+                state = torch.get_rng_state()
+                record["shuffled"].append(_shuffle_across_ranks(im_k)[0])
+                torch.set_rng_state(state)
                 out = model(im_q, im_k)
                 record["keys"].append(out.keys)
                 record["expected_keys"].append(F.normalize(model.encoder_k(im_k), dim=1))
@@ -213,6 +217,17 @@ def test_two_workers_enqueue_the_global_batch_in_rank_order(tmp_path):
         start = step * 2 * BATCH
         global_keys = torch.cat([r0["keys"][step], r1["keys"][step]])  # rank 0 first
         torch.testing.assert_close(r0["queues"][step][:, start:start + 2 * BATCH], global_keys.T)
+    # Shuffle-BN really shuffles across ranks: rank 0's key encoder saw some of rank 1's key
+    # images (normalised together with its own), and every image of the global batch once.
+    received = 0
+    for step in range(2):
+        own = {tuple(x.flatten().tolist()) for x in images(100 * step)[1]}
+        other = {tuple(x.flatten().tolist()) for x in images(100 * step + 1)[1]}
+        seen0 = [tuple(x.flatten().tolist()) for x in r0["shuffled"][step]]
+        seen1 = [tuple(x.flatten().tolist()) for x in r1["shuffled"][step]]
+        assert sorted(seen0 + seen1) == sorted(own | other)
+        received += sum(x in other for x in seen0)
+    assert received >= 1
 
 
 def test_queue_overlap_warning_names_the_data_and_fires_from_k_equal_to_n():
