@@ -253,3 +253,29 @@ def test_the_augmentation_has_moco_v2_s_parameters_at_any_size():
         assert isinstance(flip, v2.RandomHorizontalFlip) and flip.p == 0.5
         assert isinstance(to_float, v2.ToDtype) and isinstance(normalize, v2.Normalize)
         assert (tuple(normalize.mean), tuple(normalize.std)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_shuffle_bn_groups_normalise_a_key_over_a_random_sub_batch_on_one_worker():
+    from trainables.moco import grouped_bn_forward
+
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(3 * SIZE * SIZE, affine=False)).train()
+    x = torch.randn(8, 3, SIZE, SIZE)
+    plain = encoder(x)
+    torch.manual_seed(1)
+    grouped = grouped_bn_forward(encoder, x, 4)
+    torch.manual_seed(1)
+    order = torch.randperm(8)
+    # Each key is its image normalised with the statistics of its own random pair only.
+    for chunk in order.chunk(4):
+        torch.testing.assert_close(grouped[chunk], encoder(x[chunk]))
+    assert not torch.allclose(grouped, plain)  # not the whole batch's statistics
+    assert torch.equal(grouped_bn_forward(encoder, x, 1), plain)
+    with pytest.raises(ValueError, match="does not split into shuffle_bn_groups=3"):
+        grouped_bn_forward(encoder, x, 3)
+    # The method checks it before any work, against each worker's batch.
+    (msg,) = TrialConfig(batch_size=64, num_workers=2).override({"method.shuffle_bn_groups": 64}).problems()
+    assert msg.startswith("method.shuffle_bn_groups=64 must split each worker's batch of 32")
+    model = MoCo("resnet18", dim=16, queue_size=64, shuffle_bn_groups=2)
+    out = model(*images(0))
+    assert out.logits.shape == (BATCH, 1 + 64) and torch.isfinite(out.loss)

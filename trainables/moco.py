@@ -8,9 +8,11 @@ spread over the workers, so a query and its key are normalised over two differen
 subsets of images. SyncBN (normalising over the whole global batch) was not chosen
 because torch's SyncBatchNorm refuses CPU tensors, so it could not run the gloo/CPU
 multi-worker path. Shuffle-BN needs no process group: with one worker (or none) there
-is nothing to shuffle across and it is skipped, i.e. plain per-batch BN, so training runs
-anywhere (public MoCo code fails there: its shuffle-BN demands several GPUs). The cost
-is that one worker gets no protection from the cheating above.
+is nothing to shuffle across, so training runs anywhere (public MoCo code fails there:
+its shuffle-BN demands several GPUs). To keep the protection on any number of workers,
+``shuffle_bn_groups = G > 1`` also splits each worker's shuffled key batch into G random
+sub-batches, each normalised on its own, as MoCo's single-GPU demonstrations emulate G
+GPUs: a query and its key are then normalised over different images even on one worker.
 """
 from __future__ import annotations
 
@@ -80,15 +82,19 @@ class MoCo(nn.Module):
         queue_size: K, number of negative keys.
         momentum: m of the key-encoder update k <- m k + (1 - m) q.
         temperature: tau of Eq. 1.
+        shuffle_bn_groups: G, key sub-batches per worker normalised separately (1: one).
     """
 
     def __init__(self, arch: str = "resnet18", dim: int = 128, queue_size: int = 4096,
-                 momentum: float = 0.99, temperature: float = 0.2):
+                 momentum: float = 0.99, temperature: float = 0.2, shuffle_bn_groups: int = 1):
         super().__init__()
         if problems := moco_problems(dim, queue_size, momentum, temperature):
             raise ValueError("; ".join(problems))
+        if shuffle_bn_groups < 1:
+            raise ValueError(f"shuffle_bn_groups={shuffle_bn_groups} must be at least 1")
         self.momentum = momentum
         self.temperature = temperature
+        self.shuffle_bn_groups = shuffle_bn_groups
 
         self.encoder_q = Encoder(arch, dim)
         self.encoder_k = copy.deepcopy(self.encoder_q)  # starts equal to the query encoder
@@ -124,7 +130,7 @@ class MoCo(nn.Module):
         with torch.no_grad():
             self._momentum_update_key_encoder()
             im_k_shuffled, idx_shuffle, sizes = _shuffle_across_ranks(im_k)
-            k_shuffled = F.normalize(self.encoder_k(im_k_shuffled).float(), dim=1)
+            k_shuffled = F.normalize(grouped_bn_forward(self.encoder_k, im_k_shuffled, self.shuffle_bn_groups).float(), dim=1)
             # Undo the shuffle on the gathered keys: the global batch in rank order,
             # which is both what the queue takes and where this rank's keys are.
             k_all, _ = distributed.gather_with_sizes(k_shuffled)
@@ -138,6 +144,19 @@ class MoCo(nn.Module):
             loss, logits = info_nce(q, k, self.queue.clone().detach(), self.temperature)
         self._dequeue_and_enqueue(k_all)
         return MoCoOutput(loss, logits, k)
+
+
+@torch.no_grad()
+def grouped_bn_forward(encoder: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """`encoder` on `x` with batch norm over `groups` random sub-batches, in `x`'s order."""
+    if groups == 1:
+        return encoder(x)
+    if x.shape[0] % groups or x.shape[0] // groups < 2:
+        raise ValueError(f"a worker's batch of {x.shape[0]} does not split into shuffle_bn_groups={groups} "
+                         "sub-batches of at least 2 images")
+    order = torch.randperm(x.shape[0], device=x.device)
+    keys = torch.cat([encoder(chunk) for chunk in x[order].chunk(groups)])
+    return keys[torch.argsort(order)]
 
 
 @torch.no_grad()

@@ -34,16 +34,23 @@ class MoCoV2(Method):
     temperature: float = 0.2  # tau of Eq. 1
     crop_scale_min: float = 0.2  # RandomResizedCrop's area range: the paper's cropping knob
     crop_scale_max: float = 1.0
+    # Key sub-batches per worker with their own BN statistics (MoCo's GPU count; 1: off).
+    shuffle_bn_groups: int = 1
 
     def problems(self, trial: Any) -> list[str]:
         out = moco_problems(self.dim, self.queue_size, self.momentum, self.temperature,
                             global_batch=int(trial.batch_size))
         crop = crop_scale_problem(self.crop_scale_min, self.crop_scale_max)
+        per_worker = int(trial.batch_size) // max(1, int(trial.num_workers))
+        if self.shuffle_bn_groups < 1 or per_worker % self.shuffle_bn_groups or per_worker // self.shuffle_bn_groups < 2:
+            out.append(f"shuffle_bn_groups={self.shuffle_bn_groups} must split each worker's batch of "
+                       f"{per_worker} into sub-batches of at least 2 images")
         return out + ([crop] if crop else [])
 
     def build_model(self, trial: Any) -> MoCo:
         return MoCo(arch=trial.arch, dim=self.dim, queue_size=self.queue_size,
-                    momentum=self.momentum, temperature=self.temperature)
+                    momentum=self.momentum, temperature=self.temperature,
+                    shuffle_bn_groups=self.shuffle_bn_groups)
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         from datasets.image_folder import ImageFolderDataset
