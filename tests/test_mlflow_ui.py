@@ -42,7 +42,8 @@ from trainables.pretrain import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 
-RIS_KEYS = [f"ris/{f}/top{k}" for f in ("viewpoint", "illumination_direction", "illumination_color")
+FACTORS = ("viewpoint", "illumination_direction", "illumination_color")
+RIS_KEYS = [f"ris/{f}/top{k}" for f in FACTORS
             for k in (10, 25)]
 CROP_MINS = [0.2, 0.5]
 
@@ -71,7 +72,9 @@ def tiny_sweep(ray_session, data_cache, tmp_path_factory):
         patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
         patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
         outcome = run_sweep(
-            tiny_config(data_cache),
+            # The three ALOI invariances: MLflow's compare page lists a limited number of
+            # metrics, and the test reads them off the rendered page.
+            tiny_config(data_cache).override({"invariances": ",".join(FACTORS)}),
             {"method": {"crop_scale_min": tune.grid_search(CROP_MINS), "crop_scale_max": 1.0}},
             SweepSettings(name="ui", storage_path=str(root / "results"), tracking_uri=uri, experiment="ui"),
         )
@@ -141,8 +144,7 @@ def test_each_trial_logs_its_backbone_as_a_model_that_loads_back(tiny_sweep, dat
 def test_each_trial_lists_the_datasets_it_read(tiny_sweep):
     for run in tiny_sweep.children:
         inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-        assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi",
-                           "got10k:synthetic-got10k", "pascal3d:synthetic-pascal3d"}
+        assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi"}
         for name, item in inputs.items():
             role = name.split(":")[0]
             root = run.data.tags[f"data.{role}"]
@@ -241,6 +243,24 @@ def test_the_ui_opens_on_training_runs_and_compares_the_trials(tiny_sweep, mlflo
 
 # --- Interrupted sweeps -----------------------------------------------------------------------
 
+def release_interrupted_training(ray) -> None:
+    """Give the shared test cluster its CPUs back after an interrupted in-process sweep.
+
+    A real interrupted driver exits, its Ray job ends and Ray frees what the job owned.
+    Here the driver is the test session, which keeps running: the interrupted trial's Train
+    placement group would hold a CPU for the rest of the session (no trial runs now, so
+    every placement group left is the interrupted one's).
+    """
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    for pg_id, info in ray.util.placement_group_table().items():
+        if info["state"] == "CREATED":
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg_id))))
+    deadline = time.time() + 60
+    while time.time() < deadline and ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        time.sleep(1)
+
+
 def test_sigterm_marks_the_parent_and_the_running_trial_killed_and_exits_non_zero(ray_session, data_cache,
                                                                                    tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -273,6 +293,7 @@ def test_sigterm_marks_the_parent_and_the_running_trial_killed_and_exits_non_zer
     finally:
         sent.set()
         watcher.join()
+        release_interrupted_training(ray_session)
     assert status == EXIT_INTERRUPTED
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("stopped").experiment_id])

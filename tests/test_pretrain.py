@@ -105,7 +105,7 @@ def test_one_worker_reports_loss_per_epoch_checkpoints_and_final_evaluation(ray_
 
     first, last = load(tmp_path / "one-worker", 0), load(tmp_path / "one-worker", 1)
     assert (first["epoch"], last["epoch"]) == (0, 1)
-    assert set(last) == {"model", "optimizer", "scheduler", "epoch"}
+    assert set(last) == {"model", "optimizer", "scheduler", "epoch", "scaler"}
     assert {"queue", "queue_ptr"} <= set(last["model"])
     assert any(k.startswith("encoder_k.") for k in last["model"])
     assert any(k.startswith("encoder_q.head.") for k in last["model"])
