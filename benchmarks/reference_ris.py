@@ -39,7 +39,11 @@ def target_invariance(
 
 
 def reference_ris(features, targets, trajectories, top_k=(10, 25), sign="per_unit") -> dict[int, float]:
-    """RIS@K in percent, same contract as ``representation_invariance_score``."""
+    """RIS@K in percent, same contract as ``representation_invariance_score``.
+
+    ``sign="per_unit"``: one sign per unit, the one with the larger unweighted mean over
+    targets of ``I_y(i)`` (ties: +1); ``"per_target"``: the larger ``I_y(i)`` per target.
+    """
     h = np.asarray(features)
     if h.dtype != np.float32:  # float32 compares exactly as itself; the rest as float64
         h = h.astype(np.float64)

@@ -2,8 +2,8 @@
 
 The paper measures viewpoint, illumination-direction and illumination-colour
 invariance on ALOI, which "directly provides 1000 local trajectories for each of the
-annotated properties" (Section 3.2): every object's images under one factor form one
-trajectory. Layout (one folder per resolution, as the tars unpack)::
+annotated properties" (Section 3.2): every object's images under one factor form its
+trajectories (illumination direction: one per camera, see :func:`read_aloi`). Layout (one folder per resolution, as the tars unpack)::
 
     png4/<obj>/<obj>_<cond>.png      e.g. png4/1/1_r355.png, png4/651/651_l3c2.png
 
@@ -92,45 +92,66 @@ def _parse_object(number: int, folder: Path) -> dict[str, list[tuple[tuple[int, 
     return found
 
 
-def read_aloi(root: Path | str, factor: str, max_objects: int = 0, pooled: bool = False) -> InvarianceSet:
+def read_aloi(root: Path | str, factor: str, max_objects: int = 0, pooled: bool = False,
+              camera: int = 0) -> InvarianceSet:
     """Read ALOI's images for one factor of variation as local trajectories of each object.
 
-    A trajectory varies the factor and nothing else. Viewpoint (``r<angle>``) and
-    illumination colour (``i<T>``) vary one number, so each object has one trajectory.
-    Illumination direction (``l<L>c<C>``) is photographed by three cameras, so by default
-    each (object, camera) is a trajectory of the 8 lamps: pooled over cameras it would also
-    vary the viewpoint (the cameras stand 15 degrees apart). ``pooled=True`` gives one
-    trajectory per object, as before.
+    Targets are the object numbers. A trajectory varies the factor and nothing else.
+    Viewpoint (``r<angle>``) and illumination colour (``i<T>``) files vary one number, so
+    each object is one trajectory, whose id is the object number. Illumination direction
+    (``l<L>c<C>``) is photographed by three cameras (the synthetic ones stand at -15, 0
+    and +15 degrees), so by default each (object, camera) is a trajectory of the 8 lamps,
+    with an id of its own (numbered in reading order); ``pooled=True`` gives one trajectory
+    per object, id = object number, as before.
+
+    The grouping alone does not keep the viewpoint out of the score: RIS's firing
+    threshold and global rate are per target (Appendix A) and, with equal-length
+    trajectories, the local rate of Eq. 2 is the firing rate over all the target's images
+    however they are grouped, so a unit must still fire under all three cameras.
+    ``camera=C`` (1..3) keeps only camera C's lamp images, so that the target's images
+    differ in the lamp alone; ``camera=0`` keeps every camera.
 
     ``root`` is the folder containing ``png4/`` (or ``png2/``, ``png/``) or that folder
     itself. Objects are taken in numeric order, conditions sorted by their numbers
     (angle; lamp then camera; voltage). ``max_objects > 0`` keeps the first that many
-    objects that have images of ``factor``. Missing files are tolerated.
+    objects that have images of ``factor`` (of ``camera``, when one is chosen). Missing
+    files are tolerated.
     """
     if factor not in ALOI_FACTORS:
         raise ValueError(f"unknown ALOI factor {factor!r}; choose from {', '.join(ALOI_FACTORS)}")
     if max_objects < 0:
         raise ValueError(f"max_objects must be >= 0, got {max_objects}")
+    if isinstance(camera, bool) or not isinstance(camera, int) or camera < 0:
+        raise ValueError(f"camera must be 0 (every camera) or a camera number >= 1, got {camera!r}")
+    if camera and factor != "illumination_direction":
+        raise ValueError(f"camera={camera} applies to illumination_direction only: ALOI's {factor} "
+                         "files name no camera")
     folder = resolution_folder(root)
+    # Lamp images are keyed (lamp, camera); the others have no camera.
+    split_by_camera = factor == "illumination_direction" and not pooled and not camera
     paths: list[Path] = []
     targets: list[int] = []
     trajectories: list[int] = []
+    trajectory_ids: dict[tuple[int, int], int] = {}  # (object, camera) -> its trajectory id
     objects = 0
     for number, object_folder in _object_folders(folder):
         images = sorted(_parse_object(number, object_folder)[factor])
+        if camera:
+            images = [(key, path) for key, path in images if key[1] == camera]
         if not images:
             continue
         paths += [path for _, path in images]
         targets += [number] * len(images)
-        # Trajectory ids are per target (RIS pairs them with the target): the camera, for
-        # lamp images unless pooled; a single trajectory otherwise.
-        split_by_camera = factor == "illumination_direction" and not pooled
-        trajectories += [key[1] if split_by_camera else 0 for key, _ in images]
+        if split_by_camera:
+            trajectories += [trajectory_ids.setdefault((number, key[1]), len(trajectory_ids)) for key, _ in images]
+        else:
+            trajectories += [number] * len(images)
         objects += 1
         if objects == max_objects:
             break
     if not paths:
-        raise DatasetFormatError(f"{folder}: no {factor} images in any object folder")
+        which = f"{factor} images of camera {camera}" if camera else f"{factor} images"
+        raise DatasetFormatError(f"{folder}: no {which} in any object folder")
     return InvarianceSet(factor, paths, np.asarray(targets, dtype=np.int64), np.asarray(trajectories, dtype=np.int64))
 
 

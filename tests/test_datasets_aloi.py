@@ -48,25 +48,49 @@ def test_reads_generated_tree_per_factor(generated):
         assert data.targets.dtype == np.int64 and data.trajectories.dtype == np.int64
         assert np.array_equal(data.targets, np.repeat([1, 2, 3, 4], expected[factor]))
         assert all(p.is_file() and p.parent.name == str(t) for p, t in zip(data.paths, data.targets))
-        # One trajectory per object, except the lamps: one per (object, camera).
-        trajectories = {(int(t), int(j)) for t, j in zip(data.targets, data.trajectories)}
-        assert len(trajectories) == 4 * (3 if factor == "illumination_direction" else 1)
+        if factor == "illumination_direction":  # one trajectory per (object, camera), ids distinct
+            assert len(set(data.trajectories.tolist())) == 4 * 3
+        else:  # one per object, as before: its id is the object number
+            assert np.array_equal(data.trajectories, data.targets)
+
+
+def _camera(path: Path) -> int:
+    return int(path.stem.split("c")[-1])  # <obj>_l<L>c<C>
 
 
 def test_every_illumination_direction_trajectory_holds_a_single_camera_unless_pooled(generated):
     data = read_aloi(generated, "illumination_direction")
-    cameras = {}
+    members: dict[int, set[tuple[int, int]]] = {}
     for path, target, trajectory in zip(data.paths, data.targets, data.trajectories):
-        camera = path.stem.split("c")[-1]  # <obj>_l<L>c<C>
-        cameras.setdefault((int(target), int(trajectory)), set()).add(camera)
-    assert len(cameras) == 12 and all(len(c) == 1 for c in cameras.values())
-    assert all(len([p for p in data.paths if p.parent.name == str(t)]) == 24 for t in (1, 2, 3, 4))
+        members.setdefault(int(trajectory), set()).add((int(target), _camera(path)))
+    # The id alone names the trajectory: one object, one camera, its 8 lamps.
+    assert len(members) == 12 and all(len(m) == 1 for m in members.values())
+    assert np.bincount(data.trajectories).tolist() == [8] * 12
+    assert np.array_equal(data.targets, np.repeat([1, 2, 3, 4], 24))
+    # Pooled: the old reading, one trajectory per object whose id is the object number.
     pooled = read_aloi(generated, "illumination_direction", pooled=True)
-    assert np.array_equal(pooled.targets, data.targets) and len(set(pooled.trajectories.tolist())) == 1
+    assert pooled.paths == data.paths and np.array_equal(pooled.targets, data.targets)
+    assert np.array_equal(pooled.trajectories, pooled.targets)
     # The part's setting reaches the reader.
     from datasets.invariance_sets.aloi import AloiIlluminationDirection
 
-    assert len(set(AloiIlluminationDirection(pooled=True).trajectories(generated, 0).trajectories.tolist())) == 1
+    part = AloiIlluminationDirection(pooled=True).trajectories(generated, 0)
+    assert np.array_equal(part.trajectories, part.targets)
+
+
+def test_one_camera_keeps_only_its_lamp_images(generated, partial_tree):
+    data = read_aloi(generated, "illumination_direction", camera=2, max_objects=3)
+    assert {_camera(p) for p in data.paths} == {2} and len(data) == 3 * 8
+    assert np.array_equal(data.trajectories, data.targets)  # one camera: a trajectory per object
+    # Objects without the camera's images are not counted towards max_objects.
+    light = read_aloi(partial_tree, "illumination_direction", camera=1, max_objects=2)
+    assert [p.name for p in light.paths] == ["2_l2c1.png", "10_l1c1.png"]
+    with pytest.raises(DatasetFormatError, match="no illumination_direction images of camera 2"):
+        read_aloi(partial_tree, "illumination_direction", camera=2)
+    with pytest.raises(ValueError, match="camera=1 applies to illumination_direction only"):
+        read_aloi(generated, "viewpoint", camera=1)
+    with pytest.raises(ValueError, match="camera must be 0 .* got -1"):
+        read_aloi(generated, "illumination_direction", camera=-1)
 
 
 def test_conditions_sorted_by_their_numbers(generated):

@@ -122,6 +122,26 @@ def test_local_rate_is_a_mean_over_trajectories():
     assert reference_ris(features, targets, trajectories, 1)[1] == pytest.approx(62.5)
 
 
+@pytest.mark.parametrize("sign", RIS_SIGN_RULES)
+def test_equal_length_trajectories_score_the_same_however_a_target_is_split(sign):
+    # Why ALOI's per-camera trajectories alone leave the illumination-direction score as
+    # pooled ones do (datasets.aloi.read_aloi): with trajectories of equal length, the mean
+    # over trajectories of Eq. 2 is the firing rate over all the target's samples, and the
+    # thresholds and G_y (Appendix A) are per target. Units here prefer one camera.
+    rng = np.random.default_rng(0)
+    targets = np.repeat(np.arange(6), 24)  # 6 objects x 3 cameras x 8 lamps
+    camera = np.tile(np.repeat(np.arange(3), 8), 6)
+    features = rng.standard_normal((targets.size, 12)) + 2.0 * (camera[:, None] == np.arange(12) % 3)
+    pooled = representation_invariance_score(features, targets, np.zeros_like(targets), (1, 5), sign)
+    per_camera = representation_invariance_score(features, targets, camera, (1, 5), sign)
+    assert per_camera == pytest.approx(pooled, rel=1e-12)
+    # Unequal lengths weight the trajectories differently, and the split then matters.
+    keep = np.arange(targets.size) != 0
+    uneven = representation_invariance_score(features[keep], targets[keep], camera[keep], (1, 5), sign)
+    assert uneven != pytest.approx(representation_invariance_score(
+        features[keep], targets[keep], np.zeros(keep.sum()), (1, 5), sign), rel=1e-9)
+
+
 def test_perfectly_invariant_and_discriminative_scores_100():
     rng = np.random.default_rng(0)
     targets, trajectories = _ids([[10, 10], [5, 15, 7], [30], [3, 3, 3, 3]])

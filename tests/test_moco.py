@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from trainables.augment import TwoCropsTransform, blur_kernel_size, eval_transform, mocov2_transform
 from trainables.losses import info_nce
 from trainables.config import TrialConfig
-from trainables.moco import MoCo, _shuffle_across_ranks, moco_problems, queue_overlap_warning
+from trainables.moco import MoCo, moco_problems, queue_overlap_warning
 
 DIM, QUEUE, BATCH, SIZE = 16, 16, 4, 32
 
@@ -184,19 +184,23 @@ def _two_worker_steps(rank: int, world_size: int, store: str, out_dir: str) -> N
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
     try:
         torch.set_num_threads(1)
-        model = tiny_moco(seed=0)  # same initial weights and queue on both ranks
-        # Eval-mode BN makes each key independent of its batch-mates, so after shuffle-BN
+        # Same initial weights and queue on both ranks; two BN sub-batches per rank, so the
+        # groups are checked composed with the shuffle across ranks.
+        model = tiny_moco(seed=0, shuffle_bn_groups=2)
+        # Eval-mode BN makes each key independent of its batch-mates, so after both shuffles
         # the keys must come back to the rank and position of their image.
         model.encoder_k.eval()
         record = {"keys": [], "expected_keys": [], "queues": [], "ptrs": [], "shuffled": []}
         with torch.no_grad():
             for step in range(2):
                 im_q, im_k = images(100 * step + rank)
-                # What shuffle-BN hands this rank's key encoder (the same draw the forward makes).
-                state = torch.get_rng_state()
-                record["shuffled"].append(_shuffle_across_ranks(im_k)[0])
-                torch.set_rng_state(state)
+                # What this rank's key encoder is given inside the forward (one call per group).
+                seen = []
+                hook = model.encoder_k.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
                 out = model(im_q, im_k)
+                hook.remove()
+                record["shuffled"].append(torch.cat(seen))
+                record["groups"] = [len(x) for x in seen]
                 record["keys"].append(out.keys)
                 record["expected_keys"].append(F.normalize(model.encoder_k(im_k), dim=1))
                 record["queues"].append(model.queue.clone())
@@ -218,7 +222,9 @@ def test_two_workers_enqueue_the_global_batch_in_rank_order(tmp_path):
         global_keys = torch.cat([r0["keys"][step], r1["keys"][step]])  # rank 0 first
         torch.testing.assert_close(r0["queues"][step][:, start:start + 2 * BATCH], global_keys.T)
     # Shuffle-BN really shuffles across ranks: rank 0's key encoder saw some of rank 1's key
-    # images (normalised together with its own), and every image of the global batch once.
+    # images (normalised together with its own), and every image of the global batch once,
+    # in sub-batches of 2.
+    assert r0["groups"] == r1["groups"] == [BATCH // 2, BATCH // 2]
     received = 0
     for step in range(2):
         own = {tuple(x.flatten().tolist()) for x in images(100 * step)[1]}
@@ -276,6 +282,20 @@ def test_shuffle_bn_groups_normalise_a_key_over_a_random_sub_batch_on_one_worker
     # The method checks it before any work, against each worker's batch.
     (msg,) = TrialConfig(batch_size=64, num_workers=2).override({"method.shuffle_bn_groups": 64}).problems()
     assert msg.startswith("method.shuffle_bn_groups=64 must split each worker's batch of 32")
-    model = MoCo("resnet18", dim=16, queue_size=64, shuffle_bn_groups=2)
-    out = model(*images(0))
-    assert out.logits.shape == (BATCH, 1 + 64) and torch.isfinite(out.loss)
+
+
+def test_one_worker_keys_come_from_random_sub_batches_with_shuffle_bn_groups():
+    model = tiny_moco(shuffle_bn_groups=2)  # a batch of 4: two random pairs
+    im_q, im_k = images(3)
+    torch.manual_seed(5)
+    out = model(im_q, im_k)  # (train mode: BN with the statistics of the batch given)
+    torch.manual_seed(5)
+    order = torch.randperm(BATCH)  # the forward's draw
+    with torch.no_grad():
+        by_pair = torch.cat([model.encoder_k(im_k[pair]) for pair in order.chunk(2)])
+        expected = F.normalize(by_pair, dim=1)[torch.argsort(order)]
+        whole_batch = F.normalize(model.encoder_k(im_k), dim=1)  # as the queries are normalised
+    torch.testing.assert_close(out.keys, expected)
+    assert not torch.allclose(out.keys, whole_batch, atol=1e-3)
+    with pytest.raises(ValueError, match="batch of 3 does not split into shuffle_bn_groups=2"):
+        model(im_q[:3], im_k[:3])

@@ -10,13 +10,26 @@ samples, where ``m_y = N * P(y)`` is the number of samples of target ``y`` and t
   and ``G_y(i) > P(y)``),
 - ``L_y(i)``: the mean over the local trajectories of target ``y`` of the fraction of the
   trajectory on which the unit fires (Eq. 2),
-- ``I_y(i) = L_y(i) / G_y(i)``, the target-conditioned invariance, with the sign ``s``
-  chosen by one of two rules (``sign``): Sec. 4.1 says "for each hidden unit, s_i is
-  selected to maximize the considered invariance", i.e. one sign per unit, the one with
-  the larger mean of ``I_y(i)`` over targets (``"per_unit"``, the default); Appendix A
-  defines the thresholds per target, which also reads as a sign per ``(y, i)``
-  (``"per_target"``), a rule that can only raise the score. Both are offered so the
-  choice is explicit and logged;
+- ``I_y(i) = L_y(i) / G_y(i)``, the target-conditioned invariance (Sec. 4.1 after Eq. 2,
+  with Appendix A's per-target ``G_y``), with the sign ``s`` chosen by one of two rules
+  (``sign``):
+
+  * ``"per_unit"`` (the default): Sec. 4.1 says "for each hidden unit, s_i is selected to
+    maximize the considered invariance", one ``s_i`` per unit. The invariance of unit ``i``
+    under sign ``s`` is taken as ``(1/|Y|) * sum_y I_y(i; s)``: the unweighted mean over
+    targets of ``I_y(i; s) = L_y(i; s) / G_y(i; s)``, with ``L_y`` of Eq. 2 (the mean over
+    ``y``'s trajectories) and ``G_y`` from ``y``'s own threshold (Appendix A). This is the
+    unit's share of Eq. 3's sum over targets (each target weighs ``1/|Y|`` there too,
+    Appendix A's "equal importance to samples of each class"). ``I_y`` is not divided by
+    its maximum ``1/P(y)`` first, as Eq. 3 does not either, so with unequal target sizes
+    the rarer targets weigh more; on balanced sets (ALOI) it makes no difference. A tie
+    goes to ``s = +1``.
+  * ``"per_target"``: a sign per ``(y, i)``, the larger of ``I_y(i; +1)`` and
+    ``I_y(i; -1)``. Appendix A's thresholds are per target, which can be read this way
+    too, but a unit may then read as "high" for one target and "low" for another, and
+    the score can only rise (it is never below ``"per_unit"``).
+
+  Both are offered so the choice is explicit and logged;
 - RIS@K: the mean over targets of the mean of the ``K`` largest ``I_y(i)`` (Eq. 3), as a
   percentage of its maximum, the value when every ``L_y(i) = 1`` and ``G_y(i) = P(y)``.
 
@@ -64,8 +77,11 @@ def representation_invariance_score(
         trajectories: length-``N`` local-trajectory id of each sample. A trajectory is the
             pair (target, trajectory id), so ids may repeat across targets.
         top_k: the K of each score (one int or several); ``1 <= K <= n``.
-        sign: ``"per_unit"`` (one sign per unit maximising its mean ``I_y(i)`` over
-            targets, as Sec. 4.1 states) or ``"per_target"`` (a sign per target and unit).
+        sign: one of :data:`RIS_SIGN_RULES`. ``"per_unit"`` (the paper's Sec. 4.1): one
+            sign per unit, the one maximising the unweighted mean over targets of
+            ``I_y(i) = L_y(i) / G_y(i)`` (Eq. 2 and Appendix A's thresholds; ties: +1).
+            ``"per_target"``: a sign per (target, unit), never a lower score. See the
+            module docstring for why.
 
     Returns:
         ``{K: RIS@K}``, each in ``[0, 100]``; 100 means that for every target, ``K`` units
@@ -102,7 +118,7 @@ def representation_invariance_score(
 
     if sign == "per_target":
         invariance = np.maximum(invariance_high, invariance_low)
-    else:  # Sec. 4.1: one s_i per unit, the one with the larger mean invariance over targets
+    else:  # Sec. 4.1: one s_i per unit, maximising mean_y I_y(i) (Eq. 3's weights; tie: +1)
         high_wins = invariance_high.mean(axis=0) >= invariance_low.mean(axis=0)
         invariance = np.where(high_wins, invariance_high, invariance_low)
 

@@ -148,7 +148,14 @@ class MoCo(nn.Module):
 
 @torch.no_grad()
 def grouped_bn_forward(encoder: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
-    """`encoder` on `x` with batch norm over `groups` random sub-batches, in `x`'s order."""
+    """`encoder` on `x` with batch norm over `groups` random sub-batches, in `x`'s order.
+
+    Shuffle-BN within one worker, the way MoCo's single-GPU demonstrations stand in for
+    `groups` GPUs: permute `x`, run each equal chunk through `encoder` on its own (train-mode
+    BN normalises it with its own statistics), restore `x`'s order. In MoCo `x` is this
+    worker's share of the key batch already shuffled across ranks, so the two compose.
+    Chunks hold at least 2 images: one image has no batch statistics to speak of.
+    """
     if groups == 1:
         return encoder(x)
     if x.shape[0] % groups or x.shape[0] // groups < 2:

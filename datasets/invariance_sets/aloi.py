@@ -40,7 +40,9 @@ class AloiViewpoint(AloiFactor):
 class AloiIlluminationDirection(AloiFactor):
     """Lamps l1..l8, seen by cameras c1..c3: a trajectory per (object, camera), so that
     only the lamp varies along it; ``pooled`` makes one per object (the cameras' 15-degree
-    viewpoint change then varies too)."""
+    viewpoint change then varies too). With 8 lamps per trajectory both score the same
+    (RIS's thresholds are per object, Appendix A); ``datasets.aloi.read_aloi(camera=C)``
+    is what keeps one camera's images only."""
 
     name: ClassVar[str] = "illumination_direction"
     pooled: bool = False
