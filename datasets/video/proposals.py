@@ -7,8 +7,18 @@ longest side and the boxes are mapped back to the full frame.
 """
 from __future__ import annotations
 
+import ctypes
+
 import cv2
 import numpy as np
+
+try:
+    # OpenCV ranks regions by (C library rand()) x (hierarchy level), as the selective
+    # search paper does; cv2.setRNGSeed does not reach it. Seeding rand() before every
+    # frame makes a frame's top R the same whichever worker ran it and in what order.
+    _C_SRAND = ctypes.CDLL(None).srand
+except (OSError, AttributeError):  # not a POSIX C library: ranking stays as OpenCV leaves it
+    _C_SRAND = None
 
 
 def shrink_for_proposals(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, float]:
@@ -43,11 +53,12 @@ def boxes_to_full_resolution(boxes: np.ndarray, sx: float, sy: float, width: int
 class SelectiveSearch:
     """Reusable selective search (one OpenCV object per worker; it is not thread-safe)."""
 
-    def __init__(self, max_regions: int = 300, max_side: int = 160):
+    def __init__(self, max_regions: int = 300, max_side: int = 160, ranking_seed: int = 0):
         if max_regions < 1:
             raise ValueError(f"max_regions must be >= 1, got {max_regions}")
         self.max_regions = max_regions
         self.max_side = max_side
+        self.ranking_seed = ranking_seed
         self._search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -56,7 +67,9 @@ class SelectiveSearch:
         small, sx, sy = shrink_for_proposals(image_bgr, self.max_side)
         self._search.setBaseImage(small)
         self._search.switchToSelectiveSearchFast()
-        rects = self._search.process()  # in OpenCV's proposal order; the first R are "the top R"
+        if _C_SRAND is not None:
+            _C_SRAND(self.ranking_seed)
+        rects = self._search.process()  # in OpenCV's (seeded pseudo-random) rank order: the first R are the top R
         if rects is None or len(rects) == 0:
             return np.zeros((0, 4), np.int32)
         return boxes_to_full_resolution(rects[: self.max_regions], sx, sy, width, height)
