@@ -64,7 +64,7 @@ FRAME_SCHEMA = pa.schema([
     ("source_path", pa.string()),
     ("width", pa.int32()),
     ("height", pa.int32()),
-    ("box", pa.list_(pa.float64(), 4)),  # annotated x, y, w, h; null when none
+    ("box", pa.list_(pa.float64())),  # annotated x, y, w, h; null when none (variable-size: Parquet round-trips nulls)
     ("jpeg", pa.binary()),
     ("num_frames", pa.int32()),
     ("num_chunks", pa.int32()),
