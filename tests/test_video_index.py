@@ -206,3 +206,23 @@ def test_iou_and_recall():
     proposals = [np.array([[0, 0, 10, 10]]), np.array([[5, 0, 10, 10]])]  # IoU 1 and 1/3
     assert box_iou(truth[0], proposals[1])[0, 0] == pytest.approx(50 / 150)
     assert recall_at_iou(truth, proposals, 0.5) == 0.5
+
+
+# ----------------------------------------------------------------------------- synthetic videos
+
+
+def test_synthetic_videos_write_trackingnet_layout_with_boxes_that_follow_the_object(tmp_path):
+    from datasets.synthetic.video import render_video, write_trackingnet
+
+    name, frames, boxes = render_video(2, 30, 96, 72, seed=1)
+    assert len(frames) == 30 and frames[0].shape == (72, 96, 3)
+    x, y, w, h = boxes.T
+    assert (w > 4).all() and (h > 4).all() and (x >= 0).all() and (x + w <= 96).all() and (y + h <= 72).all()
+    assert abs((x + w / 2)[-1] - (x + w / 2)[0]) > 30  # it crosses the frame
+    assert not np.array_equal(frames[0], frames[1])  # the object moves, turns and is relit
+
+    root = write_trackingnet(tmp_path, videos=2, frames=12, width=64, height=48, seed=1, processes=1)
+    videos = discover_trackingnet(root)
+    assert len(videos) == 2 and all(v.video.startswith("TRAIN_0/") and v.video.endswith("_0") for v in videos)
+    opened = OpenedVideo(videos[0])
+    assert opened.num_frames == 12 and len(opened.boxes) == 12 and opened.bad_annotation_lines == 0

@@ -371,6 +371,14 @@ def ensure_ray(num_cpus: int | None = None) -> None:
              logging_level=logging.WARNING)
 
 
+def run_frames_stage(config: VideoPipelineConfig, videos: list[VideoSource]) -> StageResult:
+    """The frames stage of ``videos`` (reused when cached); Ray must be running."""
+    params = {"video_chunks": config.video_chunks, "chunk_frames": config.chunk_frames,
+              "baseline_frames_per_video": config.baseline_frames_per_video, "jpeg_quality": config.jpeg_quality}
+    return run_stage(stages_root(config.data_cache), "frames", FRAMES_VERSION, params, [source_key(videos)],
+                     lambda data: compute_frames(videos, config, data))
+
+
 def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int | None = None,
                        echo: bool = True) -> PipelineResult:
     """Run (or reuse) every stage for ``config``; print each stage's summary when ``echo``."""
@@ -390,11 +398,7 @@ def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int 
             print(stage.summary(), flush=True)
         return stage
 
-    frames = report(run_stage(
-        cache, "frames", FRAMES_VERSION,
-        {"video_chunks": config.video_chunks, "chunk_frames": config.chunk_frames,
-         "baseline_frames_per_video": config.baseline_frames_per_video, "jpeg_quality": config.jpeg_quality},
-        [result.source_key], lambda data: compute_frames(videos, config, data)))
+    frames = report(run_frames_stage(config, videos))
     report(run_stage(cache, "pairs", PAIRS_VERSION, {"frame_gap": config.frame_gap, "chunk_frames": config.chunk_frames},
                      [frames.key], lambda data: compute_pairs(frames, config, data)))
     report(run_stage(cache, "proposals", PROPOSALS_VERSION,
