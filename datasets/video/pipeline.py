@@ -190,9 +190,11 @@ def frame_counters(table: pa.Table) -> tuple[dict[str, int], list[str]]:
     return counters, problems
 
 
-def compute_frames(videos: list[VideoSource], config: VideoPipelineConfig, data: Path) -> tuple[dict[str, int], list[str]]:
+def compute_frames(videos: list[VideoSource], config: VideoPipelineConfig, data: Path,
+                   num_cpus: int | None = None) -> tuple[dict[str, int], list[str]]:
     import ray
 
+    ensure_ray(num_cpus)  # started only when a stage must be computed: a fully cached run needs no Ray
     dataset = ray.data.from_items([asdict(v) for v in videos], override_num_blocks=max(1, min(len(videos), 2000)))
     dataset = dataset.map_batches(
         decode_frames_batch, batch_size=1, batch_format="pyarrow",
@@ -288,9 +290,11 @@ def frame_row_groups(folder: Path) -> list[dict]:
     return units
 
 
-def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Path) -> tuple[dict[str, int], list[str]]:
+def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Path,
+                      num_cpus: int | None = None) -> tuple[dict[str, int], list[str]]:
     import ray
 
+    ensure_ray(num_cpus)
     data.mkdir(parents=True, exist_ok=True)
     units = frame_row_groups(frames.data)
     if units:
@@ -371,12 +375,12 @@ def ensure_ray(num_cpus: int | None = None) -> None:
              logging_level=logging.WARNING)
 
 
-def run_frames_stage(config: VideoPipelineConfig, videos: list[VideoSource]) -> StageResult:
-    """The frames stage of ``videos`` (reused when cached); Ray must be running."""
+def run_frames_stage(config: VideoPipelineConfig, videos: list[VideoSource], num_cpus: int | None = None) -> StageResult:
+    """The frames stage of ``videos`` (reused when cached; a local Ray of ``num_cpus`` is started if needed)."""
     params = {"video_chunks": config.video_chunks, "chunk_frames": config.chunk_frames,
               "baseline_frames_per_video": config.baseline_frames_per_video, "jpeg_quality": config.jpeg_quality}
     return run_stage(stages_root(config.data_cache), "frames", FRAMES_VERSION, params, [source_key(videos)],
-                     lambda data: compute_frames(videos, config, data))
+                     lambda data: compute_frames(videos, config, data, num_cpus))
 
 
 def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int | None = None,
@@ -388,7 +392,6 @@ def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int 
         raise ValueError("invalid video pipeline config:\n  " + "\n  ".join(problems))
     root, source_format = resolve_source(config)
     videos = discover_videos(root, source_format)
-    ensure_ray(num_cpus)
     cache = stages_root(config.data_cache)
     result = PipelineResult(root, source_key(videos))
 
@@ -398,13 +401,13 @@ def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int 
             print(stage.summary(), flush=True)
         return stage
 
-    frames = report(run_frames_stage(config, videos))
+    frames = report(run_frames_stage(config, videos, num_cpus))
     report(run_stage(cache, "pairs", PAIRS_VERSION, {"frame_gap": config.frame_gap, "chunk_frames": config.chunk_frames},
                      [frames.key], lambda data: compute_pairs(frames, config, data)))
     report(run_stage(cache, "proposals", PROPOSALS_VERSION,
                      {"proposals_per_frame": config.proposals_per_frame, "proposal_max_side": config.proposal_max_side,
                       "method": "opencv-selective-search-fast"},
-                     [frames.key], lambda data: compute_proposals(frames, config, data)))
+                     [frames.key], lambda data: compute_proposals(frames, config, data, num_cpus)))
     return result
 
 
