@@ -1,0 +1,158 @@
+"""Synthetic tracking videos in TrackingNet's on-disk layout, with exact boxes.
+
+Each video shows one procedurally generated object (``datasets.synthetic.shapes``)
+moving across a textured background that the camera slowly pans over; the object turns
+about its vertical axis (viewpoint change), its lamp swings round and changes colour
+temperature (illumination change), and it passes behind an occluding bar. The box of
+the tracked object is the bounding box of its whole silhouette (occluded parts
+included), computed from the rasteriser's face-id buffer, so ground-truth tracks are
+exact. Layout (``datasets.video.sources`` reads it):
+
+    root/TRAIN_0/frames/<video>/0.jpg 1.jpg ... (N-1).jpg
+    root/TRAIN_0/anno/<video>.txt          one "x,y,w,h" line per frame
+
+``<video>`` looks like a TrackingNet id: 11 characters from YouTube's alphabet, ``_0``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datasets.cache import build_once, cache_key, cache_root
+from datasets.synthetic.objects import clutter_background
+from datasets.synthetic.parallel import run_jobs
+from datasets.synthetic.render import Camera, Lighting, Pose, blackbody_rgb, direction, rasterize, rotation_z, shade
+from datasets.synthetic.shapes import CATEGORIES, make_object
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1
+CHUNK_FOLDER = "TRAIN_0"
+_SEED_STREAM = 3  # keeps these seeds apart from the other generators'
+_SUPERSAMPLE = 2
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def video_name(rng: np.random.Generator) -> str:
+    """A TrackingNet-like video id: 11 YouTube-id characters and ``_0``."""
+    return "".join(_ID_ALPHABET[i] for i in rng.integers(0, len(_ID_ALPHABET), 11)) + "_0"
+
+
+def render_video(number: int, frames: int, width: int, height: int, seed: int = 0
+                 ) -> tuple[str, list[np.ndarray], np.ndarray]:
+    """``(name, RGB frames, boxes (frames, 4) x, y, w, h)`` of synthetic video ``number``."""
+    rng = np.random.default_rng([seed, _SEED_STREAM, number])
+    name = video_name(rng)
+    mesh = make_object(CATEGORIES[number % len(CATEGORIES)], rng)
+    sprite = int(min(width, height) * rng.uniform(0.45, 0.65))
+    raster = sprite * _SUPERSAMPLE
+
+    # A background larger than the frame, panned over by the camera.
+    side = int(max(width, height) * 1.3)
+    background = clutter_background(rng, side)
+    pan_start = rng.uniform(0, [side - width, side - height])
+    pan_end = rng.uniform(0, [side - width, side - height])
+
+    # The object crosses the frame left to right or back, bobbing up and down.
+    x_from, x_to = sprite * 0.45, width - sprite * 0.45
+    if rng.random() < 0.5:
+        x_from, x_to = x_to, x_from
+    y_mid, y_swing, bob = height / 2, (height - sprite) * rng.uniform(0.1, 0.4), rng.uniform(1, 3)
+    yaw_from = rng.uniform(0, 360)
+    turn = rng.uniform(120, 360) * rng.choice([-1.0, 1.0])
+    tilt = rng.uniform(5, 35)
+    lamp_from = rng.uniform(-120, 0)
+    lamp_swing = rng.uniform(90, 180)
+    kelvin_from, kelvin_to = rng.uniform(2500, 4500), rng.uniform(5500, 9000)
+
+    # An occluding bar across the object's path, about mid-way, striped so it is not one flat region.
+    bar_x = int(width * rng.uniform(0.35, 0.65))
+    bar_w = max(2, int(sprite * rng.uniform(0.25, 0.45)))
+    bar_colour = rng.uniform(40, 220, 3)
+    bar_shade = 0.75 + 0.25 * (np.arange(height)[:, None] % 8 < 4)
+
+    images, boxes = [], np.zeros((frames, 4))
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        pan = pan_start + (pan_end - pan_start) * t
+        frame = background[int(pan[1]):int(pan[1]) + height, int(pan[0]):int(pan[0]) + width].astype(np.float32)
+
+        pose = Pose(rotation=rotation_z(yaw_from + turn * t), scale=0.95)
+        camera = Camera(elevation_deg=tilt)
+        kelvin = kelvin_from + (kelvin_to - kelvin_from) * t
+        lighting = Lighting(directions=direction(lamp_from + lamp_swing * t, 40.0)[None],
+                            colours=(blackbody_rgb(kelvin) * 0.85)[None], ambient=0.2 * blackbody_rgb(kelvin))
+        face_ids = rasterize(mesh, pose, camera, raster)
+        covered = face_ids >= 0
+        colours = np.take(shade(mesh, pose, lighting), np.where(covered, face_ids, 0), axis=0)
+        colours = colours.astype(np.float32) * covered[..., None]
+        # Shrinking the colour (premultiplied by coverage) and the coverage anti-aliases the edge.
+        small = cv2.resize(colours, (sprite, sprite), interpolation=cv2.INTER_AREA)
+        alpha = cv2.resize(covered.astype(np.float32), (sprite, sprite), interpolation=cv2.INTER_AREA)[..., None]
+
+        centre_x = x_from + (x_to - x_from) * t
+        centre_y = y_mid + y_swing * np.sin(2 * np.pi * bob * t)
+        left, top = int(round(centre_x - sprite / 2)), int(round(centre_y - sprite / 2))
+        fx0, fy0 = max(0, left), max(0, top)
+        fx1, fy1 = min(width, left + sprite), min(height, top + sprite)
+        if fx1 > fx0 and fy1 > fy0:
+            sx0, sy0 = fx0 - left, fy0 - top
+            region = frame[fy0:fy1, fx0:fx1]
+            a = alpha[sy0:sy0 + fy1 - fy0, sx0:sx0 + fx1 - fx0]
+            region[:] = region * (1 - a) + small[sy0:sy0 + fy1 - fy0, sx0:sx0 + fx1 - fx0]
+
+        rows, cols = np.nonzero(covered)
+        if len(rows):
+            x0 = np.clip(left + cols.min() / _SUPERSAMPLE, 0, width)
+            x1 = np.clip(left + (cols.max() + 1) / _SUPERSAMPLE, 0, width)
+            y0 = np.clip(top + rows.min() / _SUPERSAMPLE, 0, height)
+            y1 = np.clip(top + (rows.max() + 1) / _SUPERSAMPLE, 0, height)
+            boxes[i] = (x0, y0, x1 - x0, y1 - y0)
+
+        frame[:, bar_x:bar_x + bar_w] = (bar_colour[None, None] * bar_shade[..., None]).astype(np.float32)
+        images.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
+    return name, images, boxes
+
+
+def _write_video(number: int, root: Path, frames: int, width: int, height: int, seed: int) -> str:
+    name, images, boxes = render_video(number, frames, width, height, seed)
+    folder = root / CHUNK_FOLDER / "frames" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        if not cv2.imwrite(str(folder / f"{i}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise OSError(f"could not write {folder / f'{i}.jpg'}")
+    lines = [f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}" for x, y, w, h in boxes]
+    (root / CHUNK_FOLDER / "anno" / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return name
+
+
+def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
+                      seed: int = 0, processes: int | None = None) -> Path:
+    """Write ``videos`` synthetic videos in TrackingNet's layout under ``root``; return ``root``."""
+    if videos < 1 or frames < 1:
+        raise ValueError(f"need at least one video of one frame, got {videos} videos of {frames} frames")
+    if width < 32 or height < 32:
+        raise ValueError(f"frames must be at least 32x32, got {width}x{height}")
+    root = Path(root)
+    (root / CHUNK_FOLDER / "frames").mkdir(parents=True, exist_ok=True)
+    (root / CHUNK_FOLDER / "anno").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    run_jobs(partial(_write_video, root=root, frames=frames, width=width, height=height, seed=seed),
+             list(range(videos)), processes)
+    log.info("wrote %d synthetic videos (%d frames, %dx%d) to %s in %.1f s",
+             videos, frames, width, height, root, time.perf_counter() - started)
+    return root
+
+
+def ensure_synthetic_trackingnet(videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
+                                 seed: int = 0, cache: str = "", processes: int | None = None) -> Path:
+    """The synthetic TrackingNet root (containing ``TRAIN_0/``), generated once into the cache."""
+    key = cache_key("synthetic-trackingnet", GENERATOR_VERSION, videos=videos, frames=frames,
+                    width=width, height=height, seed=seed)
+    return build_once(cache_root(cache) / key,
+                      lambda tmp: write_trackingnet(tmp, videos, frames, width, height, seed, processes))
