@@ -44,9 +44,9 @@ def test_track_scores_equal_the_per_region_loop(seed, frames, regions, dims, spa
         for r in range(regions):
             for s in range(regions):
                 assert raw[p, r, s] == pytest.approx(loop_score(features.tolist(), i, i + span, r, s), rel=1e-9, abs=1e-12)
-    # The path-mean score is Eq. 4 rescaled per frame pair: n S / R^(n-1), within [0, 1].
+    # The per-step score is Eq. 4 rescaled per frame pair: (n S / R^(n-1))^(1/n), within [0, 1].
     mean = track_scores(features, span)
-    np.testing.assert_allclose(mean, raw * span / regions ** (span - 1), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(mean, (raw * span / regions ** (span - 1)) ** (1 / span), rtol=1e-9, atol=1e-12)
     assert mean.min() >= 0 and mean.max() <= 1 + 1e-12
 
 
@@ -62,7 +62,7 @@ def test_padded_regions_do_not_change_real_scores():
         for s in range(3):
             assert raw[0, r, s] == pytest.approx(loop_score([f.tolist() for f in real], 0, 3, r, s))
     mean = track_scores(padded, 3, starts=[0], counts=counts)
-    np.testing.assert_allclose(mean, raw * 3 / (2 * 4))
+    np.testing.assert_allclose(mean, (raw * 3 / (2 * 4)) ** (1 / 3))
 
 
 def test_pairs_are_each_regions_best_end_above_the_threshold_only():
@@ -83,6 +83,17 @@ def test_pairs_are_each_regions_best_end_above_the_threshold_only():
             p = list(starts).index(a)
             assert s == scores[p, r].argmax() and sc == scores[p, r, s]
     assert len(select_track_pairs(scores, starts, 4, 2.0)) == 0
+
+
+def test_chunk_pairs_centre_each_frame_then_follow_eq4():
+    rng = np.random.default_rng(7)
+    features = [rng.random((n, 3)).astype(np.float64) for n in (3, 4, 3, 2)]
+    pairs = chunk_track_pairs(features, 3, -1.0)
+    centred = [f - f.mean(axis=0) for f in features]
+    for r, s, score in zip(pairs.region_a, pairs.region_b, pairs.score):
+        loop = [loop_score([f.tolist() for f in centred], 0, 3, r, end) for end in range(2)]
+        assert s == int(np.argmax(loop))
+        assert score == pytest.approx((loop[s] * 3 / (4 * 3)) ** (1 / 3), rel=1e-5)
 
 
 def test_chunk_pairs_skip_padding_and_short_chunks():
