@@ -11,7 +11,7 @@ sweep builds them once on the driver before any trial starts.
 - ``synthetic-video`` (the default): synthetic tracking videos with exact boxes
   (``datasets.synthetic.video``), generated once into the cache. Its defaults are sized
   for a 2-core laptop: 48 videos x 80 frames at 128x96, 4 chunks of 20 frames each,
-  4 baseline frames per video, the top 100 regions of each chunk frame.
+  12 baseline frames per video, the top 100 regions of each chunk frame.
 - ``video``: a real root (``root``; ``format`` auto-detected or one of
   ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
 """
