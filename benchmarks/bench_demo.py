@@ -3,7 +3,9 @@ arguments, from an empty data cache, split into data generation and the sweep it
 
 It runs in a fresh temporary folder (its own mlflow.db and ray_results) and checks what
 the demo promises: four child runs, each with the RIS keys, the probe and the loss per
-epoch.
+epoch. Then it rescores every trial's final checkpoint under both RIS sign rules
+(`ris_sign`, paper Sec. 4.1; `orchestrator.score`, features extracted once and cached)
+to show how much the rule moves the demo's scores.
 
     python -m benchmarks.bench_demo
     python -m benchmarks.run demo
@@ -49,6 +51,34 @@ def _child_runs(db: Path) -> list[dict]:
     return out
 
 
+def sign_rule_effect(db: Path, cache: str) -> dict:
+    """Each trial's RIS under both sign rules, from its final checkpoint, and the change."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.config import preset
+    from orchestrator.score import score_checkpoint
+    from orchestrator.tracking import TAG_CHECKPOINT, TAG_PARENT
+    from trainables.invariance import RIS_SIGN_RULES
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if TAG_PARENT in r.data.tags and TAG_CHECKPOINT in r.data.tags]
+    trials, deltas = {}, {}
+    for run in sorted(runs, key=lambda r: r.info.run_name):
+        scores = {}
+        for rule in RIS_SIGN_RULES:
+            trial = preset("default").override({"data_cache": cache, "ris_sign": rule})
+            metrics, _ = score_checkpoint(run.data.tags[TAG_CHECKPOINT], trial)
+            scores[rule] = {k: round(v, 2) for k, v in metrics.items() if k.startswith("ris/")}
+        trials[run.info.run_name] = scores
+        for key, value in scores["per_target"].items():
+            deltas.setdefault(key, []).append(value - scores["per_unit"][key])
+    return {"trials": trials,
+            "per_target_minus_per_unit_mean": {k: round(sum(v) / len(v), 2) for k, v in sorted(deltas.items())},
+            "per_target_minus_per_unit_range": {k: [round(min(v), 2), round(max(v), 2)]
+                                                for k, v in sorted(deltas.items())}}
+
+
 def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="dssl-demo-") as tmp:
         env = {**os.environ, "DSSL_CACHE_DIR": str(Path(tmp) / "cache")}
@@ -63,6 +93,7 @@ def run() -> dict:
             raise RuntimeError(f"demo failed ({demo.returncode}):\n{demo.stdout[-3000:]}\n{demo.stderr[-3000:]}")
         children = _child_runs(Path(tmp) / "mlflow.db")
         table = demo.stdout[demo.stdout.find("Sweep "):]
+        signs = sign_rule_effect(Path(tmp) / "mlflow.db", str(Path(tmp) / "cache"))
     result = {
         "machine": machine(),
         "command": command_line(),
@@ -72,8 +103,10 @@ def run() -> dict:
         "child_runs": len(children),
         "child_runs_complete": sum(c["status"] == "FINISHED" and not c["missing"] for c in children),
         "loss_epochs_per_run": sorted({c["loss_epochs"] for c in children}),
+        "sign_rule": signs,
     }
     print(table)
+    print(json.dumps(signs, indent=2))
     return result
 
 

@@ -62,8 +62,12 @@ def run_cli(
     add_options: Callable[[argparse.ArgumentParser], None],
     search_space: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None = None,
+    paper_table: str = "table1",
 ) -> int:
-    """Parse, validate, run the sweep and print its summary; returns the exit status."""
+    """Parse, validate, run the sweep and print its summary; returns the exit status.
+
+    `paper_table` names the published rows printed beside the sweep's RIS table
+    (orchestrator.tables: "table1" image models, "table4" video models)."""
     from orchestrator.report import summary
     from orchestrator.sweep import default_sweep_name, run_sweep
 
@@ -87,6 +91,7 @@ def run_cli(
             max_failures=args.max_failures,
             tags={"sweep_kind": sweep, "preset": args.preset},
             log_models=args.log_models,
+            paper_table=paper_table,
             register_model=args.register_model,
         )
         outcome = run_sweep(base, space, settings)

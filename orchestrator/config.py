@@ -105,6 +105,7 @@ class SweepSettings:
     tags: dict[str, str] = field(default_factory=dict)
     log_models: bool = True  # each finished trial's backbone as an MLflow model
     register_model: str = ""  # also register those models under this name ("" = do not)
+    paper_table: str = "table1"  # published rows beside the sweep's RIS table (orchestrator.tables)
 
     def replace(self, **changes: Any) -> "SweepSettings":
         return dataclasses.replace(self, **changes)

@@ -7,18 +7,11 @@ from typing import Any
 
 from datasets.invariance_sets import INVARIANCES
 from orchestrator.compare import is_server, ui_command
+from orchestrator.tables import PAPER_TABLES
 
 # Purushwalkam & Gupta (2020), Table 1: MoCo v2 on ImageNet, ResNet-50 (RIS %, top10/top25),
-# in the order of INVARIANCES. Printed beside the project's results for orientation, never
-# used as a target.
-PAPER_MOCO_V2_IMAGENET = dict(zip(INVARIANCES, [
-    (84.19, 77.88),  # occlusion
-    (85.15, 75.08),  # viewpoint
-    (90.28, 80.76),  # illumination_direction
-    (99.66, 97.11),  # illumination_color
-    (62.49, 55.01),  # instance
-    (67.40, 60.52),  # instance_viewpoint
-], strict=True))
+# in the order of INVARIANCES; orchestrator.tables holds the published tables.
+PAPER_MOCO_V2_IMAGENET = dict(zip(INVARIANCES, PAPER_TABLES["table1"]["paper: MoCo v2 (ImageNet)"], strict=True))
 
 
 def _fmt(value: Any) -> str:
@@ -79,6 +72,8 @@ def summary(outcome) -> str:
         parts.append(f"Open the UI:  {ui_command(outcome.tracking_uri)}")
     if outcome.runs_url:
         parts.append(f"Trials:       {outcome.runs_url}")
+    parts.append(f"RIS tables:   tables/ on the parent run "
+                 f"(or: python -m orchestrator.tables {outcome.name} --out tables/)")
     if outcome.compare_url:
         parts.append(f"Compare:      {outcome.compare_url}")
         parts.append(f"              (later: python -m orchestrator.compare {outcome.name} --open)")

@@ -37,7 +37,8 @@ def evaluation_problems(trial: TrialConfig) -> list[str]:
 def evaluation_params(trial: TrialConfig) -> dict[str, Any]:
     """The trial keys that shape an evaluation (not the pretraining's)."""
     roles = evaluation_roles(trial)
-    keep = ("image_size", "eval_batch_size", "ris_max_objects", "ris_sign", "seed", "invariances", "probes")
+    keep = ("image_size", "eval_batch_size", "ris_max_objects", "ris_sign", "eval_layer", "seed",
+            "invariances", "probes")
     return {k: v for k, v in trial.flat().items()
             if k in keep or k.startswith(("invariances.", "probes."))
             or (k.startswith("data.") and k.split(".")[1] in roles)}
@@ -58,7 +59,7 @@ def score_checkpoint(path: Path | str, trial: TrialConfig, tracking_uri: str = "
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     init_ray()
     features = RayDataFeatures(weights, trial.image_size, trial.eval_batch_size, cache=trial.data_cache,
-                               use_gpu=trial.use_gpu, max_actors=max_actors)
+                               use_gpu=trial.use_gpu, max_actors=max_actors, layer=trial.eval_layer)
     metrics = evaluate(None, trial, "cuda" if trial.use_gpu else "cpu", features=features)
     if tracking_uri:
         _log_run(path, weights, trial, metrics, tracking_uri, experiment, run_name)

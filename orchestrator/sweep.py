@@ -130,6 +130,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
         TAG_COMPARE_URL,
+        TAG_KNOBS,
         TAG_RUNS_URL,
         TAG_TRACKING_ERRORS,
         InterruptMarker,
@@ -217,9 +218,11 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     with_retries("the parent run's links and wall time", lambda: client.log_batch(
         tracker.parent_run_id,
         metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
-        tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url)]), (2.0,))
-    with_retries("the parent run's summary table and charts",
-                 lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept), (2.0,))
+        tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url),
+              RunTag(TAG_KNOBS, ",".join(swept))]), (2.0,))
+    with_retries("the parent run's summary table, charts and RIS tables",
+                 lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
+                                              settings.paper_table), (2.0,))
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")

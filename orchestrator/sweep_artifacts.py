@@ -120,9 +120,13 @@ def best_row(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, knobs: list[str]) -> None:
-    """Summary table (MLflow table and CSV), charts, and the best trial's metrics on the parent."""
+def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, knobs: list[str],
+                         paper_table: str = "table1") -> None:
+    """Summary table (MLflow table and CSV), charts, the paper-layout RIS tables
+    (orchestrator.tables, `paper_table` rows beside) and the best trial's metrics on the parent."""
     import pandas as pd
+
+    from orchestrator.tables import build
 
     rows = summary_rows(children, knobs)
     if not rows:
@@ -136,6 +140,9 @@ def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, kno
         for family, keys in chart_families(rows).items():
             figure = family_figure(rows, knobs, family, keys)
             client.log_figure(parent_run_id, figure, f"charts/{family.replace('/', '_')}.png")
+    tables = build(rows, knobs, paper_table)
+    if tables is not None:
+        tables.log(client, parent_run_id)
     best = best_row(rows)
     if best:
         key, row = best

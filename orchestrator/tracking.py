@@ -57,6 +57,7 @@ TAG_MODEL_URI = "dssl.model_uri"
 TAG_COMPARE_URL = "dssl.compare_url"  # parent: the compare-runs page of its children
 TAG_RUNS_URL = "dssl.runs_url"  # parent: the runs table filtered to its children
 TAG_TRACKING_ERRORS = "dssl.tracking_errors"  # parent: MLflow writes lost after retries
+TAG_KNOBS = "dssl.knobs"  # parent: the swept knobs, comma separated (rows of its tables)
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own key: the UI nests child runs by it
 # MLflow 3's UI reads this experiment tag to choose its page: "custom_model_development"
 # opens the training-runs view, anything GenAI (or no tag on an empty experiment) the

@@ -93,6 +93,18 @@ def test_one_camera_keeps_only_its_lamp_images(generated, partial_tree):
         read_aloi(generated, "illumination_direction", camera=-1)
 
 
+def test_the_camera_is_a_config_key_of_the_illumination_direction_set(generated):
+    from tests.tiny import tiny_config
+
+    trial = tiny_config("").override({"invariances": "illumination_direction",
+                                      "invariances.illumination_direction.camera": 3})
+    part = trial.invariances[0]
+    assert trial.flat()["invariances.illumination_direction.camera"] == 3
+    assert {_camera(p) for p in part.trajectories(generated, 0).paths} == {3}
+    bad = trial.override({"invariances.illumination_direction.camera": -2})
+    assert any("invariances.illumination_direction.camera=-2" in p for p in bad.problems())
+
+
 def test_conditions_sorted_by_their_numbers(generated):
     view = read_aloi(generated, "viewpoint")
     assert [p.name for p in view.paths[:4]] == ["1_r0.png", "1_r5.png", "1_r10.png", "1_r15.png"]

@@ -98,10 +98,19 @@ def test_the_parent_run_has_the_table_the_charts_and_the_best_trial(tiny_sweep):
     outcome, client, children = tiny_sweep.outcome, tiny_sweep.client, tiny_sweep.children
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED"
-    files = {f.path for folder in ("summary", "charts") for f in client.list_artifacts(parent.info.run_id, folder)}
+    files = {f.path for folder in ("summary", "charts", "tables")
+             for f in client.list_artifacts(parent.info.run_id, folder)}
     assert {"summary/trials.csv", "summary/trials.json", "charts/ris_viewpoint.png",
             "charts/ris_illumination_direction.png", "charts/ris_illumination_color.png",
-            "charts/probe_linear_top1.png"} <= files
+            "charts/probe_linear_top1.png", "tables/ris_table.md", "tables/ris_table.csv",
+            "tables/ris_viewpoint.png"} <= files
+    table = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="tables/ris_table.md",
+                                                     tracking_uri=tiny_sweep.uri)).read_text()
+    for crop_min, run in zip(CROP_MINS, children):  # one row per crop range, seeds averaged
+        row = next(line for line in table.splitlines() if line.startswith(f"| method.crop_scale_min={crop_min} |"))
+        assert f"{run.data.metrics['ris/viewpoint/top10']:.2f} / {run.data.metrics['ris/viewpoint/top25']:.2f}" in row
+    assert "| paper: MoCo v2 (ImageNet) |" in table
+    assert parent.data.tags["dssl.knobs"] == "method.crop_scale_min"
     csv = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="summary/trials.csv",
                                                    tracking_uri=tiny_sweep.uri)).read_text()
     assert csv.splitlines()[0].startswith("run,run_id,status,method.crop_scale_min,")

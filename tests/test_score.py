@@ -78,3 +78,22 @@ def test_every_format_scores_the_same_as_in_process_and_a_rescore_extracts_nothi
     runs = client.search_runs([client.get_experiment_by_name("scores").experiment_id])
     assert sorted(r.data.params["checkpoint.format"] for r in runs) == ["official-moco", "project", "torchvision"]
     assert all(r.data.metrics["ris/viewpoint/top10"] == first["ris/viewpoint/top10"] for r in runs)
+    # Another scored layer is another cache entry, and matches the in-process path there too.
+    layer3 = trial.override({"eval_layer": "layer3"})
+    deeper, extracted = score_checkpoint(checkpoints / "project.pt", layer3, "", "scores", max_actors=1)
+    assert extracted.extracted > 0 and extracted.reused == 0
+    assert deeper["ris/viewpoint/top10"] == pytest.approx(
+        evaluate(weights.build(), layer3.override({"arch": weights.arch}), "cpu")["ris/viewpoint/top10"], abs=1e-6)
+
+
+def test_the_scored_layer_is_the_pooled_stage_output(checkpoints):
+    from trainables.models import scored_layer
+
+    trunk = load_backbone_weights(checkpoints / "torchvision.pth").build()
+    x = torch.rand(2, 3, 64, 64)
+    assert scored_layer(trunk, "pool") is trunk
+    with torch.no_grad():
+        manual = trunk.layer2(trunk.layer1(trunk.maxpool(trunk.relu(trunk.bn1(trunk.conv1(x))))))
+        assert torch.allclose(scored_layer(trunk, "layer2")(x), manual.mean(dim=(2, 3)), atol=1e-6)
+        assert scored_layer(trunk, "layer3")(x).shape == (2, 256)
+    assert any("eval_layer='layer9'" in p for p in tiny_config("").override({"eval_layer": "layer9"}).problems())

@@ -33,7 +33,7 @@ from datasets.registry import ConfigError, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
 from trainables.invariance import RIS_SIGN_RULES
 from trainables.methods import METHODS, Method
-from trainables.models import arch_problem
+from trainables.models import SCORED_LAYERS, arch_problem
 from trainables.probes import PROBES, Probe
 
 # Keys of the nested view naming a part (the section's own key in the flat view).
@@ -82,6 +82,7 @@ class TrialConfig:
     eval_batch_size: int = 256  # frozen-feature extraction
     ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
     ris_sign: str = "per_unit"  # RIS's sign rule (trainables.invariance.RIS_SIGN_RULES)
+    eval_layer: str = "pool"  # the scored layer (trainables.models.SCORED_LAYERS; pool = the paper's)
     method: Method = field(default_factory=_default_method)
     invariances: tuple[InvarianceSetPart, ...] = field(default_factory=_default_invariances)
     probes: tuple[Probe, ...] = field(default_factory=_default_probes)
@@ -152,6 +153,8 @@ class TrialConfig:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
         if self.ris_sign not in RIS_SIGN_RULES:
             out.append(f"ris_sign={self.ris_sign!r} is not one of {', '.join(RIS_SIGN_RULES)}")
+        if self.eval_layer not in SCORED_LAYERS:
+            out.append(f"eval_layer={self.eval_layer!r} is not one of {', '.join(SCORED_LAYERS)}")
         for kind, parts in (("invariances", self.invariances), ("probes", self.probes)):
             names = [p.name for p in parts]
             if len(set(names)) < len(names):

@@ -26,19 +26,21 @@ from trainables.augment import eval_transform
 from trainables.config import TrialConfig
 from trainables.features import FeatureExtractor
 from trainables.invariance import representation_invariance_score
+from trainables.models import scored_layer
 
 RIS_TOP_K = (10, 25)
 
 
 def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.device | str,
              features=None) -> dict[str, float]:
-    """All evaluation metrics of `backbone` (image -> pooled features), frozen.
+    """All evaluation metrics of `backbone` (image -> pooled features), frozen, scored at
+    `trial.eval_layer` (the pooled output by default, as the paper).
 
     `features` replaces the in-process extraction (`FeatureExtractor` of `backbone`),
     e.g. by the cached Ray Data path (`RayDataFeatures`) of the score command.
     """
     if features is None:
-        features = FeatureExtractor(backbone, device, trial.eval_batch_size, eval_transform(trial.image_size))
+        features = FeatureExtractor(scored_layer(backbone, trial.eval_layer), device, trial.eval_batch_size, eval_transform(trial.image_size))
     metrics: dict[str, float] = {}
     sets = [(invariance, invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects))
             for invariance in trial.invariances]
@@ -91,5 +93,5 @@ def evaluate_checkpoint(trial: TrialConfig, checkpoint_file: Path | str) -> dict
 
     backbone = load_trained_backbone(trial, checkpoint_file)
     features = RayDataFeatures(backbone, trial.image_size, trial.eval_batch_size, cache=trial.data_cache,
-                               use_gpu=trial.use_gpu)
+                               use_gpu=trial.use_gpu, layer=trial.eval_layer)
     return evaluate(None, trial, "cuda" if trial.use_gpu else "cpu", features=features)

@@ -101,13 +101,16 @@ class RayDataFeatures:
     """
 
     def __init__(self, weights, image_size: int, batch_size: int, cache: str = "", use_gpu: bool = False,
-                 max_actors: int = 0):
+                 max_actors: int = 0, layer: str = "pool"):
         """`weights`: anything with ``build() -> nn.Module``, ``arch`` and ``digest`` (a
-        `trainables.weights.BackboneWeights` or `trainables.evaluation.TrainedBackbone`)."""
+        `trainables.weights.BackboneWeights` or `trainables.evaluation.TrainedBackbone`);
+        `layer`: the scored layer (`trainables.models.SCORED_LAYERS`)."""
         from trainables.augment import eval_transform
+        from trainables.models import scored_layer
 
         self.weights = weights
-        self.backbone = weights.build()  # for parts that inspect the evaluated network
+        self.layer = layer
+        self.backbone = scored_layer(weights.build(), layer)  # for parts that inspect the evaluated network
         self.image_size = image_size
         self.batch_size = batch_size
         self.cache = cache
@@ -168,7 +171,7 @@ class RayDataFeatures:
     def _key(self, paths: list[Path]) -> str:
         import hashlib
 
-        digest = hashlib.sha256(f"{self.weights.digest}|{self.image_size}|{self.transform!r}".encode())
+        digest = hashlib.sha256(f"{self.weights.digest}|{self.layer}|{self.image_size}|{self.transform!r}".encode())
         for path in paths:
             stat = path.stat() if path.exists() else None
             digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
@@ -188,7 +191,7 @@ class RayDataFeatures:
         embedded = items.map_batches(
             _EmbedImages, batch_size=self.batch_size, batch_format="numpy", concurrency=(1, actors),
             fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
-                                   "use_gpu": self.use_gpu},
+                                   "use_gpu": self.use_gpu, "layer": self.layer},
             num_gpus=1 if self.use_gpu else 0, num_cpus=0 if self.use_gpu else 1,
         )
         index, features = [], []
@@ -207,15 +210,16 @@ class RayDataFeatures:
 class _EmbedImages:
     """A Ray Data actor: the backbone built once, then batches of paths -> features."""
 
-    def __init__(self, weights, image_size: int, use_gpu: bool):
+    def __init__(self, weights, image_size: int, use_gpu: bool, layer: str = "pool"):
         import ray
 
         from trainables.augment import eval_transform
+        from trainables.models import scored_layer
 
         if isinstance(weights, ray.ObjectRef):  # one copy in the object store, not one per actor's args
             weights = ray.get(weights)
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.model = weights.build().to(self.device)
+        self.model = scored_layer(weights.build(), layer).to(self.device)
         self.transform = eval_transform(image_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -35,6 +35,35 @@ def resnet_backbone(arch: str) -> tuple[nn.Module, int]:
     return net, dim
 
 
+# What evaluation freezes and scores: "pool" is the trunk's global-average-pooled output
+# (after layer4, the paper's choice); "layerN" is that stage's output, average-pooled.
+SCORED_LAYERS = ("pool", "layer1", "layer2", "layer3")
+
+
+class PooledStage(nn.Module):
+    """A ResNet trunk up to one stage (torchvision's feature extractor), average-pooled."""
+
+    def __init__(self, trunk: nn.Module, layer: str):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        self.stage = create_feature_extractor(trunk, return_nodes={layer: "features"})
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stage(x)["features"]).flatten(1)
+
+
+def scored_layer(trunk: nn.Module, layer: str) -> nn.Module:
+    """The network whose output evaluation scores: `trunk` itself for "pool", else the trunk
+    cut after `layer` and average-pooled (in the trunk's train/eval mode)."""
+    if layer not in SCORED_LAYERS:
+        raise ValueError(f"eval_layer={layer!r} is not one of {', '.join(SCORED_LAYERS)}")
+    if layer == "pool":
+        return trunk
+    return PooledStage(trunk, layer).train(trunk.training)
+
+
 def mlp_head(in_dim: int, out_dim: int) -> nn.Sequential:
     """MoCo v2's two-layer projection head: Linear(d, d) - ReLU - Linear(d, dim)."""
     return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))

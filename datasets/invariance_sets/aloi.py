@@ -24,7 +24,8 @@ class AloiFactor(InvarianceSetPart):
     def trajectories(self, root: Path, max_targets: int) -> InvarianceSet:
         from datasets.aloi import read_aloi
 
-        return read_aloi(root, self.name, max_objects=max_targets, pooled=getattr(self, "pooled", False))
+        return read_aloi(root, self.name, max_objects=max_targets, pooled=getattr(self, "pooled", False),
+                         camera=getattr(self, "camera", 0))
 
 
 @INVARIANCE_SETS.register
@@ -41,11 +42,21 @@ class AloiIlluminationDirection(AloiFactor):
     """Lamps l1..l8, seen by cameras c1..c3: a trajectory per (object, camera), so that
     only the lamp varies along it; ``pooled`` makes one per object (the cameras' 15-degree
     viewpoint change then varies too). With 8 lamps per trajectory both score the same
-    (RIS's thresholds are per object, Appendix A); ``datasets.aloi.read_aloi(camera=C)``
-    is what keeps one camera's images only."""
+    (RIS's thresholds are per object, Appendix A: the firing thresholds see the target's
+    images whichever way they are grouped). ``camera=C`` keeps camera C's images only, so
+    that the target itself holds one viewpoint: the score where only the lamp varies
+    within the object's images too (0, the default: every camera, as the paper's
+    1,000 trajectories)."""
 
     name: ClassVar[str] = "illumination_direction"
     pooled: bool = False
+    camera: int = 0
+
+    def problems(self, trial) -> list[str]:
+        if isinstance(self.camera, bool) or not isinstance(self.camera, int) or self.camera < 0:
+            return [f"invariances.illumination_direction.camera={self.camera!r} must be 0 (every camera) "
+                    "or a camera number >= 1 (ALOI's c1..c3)"]
+        return []
 
 
 @INVARIANCE_SETS.register
