@@ -33,4 +33,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("frame_gap", __doc__, options, search_space))
+    sys.exit(run_cli("frame_gap", __doc__, options, search_space, paper_table="table4"))
