@@ -5,8 +5,9 @@ A role of layout ``video`` resolves to a root of videos (TrackingNet's layout, G
 or a folder of video files); the pipeline's settings (chunks, baseline frames,
 proposals) are the source's fields, and :meth:`VideoSettings.pipeline_config` joins them
 with a method's own knob (the frame gap) into the ``VideoPipelineConfig`` whose stages
-the method trains on. Resolving runs (or reuses) the frames and proposals stages, so a
-sweep builds them once on the driver before any trial starts.
+the method trains on. Resolving gives the videos' root (generating the synthetic ones);
+the method builds the stages (``VideoMethod.prepare``), which a sweep calls once per trial
+on the driver before any trial starts.
 
 - ``synthetic-video`` (the default): synthetic tracking videos with exact boxes
   (``datasets.synthetic.video``), generated once into the cache. Its defaults are sized
@@ -66,7 +67,11 @@ class VideoSettings(DataSource):
         return run_video_pipeline(self.pipeline_config(trial, frame_gap), echo=False)
 
     def resolve(self, trial: Any) -> Path:
-        return self.run_pipeline(trial).source_root
+        """The root of the videos (synthetic ones generated once); the stages are the method's
+        to build (``VideoMethod.prepare``), as they depend on its frame gap."""
+        from datasets.video.pipeline import resolve_source
+
+        return resolve_source(self.pipeline_config(trial))[0]
 
 
 @DATA_SOURCES.register
