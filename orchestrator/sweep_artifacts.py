@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
-CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss")
+CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss", "tracks/")
 SEED = "seed"
 # The best trial: the one that tells classes apart best (the paper's discriminative
 # measure), else the most viewpoint-invariant one.

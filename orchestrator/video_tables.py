@@ -36,10 +36,14 @@ PAPER_TABLE3 = {  # Purushwalkam & Gupta (2020), Table 3, in TABLE3_COLUMNS' ord
 
 
 def _grouped(rows: list[dict[str, Any]], knobs: list[str]) -> dict[str, list[dict[str, Any]]]:
-    others = [k for k in knobs if k != SEED]
+    # A knob that only differs by being absent (a setting one method has and another has
+    # not, e.g. method.frame_gap beside mocov2_frames) does not name rows.
+    others = [k for k in knobs if k != SEED and (k == "method" or len({repr(r.get(k)) for r in rows
+                                                                        if r.get(k) is not None}) > 1)]
     groups: dict[str, list[dict[str, Any]]] = {}
     for i, row in enumerate(rows):
-        name = ", ".join(f"{k}={row.get(k)}" for k in others) if others else str(row.get("run") or f"run {i}")
+        name = (", ".join(f"{k}={row.get(k)}" for k in others if row.get(k) is not None) if others
+                else str(row.get("run") or f"run {i}"))
         groups.setdefault(name, []).append(row)
     return groups
 

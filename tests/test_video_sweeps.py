@@ -44,7 +44,8 @@ def test_threshold_sweep_relinks_tracks_only_and_logs_track_figures(ray_session,
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     space = {"method": {"track_threshold": tune.grid_search([0.0, 0.05])}}
     outcome = run_sweep(base, space, SweepSettings(name="thr", storage_path=str(tmp_path / "results"),
-                                                   tracking_uri=uri, experiment="video", paper_table="table4"))
+                                                   tracking_uri=uri, experiment="video", paper_table="table4",
+                                                   log_models=False))
     assert outcome.errors == []
     # Frames, pairs, proposals and region features once; track linking once per threshold.
     assert sorted(executed) == sorted(["frames", "pairs", "proposals", "region_features", "tracks", "tracks"])
