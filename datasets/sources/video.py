@@ -11,7 +11,7 @@ on the driver before any trial starts.
 
 - ``synthetic-video`` (the default): synthetic tracking videos with exact boxes
   (``datasets.synthetic.video``), generated once into the cache. Its defaults are sized
-  for a 2-core laptop: 48 videos x 80 frames at 128x96, 4 chunks of 20 frames each,
+  for a 2-core laptop: 24 videos x 80 frames at 128x96, 4 chunks of 20 frames each,
   12 baseline frames per video, the top 100 regions of each chunk frame.
 - ``video``: a real root (``root``; ``format`` auto-detected or one of
   ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
@@ -80,7 +80,7 @@ class SyntheticVideo(VideoSettings):
     """Synthetic tracking videos in TrackingNet's layout (``datasets.synthetic.video``), exact boxes."""
 
     name: ClassVar[str] = "synthetic-video"
-    videos: int = 48
+    videos: int = 24
     frames: int = 80
     width: int = 128
     height: int = 96

@@ -27,7 +27,7 @@ class VideoMethod(MoCoV2):
     """MoCo v2 whose training set comes from the video stages (not registered itself)."""
 
     roles: ClassVar[dict[str, DataRole]] = {VIDEO_ROLE: DataRole(VIDEO, "synthetic-video")}
-    queue_size: int = 128  # the synthetic default has ~200 training samples; K stays below them
+    queue_size: int = 128  # the synthetic default has 288 training samples; K stays well below them
 
     def source(self, trial: Any):
         return trial.data[VIDEO_ROLE]
