@@ -18,6 +18,15 @@ from trainables.region_moco import RegionMoCo
 from trainables.video_data import FramePairs, TrackedFramePairs, augment_with_box
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is faster than two fighting other jobs for a shared core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def explicit_info_nce(q, k, queue, temperature):
     """-log(exp(q.k/t) / (exp(q.k/t) + sum_j exp(q.n_j/t))), averaged (Eq. 1 with the log)."""
     positives = (q * k).sum(1) / temperature
@@ -155,3 +164,24 @@ def test_video_method_settings_are_checked():
     assert "method.frame_gap=20 must be smaller than data.video.chunk_frames=20" in problems
     assert "method.tracker_weights='/nonexistent.pt' is not a file" in problems
     assert TrialConfig().override({"method": "gt_tracks"}).problems() == []
+
+
+def test_track_features_are_roi_aligned_layer3_cells_of_each_box():
+    from trainables.regions import Layer3RegionFeatures
+
+    spec = Layer3RegionFeatures(arch="resnet18", seed=3, roi_size=2)
+    assert spec.key() == "random-resnet18-seed3-layer3-roi2"
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
+    boxes = [np.array([[0, 0, 32, 32], [10, 5, 20, 30]], np.float32), np.zeros((0, 4), np.float32)]
+    features = spec()(images, boxes)
+    assert [f.shape for f in features] == [(2, 256 * 4), (0, 256 * 4)]
+    trunk = spec.build_trunk()
+    x = (torch.from_numpy(images[0]).permute(2, 0, 1)[None].float() / 255
+         - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        net = trunk
+        fmap = net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x)))))))
+        rois = torch.tensor([[0, 0, 0, 32, 32], [0, 10, 5, 30, 35]], dtype=torch.float32)
+        expected = roi_align(fmap, rois, (2, 2), spatial_scale=1 / 16, sampling_ratio=2, aligned=True).flatten(1)
+    np.testing.assert_allclose(features[0], expected.numpy(), rtol=1e-4, atol=1e-5)
