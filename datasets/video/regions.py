@@ -11,7 +11,7 @@ Three more cached stages (``datasets.video.stages``) after frames, pairs and pro
    Keyed by the model key and the proposals stage.
 5. ``tracks`` (track linking, ``datasets.video.tracks``; Appendix B, Eq. 4 and 5):
    per chunk, every region of frame i (i mod k == 0) is matched to the end of its best
-   track in frame i + k and kept when the path-mean track score is above the threshold.
+   track in frame i + k and kept when the per-step track score is above the threshold.
    Keyed by ``frame_gap``, ``track_threshold`` and the features stage: a threshold sweep
    recomputes only this stage. It also scores the kept pairs against the annotated boxes
    where the source has them (``tracks/precision``, ``tracks/recall``, chance precision).

@@ -68,7 +68,7 @@ def track_scores(features: np.ndarray, span: int, starts: np.ndarray | list[int]
         span: n = j - i >= 1 (1: Eq. 5; more: Eq. 4's recursion).
         starts: the first frames i (default: 0, span, 2 span, ... as long as i + span < T,
             the paper's pairs i mod k = 0).
-        counts: ``(T,)`` real regions per frame (default R), for the path-mean normalisation.
+        counts: ``(T,)`` real regions per frame (default R), for the normalisation.
         normalize: the per-step score in [0, 1] (module docstring) instead of Eq. 4's raw sum.
         blas_threads: BLAS threads for the products (None: the library's default). One by
             default: the stage runs one chunk per core, and on a shared 2-core machine

@@ -9,7 +9,7 @@ z_{i+k} without supervision:
    ``arch`` drawn from ``tracker_seed``, which Sec. 5 allows: "any unsupervised feature
    representation can be used"), the ``region_features`` stage;
 3. tracks: the recursive score of Eq. 4 and 5 (``datasets.video.tracks``), pairs above
-   ``track_threshold`` (path-mean units, in [0, 1]), the ``tracks`` stage; a threshold
+   ``track_threshold`` (per-step score, in [0, 1)), the ``tracks`` stage; a threshold
    sweep recomputes only this stage;
 4. training: loss = 0.5 x frame loss + 0.5 x region loss, region embeddings by ROI-align
    on layer3 then layer4, pooling and head, region keys enqueued into the frame keys'
@@ -21,6 +21,7 @@ its regions overlap the annotated box at IoU >= 0.5).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +31,8 @@ from torch.utils.data import Dataset
 
 from trainables.methods.base import METHODS
 from trainables.methods.fti import FrameTemporalInvariance
+
+log = logging.getLogger(__name__)
 
 TRACK_METRICS = {"track_pairs": "tracks/pairs", "precision": "tracks/precision", "recall": "tracks/recall",
                  "chance_precision": "tracks/chance_precision"}
@@ -63,6 +66,10 @@ class RegionPairsMethod(FrameTemporalInvariance):
 
     def prepare(self, trial: Any) -> dict[str, float]:
         counters = self.track_stage(trial).counters
+        if not counters.get("track_pairs"):
+            log.warning("%s: no region pair kept (frame_gap=%d%s): the region loss is 0 and this trains as "
+                        "Frame Temporal Invariance", self.name, self.frame_gap,
+                        f", track_threshold={getattr(self, 'track_threshold')}" if hasattr(self, "track_threshold") else "")
         return super().prepare(trial) | {name: float(counters[key]) for key, name in TRACK_METRICS.items()
                                          if key in counters}
 
@@ -87,7 +94,7 @@ class RegionTracker(RegionPairsMethod):
     """``method=region_tracker``: frame pairs plus unsupervised region tracks."""
 
     name: ClassVar[str] = "region_tracker"
-    track_threshold: float = 0.5  # path-mean track score a kept pair must exceed, in [0, 1)
+    track_threshold: float = 0.25  # per-step track score a kept pair must exceed, in [0, 1) (BENCHMARKS.md)
     tracker_weights: str = ""  # baseline checkpoint for the track features ("" = random init)
     tracker_seed: int = 0  # the random tracker's weights when tracker_weights is ""
     tracker_roi_size: int = 2  # ROI-align cells per side of the track features
@@ -95,7 +102,7 @@ class RegionTracker(RegionPairsMethod):
     def problems(self, trial: Any) -> list[str]:
         out = super().problems(trial)
         if not 0.0 <= self.track_threshold < 1.0:
-            out.append(f"track_threshold={self.track_threshold} must be in [0, 1) (path-mean score of Eq. 4)")
+            out.append(f"track_threshold={self.track_threshold} must be in [0, 1) (per-step score of Eq. 4)")
         if self.tracker_weights and not Path(self.tracker_weights).expanduser().is_file():
             out.append(f"tracker_weights={self.tracker_weights!r} is not a file")
         if self.tracker_roi_size < 1:
