@@ -185,3 +185,14 @@ def test_track_features_are_roi_aligned_layer3_cells_of_each_box():
         rois = torch.tensor([[0, 0, 0, 32, 32], [0, 10, 5, 30, 35]], dtype=torch.float32)
         expected = roi_align(fmap, rois, (2, 2), spatial_scale=1 / 16, sampling_ratio=2, aligned=True).flatten(1)
     np.testing.assert_allclose(features[0], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_real_video_root_is_checked_before_any_work(tmp_path):
+    trial = TrialConfig().override({"method": "fti", "data.video": "video", "data.video.root": str(tmp_path),
+                                    "data.video.format": "avi"})
+    problems = "\n".join(trial.problems())
+    assert "data.video.format='avi' is not one of auto, trackingnet, got10k, video-files" in problems
+    empty = TrialConfig().override({"method": "fti", "data.video": "video", "data.video.root": str(tmp_path)})
+    assert any(str(tmp_path) in p and "not a TrackingNet root" in p for p in empty.problems())
+    assert "data.video.root is not set" in "\n".join(
+        TrialConfig().override({"method": "fti", "data.video": "video"}).problems())
