@@ -75,11 +75,9 @@ def table3(rows: list[dict[str, Any]], knobs: list[str]) -> tuple[str, str] | No
     for name, members in _grouped(rows, knobs).items():
         cells = []
         for _, key in TABLE3_COLUMNS + TRACK_COLUMNS:
-            stats = _stats(members, key)
-            scale = 100.0 if key.startswith("probe/") else 1.0  # probes in percent, as the paper prints them
-            shown = None if stats is None else (stats[0] * scale, stats[1] * scale, stats[2])
-            cells.append(_cell(shown, 0 if key == "tracks/pairs" else (2 if scale > 1 else 3)))
-            if stats is not None:
+            shown = _stats(members, key)  # probes are logged in percent, as the paper prints them
+            cells.append(_cell(shown, 0 if key == "tracks/pairs" else (2 if key.startswith("probe/") else 3)))
+            if shown is not None:
                 writer.writerow(["this project", name, len(members), key, f"{shown[0]:.4f}", f"{shown[1]:.4f}"])
         lines.append("| " + " | ".join([name, str(len(members)), *cells]) + " |")
     for name, values in PAPER_TABLE3.items():

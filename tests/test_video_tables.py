@@ -3,12 +3,12 @@ from orchestrator.video_tables import table3
 
 
 def test_table3_averages_seeds_and_shows_the_papers_rows():
-    rows = [{"method": "fti", "seed": 0, "probe/linear_top1": 0.50, "run": "a", "method.frame_gap": 5},
-            {"method": "fti", "seed": 1, "probe/linear_top1": 0.60, "run": "b", "method.frame_gap": 5},
-            {"method": "region_tracker", "seed": 0, "probe/linear_top1": 0.55, "tracks/pairs": 120.0,
+    rows = [{"method": "fti", "seed": 0, "probe/linear_top1": 50.0, "run": "a", "method.frame_gap": 5},
+            {"method": "fti", "seed": 1, "probe/linear_top1": 60.0, "run": "b", "method.frame_gap": 5},
+            {"method": "region_tracker", "seed": 0, "probe/linear_top1": 55.0, "tracks/pairs": 120.0,
              "tracks/precision": 0.25, "tracks/chance_precision": 0.02, "tracks/recall": float("nan"), "run": "c",
              "method.frame_gap": 5, "method.track_threshold": 0.25},
-            {"method": "mocov2_frames", "seed": 0, "probe/linear_top1": 0.4, "run": "d"}]
+            {"method": "mocov2_frames", "seed": 0, "probe/linear_top1": 40.0, "run": "d"}]
     # frame_gap and track_threshold differ only by being absent for some methods: rows are named by method.
     markdown, csv_text = table3(rows, ["method", "method.frame_gap", "method.track_threshold", "seed"])
     lines = markdown.splitlines()
