@@ -94,12 +94,14 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     It calls the same `resolve` the workers call, so synthetic sets are generated here
     once, warming the head's cache and surfacing generator errors before any trial
     starts; on a multi-node cluster each node builds the identical, deterministic set
-    locally.
+    locally. Then each method prepares its own cached data (the video methods' region
+    features and tracks), so no trial runs Ray Data of its own.
     """
     roots: dict[str, str] = {}
     for trial in trials:
         for role in trial.data:
             roots[f"data.{role}"] = str(trial.root(role).resolve())
+        trial.method.prepare(trial)
     return roots
 
 
@@ -149,8 +151,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": ...}}') or pass --tracking-uri",
             tracking_uri,
         )
+    resources = init_ray()  # first: a method's data preparation may run Ray Data on it
     data_tags = prepare_data(configs)
-    resources = init_ray()
     tags = {"sweep": settings.name, "git_commit": git_commit(), **data_tags, **settings.tags}
     tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, experiment_path)
     if not settings.resume:  # params are immutable in MLflow; a resume keeps the first
