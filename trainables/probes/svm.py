@@ -109,30 +109,51 @@ def fit_class_svm(x: np.ndarray, y: np.ndarray, costs: tuple[float, ...], cv_fol
         return search.fit(x, y).best_estimator_
 
 
-def svm_map(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
-            costs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0), cv_folds: int = 3, seed: int = 0,
-            max_iter: int = 2000) -> tuple[float, np.ndarray]:
-    """The VOC07 SVM protocol: mAP (percent) and the per-class APs (NaN: class not scored).
+def svm_scores(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray,
+               costs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0), cv_folds: int = 3, seed: int = 0,
+               max_iter: int = 2000) -> np.ndarray:
+    """Each class's SVM decision value on every test row (N_test x C; a NaN column for a class
+    with fewer than 2 training positives or negatives).
 
-    `*_labels` are N x C in {1, -1, 0}; 0 is left out of training and of the AP. Features
-    are standardised with statistics of the training set only. A class is not scored when
-    it has fewer than 2 training positives or negatives, or no test positive.
+    `train_labels` is N x C in {1, -1, 0}; 0 is left out of training. Features are
+    standardised with statistics of the training set only.
     """
     train_x, test_x = np.asarray(train_x, np.float32), np.asarray(test_x, np.float32)
-    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    train_labels = np.asarray(train_labels)
     if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"features must be N x d with the same d, got {train_x.shape} and {test_x.shape}")
-    if train_labels.shape != (len(train_x), train_labels.shape[-1]) or test_labels.shape != (len(test_x), train_labels.shape[-1]):
-        raise ValueError(f"labels must be N x C for the same C, got {train_labels.shape} and {test_labels.shape} "
-                         f"for {len(train_x)} and {len(test_x)} feature rows")
+    if train_labels.ndim != 2 or len(train_labels) != len(train_x):
+        raise ValueError(f"labels must be N x C, got {train_labels.shape} for {len(train_x)} feature rows")
     scaler = StandardScaler().fit(train_x)
     train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
-    aps = np.full(train_labels.shape[1], np.nan)
+    scores = np.full((len(test_x), train_labels.shape[1]), np.nan)
     for c in range(train_labels.shape[1]):
         known = train_labels[:, c] != 0
         svm = fit_class_svm(train_x[known], train_labels[known, c], costs, cv_folds, seed, max_iter)
         if svm is not None:
-            aps[c] = voc07_average_precision(svm.decision_function(test_x), test_labels[:, c])
+            scores[:, c] = svm.decision_function(test_x)
+    return scores
+
+
+def mean_ap(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """mAP (percent) over the classes that can be scored, and the per-class APs (NaN: not
+    scored: no SVM, or no test positive)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must both be N x C")
+    aps = np.array([np.nan if np.isnan(scores[:, c]).any() else voc07_average_precision(scores[:, c], labels[:, c])
+                    for c in range(labels.shape[1])])
     if np.isnan(aps).all():
         raise ValueError("no class could be scored: each needs 2 training positives and negatives and a test positive")
     return float(np.nanmean(aps)), aps
+
+
+def svm_map(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
+            costs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0), cv_folds: int = 3, seed: int = 0,
+            max_iter: int = 2000) -> tuple[float, np.ndarray]:
+    """The VOC07 SVM protocol: mAP (percent) and the per-class APs (NaN: class not scored)."""
+    test_labels = np.asarray(test_labels)
+    if test_labels.shape != (len(test_x), np.shape(train_labels)[-1]):
+        raise ValueError(f"labels must be N x C for the same C, got {np.shape(train_labels)} and {test_labels.shape} "
+                         f"for {len(train_x)} and {len(test_x)} feature rows")
+    return mean_ap(svm_scores(train_x, train_labels, test_x, costs, cv_folds, seed, max_iter), test_labels)
