@@ -1,8 +1,9 @@
 """The segmentation probe (paper Table 3's ADE20K columns): a small head on frozen feature maps.
 
-``seg`` (``probe/seg_miou``, ``probe/seg_pixel_acc``): the backbone's ``layer3`` and
-``layer4`` maps (frozen, extracted once per image at ``input_size`` x ``input_size``),
-``layer4`` upsampled to ``layer3``'s grid and concatenated, then a head of two 1x1
+``seg`` (``probe/seg_miou``, ``probe/seg_pixel_acc``): the backbone's ``layer2``,
+``layer3`` and ``layer4`` maps (frozen, extracted once per image at ``input_size`` x
+``input_size``; strides 8, 16, 32), the coarser two upsampled to ``layer2``'s grid and
+concatenated (a hypercolumn), then a head of two 1x1
 convolutions (with BN and ReLU between) whose class logits are upsampled bilinearly to
 the input size; trained with pixel-wise cross-entropy (Adam) on the ``training`` masks and
 scored on the ``validation`` masks (resized with nearest-neighbour to the input size).
@@ -32,20 +33,21 @@ from torch import nn
 from datasets.sources.base import ADE20K, DataRole
 from trainables.probes.base import PROBES, Probe
 
-LAYERS = ("layer3", "layer4")
+LAYERS = ("layer2", "layer3", "layer4")
 
 
 class SegmentationHead(nn.Module):
-    """Two frozen maps -> per-pixel class logits at `output_size`."""
+    """Frozen maps, finest first -> per-pixel class logits at `output_size`."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 128):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(in_channels, width, 1, bias=False), nn.BatchNorm2d(width),
                                  nn.ReLU(inplace=True), nn.Conv2d(width, num_classes, 1))
 
-    def forward(self, fine: torch.Tensor, coarse: torch.Tensor, output_size: int) -> torch.Tensor:
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.net(torch.cat([fine, coarse], dim=1))
+    def forward(self, maps: list[torch.Tensor], output_size: int) -> torch.Tensor:
+        grid = maps[0].shape[-2:]
+        logits = self.net(torch.cat([maps[0]] + [F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+                                                 for m in maps[1:]], dim=1))
         return F.interpolate(logits, size=(output_size, output_size), mode="bilinear", align_corners=False)
 
 
@@ -98,14 +100,13 @@ def train_and_score_head(train_maps: list[torch.Tensor], train_masks: torch.Tens
     return its (mIoU, pixel accuracy) on the validation maps and masks."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    fine, coarse = train_maps
-    head = SegmentationHead(fine.shape[1] + coarse.shape[1], num_classes).to(device)
+    head = SegmentationHead(sum(m.shape[1] for m in train_maps), num_classes).to(device)
     size = train_masks.shape[-1]
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
     head.train()
     for _ in range(epochs):
-        for batch in torch.randperm(len(fine), generator=generator).split(batch_size):
-            logits = head(fine[batch].to(device), coarse[batch].to(device), size)
+        for batch in torch.randperm(len(train_masks), generator=generator).split(batch_size):
+            logits = head([m[batch].to(device) for m in train_maps], size)
             loss = F.cross_entropy(logits, train_masks[batch].to(device), ignore_index=-1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -113,8 +114,8 @@ def train_and_score_head(train_maps: list[torch.Tensor], train_masks: torch.Tens
     head.eval()
     counts = np.zeros((num_classes, num_classes), np.int64)
     with torch.inference_mode():
-        for batch in torch.arange(len(val_maps[0])).split(batch_size):
-            logits = head(val_maps[0][batch].to(device), val_maps[1][batch].to(device), size)
+        for batch in torch.arange(len(val_masks)).split(batch_size):
+            logits = head([m[batch].to(device) for m in val_maps], size)
             counts += confusion(logits.argmax(1).cpu(), val_masks[batch], num_classes)
     return segmentation_scores(counts)
 
