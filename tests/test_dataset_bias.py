@@ -49,7 +49,8 @@ def test_default_space_pretrains_three_equal_sized_sets_per_seed():
     assert {"data.pretrain", "seed"} <= set(knobs(trials))
 
 
-def test_real_roots_are_config_values(tmp_path):
+def test_real_roots_are_config_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "cache"))  # where crops of a real root go
     root = write_scenes(tmp_path / "scenes", num_classes=4, trainval=12, test=4, image_size=48, processes=1)
     objects = tmp_path / "imagenet" / "train" / "n0001"
     objects.mkdir(parents=True)
