@@ -16,6 +16,7 @@ ImageNet-style folder (what a pretraining method reads) in the cache, once.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -129,10 +130,7 @@ def coco_image_folder(root: Path | str, split: str, view: str, max_images: int =
     if 0 < max_images < len(items):
         step = len(items) / max_images
         items = [items[int(k * step)] for k in range(max_images)]
-    stamp = f"{annotation_file(root, split).stat().st_mtime_ns}|" + "|".join(
-        f"{p}{b}" for p, b, _ in items)
-    import hashlib
-
+    stamp = f"{annotation_file(root, split).stat().st_mtime_ns}|" + "|".join(f"{p}{b}" for p, b, _ in items)
     digest = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     target = cache_root(cache) / cache_key(f"coco-{view}", VIEW_VERSION, of=digest, split=split)
 
