@@ -127,6 +127,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
 
     from orchestrator.cluster import init_ray, on_cluster
     from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
+    from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
         TAG_COMPARE_URL,
@@ -223,6 +224,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     with_retries("the parent run's summary table, charts and RIS tables",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
                                               settings.paper_table), (2.0,))
+    with_retries("the parent run's paper table", lambda: log_paper_table(
+        client, tracker.parent_run_id, children, swept, settings.tags.get("sweep_kind", "")), (2.0,))
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")
