@@ -93,6 +93,9 @@ class TrialConfig:
     # run that did not start from a checkpoint).
     data_cache: str = field(default="", metadata=NOT_A_PARAM)
     inject_failure_at_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
+    # The fault tests' other hook: rank 0's process SIGKILLs itself halfway through this
+    # epoch (>= 1, so a checkpoint exists), in a run that did not start from a checkpoint.
+    inject_kill_mid_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         data = {role: self.data.get(role) or DATA_SOURCES.get(need.default_source)()
@@ -147,6 +150,8 @@ class TrialConfig:
                 per_worker_batch(self.batch_size, self.num_workers)
             except ValueError as err:
                 out.append(str(err))
+        if self.inject_kill_mid_epoch == 0:
+            out.append("inject_kill_mid_epoch=0 would kill every restart (no checkpoint yet): use >= 1")
         if self.lr <= 0:
             out.append(f"lr={self.lr} must be positive")
         if self.ris_max_objects < 0:

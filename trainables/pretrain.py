@@ -127,6 +127,18 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=N
     return int(state["epoch"])
 
 
+def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
+    """The fault tests' worker death (inject_kill_mid_epoch): a marker, then SIGKILL, as a
+    preempted node or an OOM kill ends a process: no exception, no cleanup."""
+    import os
+    import signal
+
+    marker = Path(trial.data_cache or ".") / "injected-kills"
+    marker.mkdir(parents=True, exist_ok=True)
+    (marker / f"{ray.train.get_context().get_experiment_name()}-epoch{epoch}").write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train worker function: pretraining, checkpoints, final evaluation."""
     trial: TrialConfig = loop_config["trial"]
@@ -170,7 +182,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         images = skipped = 0
         start = time.perf_counter()
-        for inputs, labels, n_skipped in loader:
+        for batch_index, (inputs, labels, n_skipped) in enumerate(loader):
+            if epoch == trial.inject_kill_mid_epoch and not resumed and rank == 0 and batch_index == len(loader) // 2:
+                _kill_this_worker(trial, epoch)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = method.training_step(ddp_model, inputs, labels)
             optimizer.zero_grad(set_to_none=True)

@@ -48,8 +48,14 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     """
     import_part_modules(part_modules)
     trial = TrialConfig.from_nested(config)
+    result = pretrain_trainer(trial, storage_path, max_failures).fit()
+    tune.report(evaluation_report(trial, result))
+
+
+def pretrain_trainer(trial: TrialConfig, storage_path: str, max_failures: int = 0) -> TorchTrainer:
+    """The current Tune trial's Train run: its workers, storage, restarts and checkpoints."""
     context = tune.get_context()
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"trial": trial},
         scaling_config=scaling_config(trial),
@@ -61,8 +67,6 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
-    tune.report(evaluation_report(trial, result))
 
 
 def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str, float]:
