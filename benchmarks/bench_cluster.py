@@ -87,6 +87,7 @@ def sweep_throughput(base, trials: int, concurrency: int, folder: Path) -> float
 
     from orchestrator.sweep import run_sweep
 
+    folder.mkdir(parents=True, exist_ok=True)
     mins = [0.08, 0.2, 0.5, 0.9][:trials]
     space = {"method": {"crop_scale_min": tune.grid_search(mins), "crop_scale_max": 1.0}}
     settings = SweepSettings(name=f"throughput-{concurrency}", storage_path=str(folder / "results"),
@@ -112,7 +113,11 @@ def run(preset_name: str = "default", overrides: list[str] | None = None, trials
         folder = Path(scratch)
         tune_s = tune_train(trial, folder)
         plain_s = plain_loop(trial, folder)
-        throughput = {c: sweep_throughput(trial, trials, c, folder / f"c{c}") for c in concurrencies}
+        print(f"one trial's pretraining: Tune + Train {tune_s:.1f} s, plain loop {plain_s:.1f} s", flush=True)
+        throughput = {}
+        for c in concurrencies:
+            throughput[c] = sweep_throughput(trial, trials, c, folder / f"c{c}")
+            print(f"sweep of {trials} trials at concurrency {c}: {throughput[c]:.1f} trials/hour", flush=True)
     result = {
         "machine": machine() + " (shared with other jobs)",
         "command": command_line(),

@@ -158,3 +158,15 @@ def test_the_server_binds_loopback_with_a_proxied_artifact_store_unless_told(tmp
                             artifacts_destination="s3://b/mlartifacts", allowed_hosts="10.0.*")
     assert remote[remote.index("--host") + 1] == "10.0.0.5" and "s3://b/mlartifacts" in remote
     assert remote[remote.index("--allowed-hosts") + 1] == "10.0.*"
+
+
+def test_train_workers_can_be_pinned_to_a_node_group_by_custom_resources(tmp_path):
+    from tests.tiny import tiny_config
+    from trainables.trial import scaling_config
+
+    trial = tiny_config(tmp_path).override({"worker_resources": "fake_gpu=1, ssd=0.5"})
+    assert scaling_config(trial).resources_per_worker == {"CPU": 1.0, "fake_gpu": 1.0, "ssd": 0.5}
+    assert "worker_resources" not in trial.flat()  # placement, not a param
+    for bad in ("GPU=1", "fake_gpu", "fake_gpu=-1", "=2"):
+        assert any("worker_resources" in p for p in tiny_config(tmp_path).override({"worker_resources": bad}).problems())
+    assert any("inject_kill_mid_epoch=0" in p for p in tiny_config(tmp_path, inject_kill_mid_epoch=0).problems())

@@ -32,7 +32,8 @@ def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
     return ray.train.ScalingConfig(
         num_workers=trial.num_workers,
         use_gpu=trial.use_gpu,
-        resources_per_worker={"CPU": float(trial.cpus_per_worker)} | ({"GPU": 1.0} if trial.use_gpu else {}),
+        resources_per_worker={"CPU": float(trial.cpus_per_worker)} | ({"GPU": 1.0} if trial.use_gpu else {})
+        | trial.custom_worker_resources(),
     )
 
 
