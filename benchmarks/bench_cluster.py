@@ -63,22 +63,24 @@ def _pretrain_only(config: dict, storage_path: str) -> None:
     pretrain_trainer(TrialConfig.from_nested(config), storage_path).fit()
 
 
-def tune_train(trial, folder: Path) -> float:
-    """One Tune trial running the sweep's Train run (no evaluation), timed around fit()."""
+def tune_train(trial, folder: Path) -> tuple[float, float]:
+    """One Tune trial running the sweep's Train run (no evaluation), timed around fit();
+    with the last epoch's images/s as the Train run measured it."""
     from ray import tune
 
     from orchestrator.sweep import TRIAL_DRIVER_RESOURCES
 
     trainable = tune.with_resources(tune.with_parameters(_pretrain_only, storage_path=str(folder)),
                                     TRIAL_DRIVER_RESOURCES)
+    name = f"overhead-{time.monotonic_ns()}"
     tuner = tune.Tuner(trainable, param_space=trial.to_nested(),
-                       run_config=tune.RunConfig(name="overhead", storage_path=str(folder), verbose=0))
+                       run_config=tune.RunConfig(name=name, storage_path=str(folder), verbose=0))
     start = time.perf_counter()
     results = tuner.fit()
     elapsed = time.perf_counter() - start
     if results.errors:
         raise RuntimeError(f"the Tune + Train trial failed: {results.errors[0]}")
-    return elapsed
+    return elapsed, float(results[0].metrics.get("pretrain/images_per_second", float("nan")))
 
 
 def sweep_throughput(base, trials: int, concurrency: int, folder: Path) -> float:
@@ -102,7 +104,8 @@ def sweep_throughput(base, trials: int, concurrency: int, folder: Path) -> float
 
 
 def run(preset_name: str = "default", overrides: list[str] | None = None, trials: int = 2,
-        concurrencies: tuple[int, ...] = (1, 2)) -> dict:
+        concurrencies: tuple[int, ...] = (1, 2), repeats: int = 2) -> dict:
+    """`repeats` pairs of (Tune + Train, plain loop), the order alternating, then the sweeps."""
     from orchestrator.cluster import init_ray
     from orchestrator.sweep import prepare_data
 
@@ -111,9 +114,18 @@ def run(preset_name: str = "default", overrides: list[str] | None = None, trials
     init_ray(num_cpus=2, quiet=True)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        tune_s = tune_train(trial, folder)
-        plain_s = plain_loop(trial, folder)
-        print(f"one trial's pretraining: Tune + Train {tune_s:.1f} s, plain loop {plain_s:.1f} s", flush=True)
+        pairs = []
+        for i in range(repeats):
+            if i % 2 == 0:
+                (tune_s, train_rate), plain_s = tune_train(trial, folder), plain_loop(trial, folder)
+            else:
+                plain_s = plain_loop(trial, folder)
+                tune_s, train_rate = tune_train(trial, folder)
+            pairs.append((tune_s, plain_s, train_rate))
+            print(f"one trial's pretraining: Tune + Train {tune_s:.1f} s ({train_rate:.1f} images/s in the "
+                  f"last epoch), plain loop {plain_s:.1f} s: {tune_s / plain_s:.2f}x", flush=True)
+        # Full global batches only (drop_last), as both loops train.
+        images = trial.epochs * (trial.data["pretrain"].num_images("train") // trial.batch_size) * trial.batch_size
         throughput = {}
         for c in concurrencies:
             throughput[c] = sweep_throughput(trial, trials, c, folder / f"c{c}")
@@ -124,9 +136,11 @@ def run(preset_name: str = "default", overrides: list[str] | None = None, trials
         "preset": preset_name,
         "overrides": overrides or [],
         "epochs": trial.epochs,
-        "tune_train_seconds": round(tune_s, 1),
-        "plain_loop_seconds": round(plain_s, 1),
-        "tune_train_over_plain": round(tune_s / plain_s, 3),
+        "tune_train_seconds": [round(t, 1) for t, _, _ in pairs],
+        "plain_loop_seconds": [round(p, 1) for _, p, _ in pairs],
+        "tune_train_over_plain": [round(t / p, 3) for t, p, _ in pairs],
+        "train_last_epoch_images_per_second": [round(r, 1) for _, _, r in pairs],
+        "plain_loop_images_per_second": [round(images / p, 1) for _, p, _ in pairs],
         "sweep_trials": trials,
         **{f"sweep_trials_per_hour_concurrency_{c}": round(v, 1) for c, v in throughput.items()},
     }
@@ -139,8 +153,11 @@ def main() -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--trials", type=int, default=2, help="trials per throughput sweep (1-4)")
+    parser.add_argument("--repeats", type=int, default=2, help="(Tune + Train, plain loop) pairs")
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 2],
+                        help="sweep concurrencies to measure (none: skip the sweeps)")
     args = parser.parse_args()
-    run(args.preset, args.overrides, args.trials)
+    run(args.preset, args.overrides, args.trials, tuple(args.concurrency), args.repeats)
 
 
 if __name__ == "__main__":

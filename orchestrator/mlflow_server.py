@@ -73,7 +73,7 @@ def check_tracking_uri(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
         if not folder.is_dir():
             raise ConfigError(f"MLflow store {uri}: folder {folder} does not exist; {fix}")
         return
-    if "://" in uri and not uri.startswith("file://"):  # postgresql://, mysql://, mssql://
+    if uri.partition("://")[0].split("+")[0] in ("postgresql", "postgres", "mysql", "mssql"):
         import sqlalchemy
 
         try:
