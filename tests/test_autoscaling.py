@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,7 @@ def fake_cluster(tmp_path):
         wait_for(lambda: "Active:" in status(), 120, "fake autoscaling head", head)
         yield address, env, status
     finally:
-        stop(head)  # the head's process group: its monitor and the fake nodes it started
+        stop(head, signal.SIGKILL)  # the head's process group: its monitor and the fake nodes it started
 
 
 def test_a_sweep_scales_both_groups_up_then_down(fake_cluster, data_cache, tmp_path):

@@ -59,13 +59,15 @@ def wait_for(check, seconds: float, what: str, process: subprocess.Popen | None 
     pytest.fail(f"{what}: not within {seconds} s")
 
 
-def stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """End `process` and its process group (a head's GCS, raylet and workers are in it)."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, sig)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def start_head(head: Head) -> subprocess.Popen:
@@ -103,7 +105,10 @@ def services(tmp_path_factory):
     """The token head and the MLflow server, started side by side (each takes seconds)."""
     home = tmp_path_factory.mktemp("home")  # no default token file: clients have only what we give
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS} | {
-        "HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+        "HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
+        # Train's controller polls its workers every 0.5 s (default 2): the injected kill
+        # outwaits two polls before it strikes (trainables.pretrain._kill_this_worker).
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
     head = Head("", "", env, secrets.token_hex(32))
     folder = tmp_path_factory.mktemp("mlflow-server")
     head_process = start_head(head)
@@ -114,7 +119,7 @@ def services(tmp_path_factory):
         yield head, (server, folder)
     finally:
         stop(server_process)
-        stop(head_process)
+        stop(head_process, signal.SIGKILL)  # SIGTERM drains the node for 30 s: nothing to keep here
 
 
 @pytest.fixture
@@ -164,7 +169,7 @@ def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_
                "--storage-path", str(storage), "--tracking-uri", server, "--experiment", "faults",
                "--max-concurrent-trials", "1", "--no-log-models", *sets,
                "--set", f"epochs={EPOCHS}", "--set", "inject_kill_mid_epoch=1",
-               "--set", "invariances=viewpoint"]  # one invariance set: the test is about faults
+               "--set", "invariances=viewpoint", "--set", "probes="]  # the least evaluation: this is about faults
     env = token_head.with_token() | {"RAY_ADDRESS": token_head.gcs, "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "first.log").open("w")
     driver = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -208,7 +213,7 @@ def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_
         run_id = run["info"]["run_id"]
         assert history(server, run_id, "pretrain/loss") == list(range(EPOCHS)), "a gap or a repeated epoch"
         metrics = {m["key"] for m in run["data"]["metrics"]}
-        assert "ris/viewpoint/top25" in metrics and "probe/linear_top1" in metrics
+        assert "ris/viewpoint/top25" in metrics and "pretrain/images_per_second" in metrics
     # The trial that had finished was not rerun: same end time, no new checkpoint.
     for run in children:
         if run["info"]["run_name"] in finished_before:

@@ -94,7 +94,8 @@ class TrialConfig:
     data_cache: str = field(default="", metadata=NOT_A_PARAM)
     inject_failure_at_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
     # The fault tests' other hook: rank 0's process SIGKILLs itself halfway through this
-    # epoch (>= 1, so a checkpoint exists), in a run that did not start from a checkpoint.
+    # epoch (>= 1, so a checkpoint exists), once per Train run, in a run that did not start
+    # from a checkpoint.
     inject_kill_mid_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
     # Custom Ray resources each Train worker also asks for ("name=amount,..."), to pin the
     # workers to a node group of a heterogeneous cluster; placement only, not a param.

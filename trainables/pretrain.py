@@ -128,14 +128,23 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=N
 
 
 def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
-    """The fault tests' worker death (inject_kill_mid_epoch): a marker, then SIGKILL, as a
-    preempted node or an OOM kill ends a process: no exception, no cleanup."""
+    """The fault tests' worker death (inject_kill_mid_epoch), once per Train run: a marker,
+    then SIGKILL, as a preempted node or an OOM kill ends a process (no exception, no cleanup).
+
+    It first outwaits Ray Train's health check (the controller collects a worker's reports,
+    and registers their checkpoints, when it polls): a death within one poll of a report
+    loses that report and its checkpoint, and the run restarts from the one before.
+    """
     import os
     import signal
 
-    marker = Path(trial.data_cache or ".") / "injected-kills"
-    marker.mkdir(parents=True, exist_ok=True)
-    (marker / f"{ray.train.get_context().get_experiment_name()}-epoch{epoch}").write_text(str(os.getpid()))
+    markers = Path(trial.data_cache or ".") / "injected-kills"
+    marker = markers / f"{ray.train.get_context().get_experiment_name()}-epoch{epoch}"
+    if marker.exists():
+        return
+    time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 1)
+    markers.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
     os.kill(os.getpid(), signal.SIGKILL)
 
 
