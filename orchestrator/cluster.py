@@ -86,10 +86,17 @@ class ClusterView:
         return self.nodes > 1 or self.may_grow
 
 
+# Set on a cluster's head (orchestrator/clusters/ do): nodes may join later. Ray's v1
+# autoscaler (the cluster launcher's) publishes no worker groups a driver could read, so
+# a cluster scaled to 0 workers would otherwise look like one node.
+MULTI_NODE_ENV_VAR = "DSSL_MULTI_NODE"
+
+
 def cluster_view() -> ClusterView:
     """The connected cluster's node count, whether it autoscales, and its resources."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return ClusterView(nodes=len(nodes), may_grow=_autoscaler_may_add_nodes(),
+    declared = os.environ.get(MULTI_NODE_ENV_VAR, "").strip().lower() in ("1", "true", "yes")
+    return ClusterView(nodes=len(nodes), may_grow=declared or _autoscaler_may_add_nodes(),
                        resources=dict(ray.cluster_resources()))
 
 

@@ -170,3 +170,15 @@ def test_train_workers_can_be_pinned_to_a_node_group_by_custom_resources(tmp_pat
     for bad in ("GPU=1", "fake_gpu", "fake_gpu=-1", "=2"):
         assert any("worker_resources" in p for p in tiny_config(tmp_path).override({"worker_resources": bad}).problems())
     assert any("inject_kill_mid_epoch=0" in p for p in tiny_config(tmp_path, inject_kill_mid_epoch=0).problems())
+
+
+def test_a_head_that_declares_more_nodes_is_a_multi_node_cluster(monkeypatch):
+    """A launcher cluster scaled to 0 workers: one node alive, more to come (DSSL_MULTI_NODE)."""
+    monkeypatch.setattr(orchestrator.cluster, "_autoscaler_may_add_nodes", lambda: False)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "NodeID": "head"}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0, CPU_NODE_RESOURCE: 1000.0})
+    monkeypatch.delenv(orchestrator.cluster.MULTI_NODE_ENV_VAR, raising=False)
+    assert not orchestrator.cluster.cluster_view().multi_node
+    monkeypatch.setenv(orchestrator.cluster.MULTI_NODE_ENV_VAR, "1")
+    view = orchestrator.cluster.cluster_view()
+    assert view.multi_node and storage_problem("/home/ray/ray_results", view, fs_type="ext4")

@@ -80,6 +80,7 @@ def test_launcher_nodes_run_ray_with_token_auth_installed_as_the_readme_does(nam
         assert start and all("RAY_AUTH_MODE=token" in c for c in start), key
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head_start and "--autoscaling-config" in head_start
+    assert "DSSL_MULTI_NODE=1" in head_start  # sweeps see a cluster that may grow (orchestrator.cluster)
     assert config["file_mounts"]["/home/ubuntu/.ray/auth_token"] == "~/.ray/auth_token"
     assert any("make install" in c for c in config["setup_commands"])
     assert ".venv" in config["rsync_exclude"]
@@ -130,6 +131,8 @@ def test_the_raycluster_autoscales_two_groups_with_token_auth():
         assert all(_token_env(c["env"]) for c in _containers(template))
     assert _token_env(spec["autoscalerOptions"]["env"])  # the autoscaler talks to the GCS too
     assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    head_env = {e["name"]: e.get("value") for e in _containers(spec["headGroupSpec"]["template"])[0]["env"]}
+    assert head_env["DSSL_MULTI_NODE"] == "1"
 
 
 def test_the_rayjob_runs_a_valid_sweep_on_that_cluster():
