@@ -4,6 +4,12 @@ Ray workers on one node call the same ``ensure_*`` generator at the same time; t
 first one builds, the others wait on a file lock and then reuse the result. A build
 goes into a temporary sibling folder that is renamed into place only when complete, so
 a crashed or killed build never leaves a half-written dataset behind.
+
+On a multi-node cluster the cache can be an object-store URI (``s3://bucket/data-cache``,
+``gs://...``): each node keeps a local copy, and a folder missing on a node is downloaded
+from the URI rather than generated; the first node to build it (the sweep's driver, before
+any trial) uploads it there. So synthetic data is generated once per cluster, never by
+GPU workers.
 """
 from __future__ import annotations
 
@@ -26,10 +32,58 @@ DEFAULT_CACHE_DIR = Path("~/.cache/demystify-ssl")
 COMPLETE_MARKER = ".complete"
 
 
+# Local cache folders that mirror an object-store URI (cache_root("s3://...")), by path.
+_MIRRORS: dict[str, str] = {}
+
+
+def is_uri(path: str) -> bool:
+    return "://" in str(path)
+
+
 def cache_root(override: str = "") -> Path:
-    """The cache folder: ``override``, else ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``."""
+    """The cache folder: ``override``, else ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``.
+
+    A URI (``s3://...``, ``gs://...``, ``file://...``) gives a local folder mirroring it
+    (under the local default), from which :func:`build_once` downloads and to which it
+    uploads.
+    """
     chosen = override or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
-    return Path(chosen).expanduser().resolve()
+    if not is_uri(chosen):
+        return Path(chosen).expanduser().resolve()
+    import hashlib
+
+    uri = chosen.rstrip("/")
+    local_default = os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
+    if is_uri(local_default):
+        local_default = str(DEFAULT_CACHE_DIR)
+    folder = Path(local_default).expanduser().resolve() / f"mirror-{hashlib.sha256(uri.encode()).hexdigest()[:12]}"
+    _MIRRORS[str(folder)] = uri
+    return folder
+
+
+def _mirror_download(uri: str, tmp: Path) -> bool:
+    """Copy a complete mirrored folder `uri` into `tmp`; False if the mirror has none."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(f"{path}/{COMPLETE_MARKER}").type != pafs.FileType.File:
+        return False
+    pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    (tmp / COMPLETE_MARKER).unlink(missing_ok=True)  # marked again once renamed into place
+    log.info("downloaded %s", uri)
+    return True
+
+
+def _mirror_upload(tmp: Path, uri: str) -> None:
+    """Copy a built folder to `uri`, its completion marker last (readers wait for it)."""
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(uri)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(str(tmp), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    with fs.open_output_stream(f"{path}/{COMPLETE_MARKER}") as out:
+        out.write(b"complete\n")
+    log.info("uploaded %s", uri)
 
 
 def cache_key(name: str, version: int, **params: object) -> str:
@@ -86,8 +140,13 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         for orphan in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
             shutil.rmtree(orphan, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        mirror = _MIRRORS.get(str(target.parent))
         try:
-            build(tmp)
+            if mirror is None:
+                build(tmp)
+            elif not _mirror_download(f"{mirror}/{target.name}", tmp):
+                build(tmp)
+                _mirror_upload(tmp, f"{mirror}/{target.name}")
             (tmp / COMPLETE_MARKER).write_text("complete\n")
             tmp.chmod(0o755)  # mkdtemp makes it private; the data is not secret
             os.rename(tmp, target)

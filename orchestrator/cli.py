@@ -50,8 +50,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
                      help="do not log each trial's final backbone as an MLflow model")
     run.add_argument("--max-concurrent-trials", type=int, default=0,
                      help="0: as many as local resources allow; no limit on a cluster")
-    run.add_argument("--max-failures", type=int, default=0,
-                     help="Ray Train restarts of a failed trial from its last checkpoint")
+    run.add_argument("--max-failures", type=int, default=None,
+                     help="restarts of a failed trial (its Train workers, or the trial itself) "
+                          "from its last checkpoint (default: 0 locally, 3 on a cluster)")
     run.add_argument("-q", "--quiet", action="store_true", help="less logging")
     return parser
 

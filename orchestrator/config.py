@@ -103,7 +103,7 @@ class SweepSettings:
     experiment: str = "demystify-ssl"
     resume: bool = False
     max_concurrent_trials: int = 0  # 0 = as many as the cluster's resources allow
-    max_failures: int = 0  # Ray Train restarts of a trial's worker group
+    max_failures: int | None = None  # restarts of a trial's Train run; None = 0 locally, 3 on a cluster
     tags: dict[str, str] = field(default_factory=dict)
     log_models: bool = True  # each finished trial's backbone as an MLflow model
     register_model: str = ""  # also register those models under this name ("" = do not)

@@ -93,9 +93,10 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
 
     It calls the same `resolve` the workers call, so synthetic sets are generated here
     once, warming the head's cache and surfacing generator errors before any trial
-    starts; on a multi-node cluster each node builds the identical, deterministic set
-    locally. Then each method prepares its own cached data (the video methods' region
-    features and tracks), so no trial runs Ray Data of its own.
+    starts; on a multi-node cluster the trials' cache is on shared storage
+    (`orchestrator.cluster.shared_data_cache`), so workers read what was built here. Then
+    each method prepares its own cached data (the video methods' region features and
+    tracks), so no trial runs Ray Data of its own.
     """
     roots: dict[str, str] = {}
     for trial in trials:
@@ -125,7 +126,18 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from mlflow.entities import Metric, RunTag
     from ray import tune
 
-    from orchestrator.cluster import init_ray, on_cluster
+    from orchestrator.cluster import (
+        check_on_every_node,
+        cluster_view,
+        default_max_failures,
+        init_ray,
+        on_cluster,
+        placement_warnings,
+        shared_data_cache,
+        storage_problem,
+        trial_driver_resources,
+    )
+    from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
     from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
@@ -152,8 +164,22 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": ...}}') or pass --tracking-uri",
             tracking_uri,
         )
+    check_tracking_uri(tracking_uri)  # an unreachable server: refused before any trial
     resources = init_ray()  # first: a method's data preparation may run Ray Data on it
+    # On several nodes: shared storage, data generated once on it, roots checked on every node.
+    view = cluster_view()
+    if (problem := storage_problem(storage, view)) is not None:
+        raise ConfigError(problem)
+    for note in placement_warnings(view):
+        log.warning("%s", note)
+    cache = shared_data_cache(storage, base.data_cache, view)
+    if cache != base.data_cache:
+        log.info("multi-node cluster: generated data goes to %s, built once by this driver", cache)
+        param_space, configs = trials_of(base.override({"data_cache": cache}), space)
+    if view.nodes > 1 and (problems := check_on_every_node(configs)):
+        raise ConfigError("invalid configuration on the cluster's nodes:\n  " + "\n  ".join(problems))
     data_tags = prepare_data(configs)
+    max_failures = default_max_failures(settings.max_failures, on_cluster())
     tags = {"sweep": settings.name, "git_commit": git_commit(), **data_tags, **settings.tags}
     tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, experiment_path)
     if not settings.resume:  # params are immutable in MLflow; a resume keeps the first
@@ -168,8 +194,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     part_modules = tuple(sorted(set().union(*(c.part_modules() for c in configs))))
     trainable = tune.with_resources(
         tune.with_parameters(pretrain_and_evaluate, storage_path=storage,
-                             max_failures=settings.max_failures, part_modules=part_modules),
-        TRIAL_DRIVER_RESOURCES,
+                             max_failures=max_failures, part_modules=part_modules),
+        trial_driver_resources(TRIAL_DRIVER_RESOURCES, view),
     )
     if settings.resume:
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
@@ -185,6 +211,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
                 name=settings.name,
                 storage_path=storage,
                 callbacks=[callback],
+                # A lost trial driver (its node preempted) restarts; its Train run resumes.
+                failure_config=tune.FailureConfig(max_failures=max_failures),
                 verbose=1,
             ),
         )

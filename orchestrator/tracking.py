@@ -409,9 +409,10 @@ class MLflowTrialCallback(Callback):
         self._checkpoints: dict[str, str] = {}  # trial id -> its last reported checkpoint folder
         self._tracker: SweepTracker | None = None
         self._runs: dict[str, str] = {}
+        self._epochs: dict[str, set[int]] = {}  # trial id -> epochs whose pretrain/ metrics are logged
 
     def __getstate__(self):
-        return {**self.__dict__, "_tracker": None, "_runs": {}}
+        return {**self.__dict__, "_tracker": None, "_runs": {}, "_epochs": {}}
 
     @property
     def tracker(self) -> SweepTracker:
@@ -469,10 +470,28 @@ class MLflowTrialCallback(Callback):
         if run_id is None:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if "pretrain/loss" in metrics:
+            # A Train run restarted from an older checkpoint than its last report (a worker
+            # died before its checkpoint was registered) repeats epochs: the first report
+            # of an epoch stands, so the history has no duplicates (nor gaps).
+            logged = self._logged_epochs(trial.trial_id, run_id)
+            if step in logged:
+                metrics = {k: v for k, v in metrics.items() if not k.startswith("pretrain/")}
+            logged.add(step)
+            if not metrics:
+                return
         timestamp = int(float(result.get("timestamp") or time.time()) * 1000)
         batch = [Metric(k, v, timestamp, step) for k, v in metrics.items()]
         self._try(f"metrics of {trial.trial_id} (step {step})",
                   lambda: self.tracker.client.log_batch(run_id, metrics=batch))
+
+    def _logged_epochs(self, trial_id: str, run_id: str) -> set[int]:
+        """Epochs of `pretrain/loss` in the run: read once per driver (a resumed sweep's too)."""
+        if trial_id not in self._epochs:
+            ok, history = self._try(f"loss history of {trial_id}",
+                                    lambda: self.tracker.client.get_metric_history(run_id, "pretrain/loss"))
+            self._epochs[trial_id] = {m.step for m in history} if ok else set()
+        return self._epochs[trial_id]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run_id(trial)

@@ -93,6 +93,13 @@ class TrialConfig:
     # run that did not start from a checkpoint).
     data_cache: str = field(default="", metadata=NOT_A_PARAM)
     inject_failure_at_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
+    # The fault tests' other hook: rank 0's process SIGKILLs itself halfway through this
+    # epoch (>= 1, so a checkpoint exists), once per Train run, in a run that did not start
+    # from a checkpoint.
+    inject_kill_mid_epoch: int = field(default=-1, metadata=NOT_A_PARAM)
+    # Custom Ray resources each Train worker also asks for ("name=amount,..."), to pin the
+    # workers to a node group of a heterogeneous cluster; placement only, not a param.
+    worker_resources: str = field(default="", metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         data = {role: self.data.get(role) or DATA_SOURCES.get(need.default_source)()
@@ -125,6 +132,21 @@ class TrialConfig:
         (role,) = part.roles
         return self.root(role)
 
+    def custom_worker_resources(self) -> dict[str, float]:
+        """`worker_resources` as a dict: "fake_gpu=1,ssd=0.5" -> {"fake_gpu": 1.0, "ssd": 0.5}."""
+        out: dict[str, float] = {}
+        for item in filter(None, (i.strip() for i in self.worker_resources.split(","))):
+            name, sep, amount = item.partition("=")
+            try:
+                value = float(amount) if sep and name.strip() else -1.0
+            except ValueError:
+                value = -1.0
+            if value <= 0 or name.strip() in ("CPU", "GPU", "memory"):
+                raise ValueError(f"worker_resources={self.worker_resources!r}: expected name=amount pairs "
+                                 f"(amount > 0) of custom resources, got {item!r}")
+            out[name.strip()] = value
+        return out
+
     def part_modules(self) -> set[str]:
         """The modules defining this trial's parts: importing them registers the parts."""
         parts = [part for _, part in self.consumers()] + list(self.data.values())
@@ -147,6 +169,12 @@ class TrialConfig:
                 per_worker_batch(self.batch_size, self.num_workers)
             except ValueError as err:
                 out.append(str(err))
+        try:
+            self.custom_worker_resources()
+        except ValueError as err:
+            out.append(str(err))
+        if self.inject_kill_mid_epoch == 0:
+            out.append("inject_kill_mid_epoch=0 would kill every restart (no checkpoint yet): use >= 1")
         if self.lr <= 0:
             out.append(f"lr={self.lr} must be positive")
         if self.ris_max_objects < 0:

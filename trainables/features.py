@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from datasets.image_folder import ImagePathDataset, collate_skip_corrupt
+from datasets.placement import cpu_stage_args
 
 
 def extract_features(
@@ -219,6 +220,7 @@ class RayDataFeatures:
             fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
                                    "use_gpu": self.use_gpu, "layer": self.layer},
             num_gpus=1 if self.use_gpu else 0, num_cpus=0 if self.use_gpu else 1,
+            **({} if self.use_gpu else cpu_stage_args()),  # CPU actors stay off GPU nodes
         )
         index, features = [], []
         for batch in embedded.iter_batches(batch_format="numpy", batch_size=None):

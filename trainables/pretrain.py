@@ -127,6 +127,27 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=N
     return int(state["epoch"])
 
 
+def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
+    """The fault tests' worker death (inject_kill_mid_epoch), once per Train run: a marker,
+    then SIGKILL, as a preempted node or an OOM kill ends a process (no exception, no cleanup).
+
+    It first outwaits Ray Train's health check (the controller collects a worker's reports,
+    and registers their checkpoints, when it polls): a death within one poll of a report
+    loses that report and its checkpoint, and the run restarts from the one before.
+    """
+    import os
+    import signal
+
+    markers = Path(trial.data_cache or ".") / "injected-kills"
+    marker = markers / f"{ray.train.get_context().get_experiment_name()}-epoch{epoch}"
+    if marker.exists():
+        return
+    time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 1)
+    markers.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train worker function: pretraining, checkpoints, final evaluation."""
     trial: TrialConfig = loop_config["trial"]
@@ -170,7 +191,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         images = skipped = 0
         start = time.perf_counter()
-        for inputs, labels, n_skipped in loader:
+        for batch_index, (inputs, labels, n_skipped) in enumerate(loader):
+            if epoch == trial.inject_kill_mid_epoch and not resumed and rank == 0 and batch_index == len(loader) // 2:
+                _kill_this_worker(trial, epoch)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = method.training_step(ddp_model, inputs, labels)
             optimizer.zero_grad(set_to_none=True)

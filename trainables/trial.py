@@ -32,7 +32,8 @@ def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
     return ray.train.ScalingConfig(
         num_workers=trial.num_workers,
         use_gpu=trial.use_gpu,
-        resources_per_worker={"CPU": float(trial.cpus_per_worker)} | ({"GPU": 1.0} if trial.use_gpu else {}),
+        resources_per_worker={"CPU": float(trial.cpus_per_worker)} | ({"GPU": 1.0} if trial.use_gpu else {})
+        | trial.custom_worker_resources(),
     )
 
 
@@ -48,8 +49,14 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     """
     import_part_modules(part_modules)
     trial = TrialConfig.from_nested(config)
+    result = pretrain_trainer(trial, storage_path, max_failures).fit()
+    tune.report(evaluation_report(trial, result))
+
+
+def pretrain_trainer(trial: TrialConfig, storage_path: str, max_failures: int = 0) -> TorchTrainer:
+    """The current Tune trial's Train run: its workers, storage, restarts and checkpoints."""
     context = tune.get_context()
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"trial": trial},
         scaling_config=scaling_config(trial),
@@ -61,8 +68,6 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
-    tune.report(evaluation_report(trial, result))
 
 
 def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str, float]:

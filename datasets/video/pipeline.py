@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from datasets.placement import cpu_stage_args
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, frame_pair_offsets
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
@@ -200,6 +201,7 @@ def compute_frames(videos: list[VideoSource], config: VideoPipelineConfig, data:
         decode_frames_batch, batch_size=1, batch_format="pyarrow",
         fn_kwargs=dict(video_chunks=config.video_chunks, chunk_frames=config.chunk_frames,
                        baseline_frames=config.baseline_frames_per_video, jpeg_quality=config.jpeg_quality),
+        **cpu_stage_args(),  # decoding stays off GPU nodes (datasets.placement)
     )
     data.mkdir(parents=True, exist_ok=True)
     dataset.write_parquet(str(data), row_group_size=FRAME_ROW_GROUP)
@@ -303,7 +305,7 @@ def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Pa
             ProposalActor, fn_constructor_kwargs=dict(max_regions=config.proposals_per_frame,
                                                       max_side=config.proposal_max_side),
             batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=proposal_actor_count(config)),
+            compute=ray.data.ActorPoolStrategy(size=proposal_actor_count(config)), **cpu_stage_args(),
         )
         # Writing is light: zero CPUs, so it never waits behind actors that hold every core.
         dataset.write_parquet(str(data), ray_remote_args={"num_cpus": 0})

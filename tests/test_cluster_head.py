@@ -1,0 +1,225 @@
+"""A token-authenticated Ray head, a shared MLflow server, and sweeps that survive killed
+workers and a killed driver.
+
+One head (`ray start --head` with RAY_AUTH_MODE=token) serves the module: a client
+without the token is refused, one with it gets in; then a two-trial sweep joins it as a
+`ray job submit` driver does, logging to an MLflow server started here. Each trial's
+Train worker is SIGKILLed halfway through epoch 1, and the sweep's driver is SIGKILLed
+while the second trial restarts; `--resume` finishes the sweep. The sweep joining this
+head with local storage also shows that a one-node head is not taken for a multi-node
+cluster. Read back over MLflow's
+REST API, nothing was lost: one parent and one child run per trial, all FINISHED, every
+epoch's loss logged exactly once, the finished trial not rerun.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.test_job_submit import RAY, free_port
+from tests.tiny import tiny_overrides
+
+pytestmark = pytest.mark.slow
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
+EPOCHS = 2  # a worker dies mid-epoch 1 and resumes from epoch 0's checkpoint
+
+
+@dataclass
+class Head:
+    dashboard: str  # http://127.0.0.1:<port>, the Jobs API
+    gcs: str  # 127.0.0.1:<port>, what drivers join
+    env: dict  # a client's environment with no token (HOME without ~/.ray/auth_token)
+    token: str
+
+    def with_token(self, token: str | None = None) -> dict:
+        return self.env | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or self.token}
+
+
+def wait_for(check, seconds: float, what: str, process: subprocess.Popen | None = None):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if (value := check()):
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{what}: process exited {process.returncode}: {process.stdout.read()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not within {seconds} s")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """End `process` and its process group (a head's GCS, raylet and workers are in it)."""
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def start_head(head: Head) -> subprocess.Popen:
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are limited
+    port, dashboard = free_port(), free_port()
+    head.dashboard, head.gcs = f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
+    return subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--num-cpus=2", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
+         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=head.with_token(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+
+
+def start_mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.mlflow_server", "--port", str(port), "--folder", str(folder),
+         "--workers", "1"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """The token head and the MLflow server, started side by side (each takes seconds)."""
+    home = tmp_path_factory.mktemp("home")  # no default token file: clients have only what we give
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS} | {
+        "HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
+        # Train's controller polls its workers every 0.5 s (default 2): the injected kill
+        # outwaits two polls before it strikes (trainables.pretrain._kill_this_worker).
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+    head = Head("", "", env, secrets.token_hex(32))
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    head_process = start_head(head)
+    server_process, server = start_mlflow_server(folder)
+    try:
+        wait_for(lambda: jobs_list(head, head.with_token()).returncode == 0, 180, "token head", head_process)
+        wait_for(lambda: healthy(server), 180, "mlflow server", server_process)
+        yield head, (server, folder)
+    finally:
+        stop(server_process)
+        stop(head_process, signal.SIGKILL)  # SIGTERM drains the node for 30 s: nothing to keep here
+
+
+@pytest.fixture
+def token_head(services):
+    return services[0]
+
+
+@pytest.fixture
+def mlflow_server(services):
+    return services[1]
+
+
+def jobs_list(head: Head, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([RAY, "job", "list", "--address", head.dashboard], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_client_needs_the_clusters_token(token_head):
+    refused = jobs_list(token_head, token_head.env)
+    assert refused.returncode != 0
+    assert any(w in (refused.stdout + refused.stderr).lower() for w in ("401", "unauthorized", "authentication"))
+    assert jobs_list(token_head, token_head.with_token("0" * 64)).returncode != 0  # a wrong token
+    assert jobs_list(token_head, token_head.with_token()).returncode == 0
+    # Drivers joining the GCS with the token: the sweep below.
+
+
+# -- MLflow server, REST -----------------------------------------------------------------
+def rest(server: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    url = f"{server}/api/2.0/mlflow/{endpoint}"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def history(server: str, run_id: str, key: str) -> list[int]:
+    return sorted(m["step"] for m in rest(server, "metrics/get-history", run_id=run_id, metric_key=key)["metrics"])
+
+
+def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_server, data_cache, tmp_path):
+    server, server_folder = mlflow_server
+    storage, cache = tmp_path / "results", data_cache
+    sets = [a for item in tiny_overrides(cache) for a in ("--set", item)]
+    command = [sys.executable, "sweeps/crop_scale.py", "--crop-scale-mins", "0.2", "0.5", "--name", "faults",
+               "--storage-path", str(storage), "--tracking-uri", server, "--experiment", "faults",
+               "--max-concurrent-trials", "1", "--no-log-models", *sets,
+               "--set", f"epochs={EPOCHS}", "--set", "inject_kill_mid_epoch=1",
+               "--set", "invariances=viewpoint", "--set", "probes="]  # the least evaluation: this is about faults
+    env = token_head.with_token() | {"RAY_ADDRESS": token_head.gcs, "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "first.log").open("w")
+    driver = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    train, markers = storage / "faults-train", cache / "injected-kills"
+
+    def killed(run: Path) -> list[str]:
+        return sorted(p.name for p in markers.glob(f"{run.name}-epoch*")) if markers.is_dir() else []
+
+    def second_trial_restarting():
+        # Trial ids (<hash>_00000, <hash>_00001) sort in the grid's order.
+        runs = sorted(train.glob("*_0000*")) if train.is_dir() else []
+        return len(runs) == 2 and killed(runs[1]) and runs
+
+    try:
+        # Mid-sweep: trial 1 finished, trial 2's worker just died, its restart under way.
+        first, second = wait_for(second_trial_restarting, 400, "the second trial's worker kill", driver)
+    except BaseException:
+        stop(driver)
+        raise
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its children, no cleanup
+    driver.wait(timeout=30)
+    log.close()
+    experiment = rest(server, "experiments/get-by-name", experiment_name="faults")["experiment"]
+    runs = {r["info"]["run_name"]: r for r in rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]}
+    statuses = sorted(r["info"]["status"] for r in runs.values())
+    assert statuses == ["FINISHED", "RUNNING", "RUNNING"], statuses  # trial 1 done; trial 2 and parent cut off
+    finished_before = {n: r["info"]["end_time"] for n, r in runs.items() if r["info"]["status"] == "FINISHED"}
+    first_checkpoints = sorted(p.name for p in first.glob("checkpoint_epoch_*"))
+
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                             timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+
+    runs = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    children = [r for r in runs if "mlflow.parentRunId" in {t["key"] for t in r["data"].get("tags", [])}]
+    parents = [r for r in runs if r not in children]
+    assert len(parents) == 1 and len(children) == 2, "a resume must start no second run"
+    assert {r["info"]["status"] for r in runs} == {"FINISHED"}
+    for run in children:
+        run_id = run["info"]["run_id"]
+        assert history(server, run_id, "pretrain/loss") == list(range(EPOCHS)), "a gap or a repeated epoch"
+        metrics = {m["key"] for m in run["data"]["metrics"]}
+        assert "ris/viewpoint/top25" in metrics and "pretrain/images_per_second" in metrics
+    # The trial that had finished was not rerun: same end time, no new checkpoint.
+    for run in children:
+        if run["info"]["run_name"] in finished_before:
+            assert run["info"]["end_time"] == finished_before[run["info"]["run_name"]]
+    assert sorted(p.name for p in first.glob("checkpoint_epoch_*")) == first_checkpoints
+    # Each trial's worker really died mid-epoch 1, once (the restarts resumed from epoch 0's checkpoint).
+    assert killed(first) == [f"{first.name}-epoch1"] and killed(second) == [f"{second.name}-epoch1"]
+    # The parent's artifacts went through the server's proxied store.
+    assert any((server_folder / "mlartifacts").rglob("trials.json"))
