@@ -25,7 +25,8 @@ from datasets.invariance_sets import INVARIANCES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = [sys.executable, str(REPO_ROOT / "sweeps" / "crop_scale.py")]
-REQUIRED = [f"ris/{f}/top{k}" for f in INVARIANCES for k in (10, 25)] + ["probe/linear_top1", "pretrain/loss"]
+REQUIRED = [f"ris/{f}/top{k}" for f in INVARIANCES for k in (10, 25)] + [
+    "probe/linear_top1", "probe/voc07_map", "probe/voc07_boxes_map", "pretrain/loss"]
 GENERATE = """
 from orchestrator.config import preset
 from orchestrator.sweep import prepare_data

@@ -6,7 +6,7 @@ image" (Sec. 3.2). The evaluation reads images by path (``InvarianceSet.paths``)
 crop is written once as a PNG into a cache folder and reused.
 
 Where: next to a generated root (a folder built by :func:`datasets.cache.build_once`,
-which lives in the trial's ``data_cache``), else in :func:`datasets.cache.cache_root`
+which lives in the trial's ``data_cache``, or one of its subfolders), else in :func:`datasets.cache.cache_root`
 (``$DSSL_CACHE_DIR`` or ``~/.cache/demystify-ssl``), so a read-only real root is never
 written to. The folder's name is a hash of everything that decides the crops: each
 image's path, size and modification time, its box, and the size cap; a changed image or
@@ -89,7 +89,8 @@ def _cut(request: CropRequest, target: Path, max_side: int) -> str | None:
 def crop_cache_folder(root: Path, name: str, requests: list[CropRequest], max_side: int) -> Path:
     """The folder that holds (or will hold) the crops of ``requests`` read from ``root``."""
     root = Path(root).resolve()
-    base = root.parent if is_complete(root) else cache_root()
+    # Next to the generated folder holding `root` (a layout's subfolder, e.g. <scenes>/VOC2007).
+    base = next((folder.parent for folder in (root, *root.parents) if is_complete(folder)), cache_root())
     return base / cache_key(f"{name}-crops", CROPS_VERSION, of=_fingerprint(requests, max_side))
 
 

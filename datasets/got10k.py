@@ -70,21 +70,24 @@ def _lines(path: Path) -> list[str]:
 
 
 def read_groundtruth(path: Path | str) -> np.ndarray:
-    """``groundtruth.txt`` as an (N, 4) float array of ``x, y, width, height`` rows."""
+    """``groundtruth.txt`` as an (N, 4) float array of ``x, y, width, height`` rows.
+
+    One parser for GOT-10k and TrackingNet boxes (``datasets.video.sources.parse_box_lines``),
+    two policies: the video pipeline trains on whatever parses and counts the bad lines
+    (``data/skipped_annotation_lines``); an invariance set is a measurement, so a bad line
+    here raises, naming the file and line, instead of silently changing the set scored.
+    """
+    from datasets.video.sources import parse_box_lines
+
     path = Path(path)
-    rows = []
-    for number, line in enumerate(_lines(path), start=1):
-        fields = line.replace("\t", ",").split(",") if "," in line or "\t" in line else line.split()
-        try:
-            values = [float(field) for field in fields]
-        except ValueError:
-            values = []
-        if len(values) != 4 or not np.all(np.isfinite(values)):
-            raise DatasetFormatError(f"{path}: line {number} is {line!r}; expected x,y,width,height (4 numbers)")
-        rows.append(values)
-    if not rows:
+    lines = _lines(path)
+    boxes, _ = parse_box_lines("\n".join(lines), path)
+    bad = np.flatnonzero(np.isnan(boxes).any(axis=1))  # parse_box_lines marks a malformed line with NaN
+    if len(bad):
+        raise DatasetFormatError(f"{path}: line {bad[0] + 1} is {lines[bad[0]]!r}; expected x,y,width,height (4 numbers)")
+    if not len(boxes):
         raise DatasetFormatError(f"{path}: no boxes in it")
-    return np.asarray(rows, dtype=np.float64)
+    return boxes
 
 
 def read_label(path: Path | str, max_value: int) -> np.ndarray:

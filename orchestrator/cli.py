@@ -69,6 +69,7 @@ def run_cli(
 
     `paper_table` names the published rows printed beside the sweep's RIS table
     (orchestrator.tables: "table1" image models, "table4" video models)."""
+    from orchestrator.paper_tables import PARENT_REPORTS
     from orchestrator.report import summary
     from orchestrator.sweep import default_sweep_name, run_sweep
 
@@ -103,6 +104,8 @@ def run_cli(
         print("interrupted: the sweep's runs are marked KILLED", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary(outcome))
+    if sweep in PARENT_REPORTS and outcome.rows:
+        print("\n" + PARENT_REPORTS[sweep].text(outcome.rows))
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return 1 if outcome.errors else 0

@@ -46,12 +46,17 @@ def evaluation_params(trial: TrialConfig) -> dict[str, Any]:
 
 def score_checkpoint(path: Path | str, trial: TrialConfig, tracking_uri: str = "", experiment: str = "",
                      run_name: str = "", max_actors: int = 0) -> tuple[dict[str, float], Any]:
-    """Metrics of the checkpoint at `path` under `trial`'s evaluation; logged to MLflow when
-    `tracking_uri` is given. Returns the metrics and the feature extractor (its counts)."""
+    """Metrics of the checkpoint at `path` (a file, or a sweep's checkpoint folder holding
+    `checkpoint.pt`) under `trial`'s evaluation; logged to MLflow when `tracking_uri` is
+    given. Returns the metrics and the feature extractor (its counts)."""
     from orchestrator.cluster import init_ray
     from trainables.evaluation import evaluate
     from trainables.features import RayDataFeatures
+    from trainables.pretrain import CHECKPOINT_FILE
     from trainables.weights import load_backbone_weights
+
+    if Path(path).is_dir() and (Path(path) / CHECKPOINT_FILE).is_file():
+        path = Path(path) / CHECKPOINT_FILE
 
     weights = load_backbone_weights(path)
     trial = trial.override({"arch": weights.arch})

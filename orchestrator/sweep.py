@@ -94,12 +94,15 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     It calls the same `resolve` the workers call, so synthetic sets are generated here
     once, warming the head's cache and surfacing generator errors before any trial
     starts; on a multi-node cluster the trials' cache is on shared storage
-    (`orchestrator.cluster.shared_data_cache`), so workers read what was built here.
+    (`orchestrator.cluster.shared_data_cache`), so workers read what was built here. Then
+    each method prepares its own cached data (the video methods' region features and
+    tracks), so no trial runs Ray Data of its own.
     """
     roots: dict[str, str] = {}
     for trial in trials:
         for role in trial.data:
             roots[f"data.{role}"] = str(trial.root(role).resolve())
+        trial.method.prepare(trial)
     return roots
 
 
@@ -136,6 +139,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     )
     from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
+    from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
         TAG_COMPARE_URL,
@@ -161,7 +165,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             tracking_uri,
         )
     check_tracking_uri(tracking_uri)  # an unreachable server: refused before any trial
-    resources = init_ray()
+    resources = init_ray()  # first: a method's data preparation may run Ray Data on it
     # On several nodes: shared storage, data generated once on it, roots checked on every node.
     view = cluster_view()
     if (problem := storage_problem(storage, view)) is not None:
@@ -248,6 +252,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     with_retries("the parent run's summary table, charts and RIS tables",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
                                               settings.paper_table), (2.0,))
+    with_retries("the parent run's paper table", lambda: log_paper_table(
+        client, tracker.parent_run_id, children, swept, settings.tags.get("sweep_kind", "")), (2.0,))
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
-CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss")
+CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss", "tracks/")
 SEED = "seed"
 # The best trial: the one that tells classes apart best (the paper's discriminative
 # measure), else the most viewpoint-invariant one.
@@ -143,6 +143,10 @@ def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, kno
     tables = build(rows, knobs, paper_table)
     if tables is not None:
         tables.log(client, parent_run_id)
+    if paper_table == "table4":  # a video sweep: its probes and tracks in Table 3's layout too
+        from orchestrator.video_tables import log_table3
+
+        log_table3(client, parent_run_id, rows, knobs)
     best = best_row(rows)
     if best:
         key, row = best

@@ -82,11 +82,14 @@ def group_rows(rows: list[dict[str, Any]], knobs: list[str]) -> list[TableRow]:
     knob other than the seed, all runs are one row; with no knobs at all, each run is its
     own row, named by its run name.
     """
-    others = [k for k in knobs if k != SEED]
+    # A knob that differs only by being absent (a setting one method has and another has
+    # not, as in a sweep over methods) does not name rows.
+    others = [k for k in knobs if k != SEED
+              and (k == "method" or len({repr(r.get(k)) for r in rows if r.get(k) is not None}) > 1)]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for i, row in enumerate(rows):
         if others:
-            name = ", ".join(f"{k}={row.get(k)}" for k in others)
+            name = ", ".join(f"{k}={row.get(k)}" for k in others if row.get(k) is not None)
         elif knobs:
             name = "all runs"
         else:

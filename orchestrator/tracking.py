@@ -46,7 +46,7 @@ from trainables.config import TrialConfig
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/")
+METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/", "tracks/")
 TAG_SWEEP = "dssl.sweep"
 TAG_SWEEP_DIR = "dssl.sweep_dir"
 TAG_TRIAL_ID = "dssl.trial_id"

@@ -78,6 +78,11 @@ def test_every_format_scores_the_same_as_in_process_and_a_rescore_extracts_nothi
     runs = client.search_runs([client.get_experiment_by_name("scores").experiment_id])
     assert sorted(r.data.params["checkpoint.format"] for r in runs) == ["official-moco", "project", "torchvision"]
     assert all(r.data.metrics["ris/viewpoint/top10"] == first["ris/viewpoint/top10"] for r in runs)
+    # A sweep's checkpoint folder (holding checkpoint.pt) scores as its file does.
+    folder = tmp_path / "checkpoint_epoch_0001"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes((checkpoints / "project.pt").read_bytes())
+    assert score_checkpoint(folder, trial, "", "scores", max_actors=1)[0] == first
     # Another scored layer is another cache entry, and matches the in-process path there too.
     layer3 = trial.override({"eval_layer": "layer3"})
     deeper, extracted = score_checkpoint(checkpoints / "project.pt", layer3, "", "scores", max_actors=1)

@@ -26,5 +26,7 @@ def tiny_config(data_cache, **changes) -> TrialConfig:
 
 def tiny_overrides(data_cache) -> list[str]:
     """The same config as `--set` arguments for the command line."""
-    base = TrialConfig().flat(params_only=False)
+    from orchestrator.config import preset
+
+    base = preset("default").flat(params_only=False)  # the command line starts from this preset
     return [f"{k}={v}" for k, v in tiny_config(data_cache).flat(params_only=False).items() if base.get(k) != v]

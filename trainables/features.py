@@ -66,6 +66,32 @@ def extract_features(
     return torch.cat(features).numpy(), torch.cat(labels).numpy(), skipped
 
 
+def extract_feature_maps(backbone: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int,
+                         device: torch.device | str) -> list[torch.Tensor]:
+    """Spatial outputs of a frozen backbone's `layers` (e.g. ``("layer3", "layer4")``), for the
+    dense probes that need maps rather than the pooled vector (segmentation).
+
+    `images` are N x 3 x H x W, already normalised; returns one N x C x h x w float32 CPU
+    tensor per layer. The maps are taken with torchvision's ``create_feature_extractor``,
+    so the backbone's forward is the one pooled features use.
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    names = dict(backbone.named_modules())
+    missing = [layer for layer in layers if layer not in names]
+    if missing:
+        raise ValueError(f"the backbone has no layer {missing[0]!r} to take feature maps from "
+                         f"(a torchvision ResNet has layer1..layer4)")
+    extractor = create_feature_extractor(backbone, return_nodes={layer: layer for layer in layers}).to(device).eval()
+    out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            maps = extractor(images[start:start + batch_size].to(device))
+            for layer in layers:
+                out[layer].append(maps[layer].float().cpu())
+    return [torch.cat(out[layer]) for layer in layers]
+
+
 class FeatureExtractor:
     """One frozen backbone's features, shared by every invariance set and probe of a trial.
 

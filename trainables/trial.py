@@ -76,4 +76,5 @@ def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str,
         metrics = evaluate_checkpoint(trial, Path(checkpoint_dir) / CHECKPOINT_FILE)
     last = result.metrics
     metrics["data/skipped_images"] += int(last.get("pretrain/skipped_images", 0))
+    metrics |= trial.method.prepare(trial)  # its data's figures (tracks/pairs, ...); cached by now
     return metrics | {"epoch": int(last.get("epoch", trial.epochs - 1))}

@@ -1,10 +1,15 @@
 """Data sources, registered by name in ``DATA_SOURCES`` (see ``datasets.sources.base``).
 
 Importing this package registers the built-in sources: ``image-folder``, ``aloi``,
-``got10k`` and ``pascal3d`` (real roots) and ``synthetic-objects``, ``synthetic-aloi``,
-``synthetic-got10k`` and ``synthetic-pascal3d`` (generated).
+``got10k``, ``pascal3d``, ``video``, ``voc2007``, ``ade20k``, ``coco-scenes`` and
+``coco-boxes`` (real roots) and ``synthetic-objects``, ``synthetic-aloi``,
+``synthetic-got10k``, ``synthetic-pascal3d``, ``synthetic-video``, ``synthetic-voc``,
+``synthetic-ade20k``, ``synthetic-coco-scenes`` and ``synthetic-coco-boxes`` (generated).
 """
-from datasets.sources import real, synthetic  # noqa: F401  (registration)
-from datasets.sources.base import ALOI, DATA_SOURCES, GOT10K, IMAGE_FOLDER, PASCAL3D, DataRole, DataSource, split_dir
+from datasets.sources import real, scenes, synthetic, video  # noqa: F401  (registration)
+from datasets.sources.base import (ADE20K, ALOI, DATA_SOURCES, GOT10K, IMAGE_FOLDER, PASCAL3D, VOC2007, DataRole,
+                                   DataSource, split_dir)
+from datasets.sources.video import VIDEO
 
-__all__ = ["ALOI", "DATA_SOURCES", "GOT10K", "IMAGE_FOLDER", "PASCAL3D", "DataRole", "DataSource", "split_dir"]
+__all__ = ["ADE20K", "ALOI", "DATA_SOURCES", "GOT10K", "IMAGE_FOLDER", "PASCAL3D", "VIDEO", "VOC2007", "DataRole",
+           "DataSource", "split_dir"]

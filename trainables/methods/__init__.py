@@ -1,8 +1,10 @@
 """Pretraining methods, registered by name in ``METHODS`` (see ``base``).
 
-Importing this package registers the built-in methods ``mocov2`` and ``supervised``.
+Importing this package registers the built-in methods ``mocov2`` and ``supervised``, and
+the video methods (paper Sec. 5) ``mocov2_frames``, ``fti``, ``region_tracker`` and
+``gt_tracks``.
 """
-from trainables.methods import mocov2, supervised  # noqa: F401  (registration)
+from trainables.methods import fti, gt_tracks, mocov2, mocov2_frames, region_tracker, supervised  # noqa: F401
 from trainables.methods.base import METHODS, Method
 
 __all__ = ["METHODS", "Method"]

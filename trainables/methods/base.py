@@ -13,7 +13,10 @@ method for:
   self-supervised methods ignore);
 - ``on_step_end(model, step, total_steps)``: a per-step hook (e.g. a momentum schedule);
 - ``backbone(model)``: the trunk whose frozen features evaluation scores;
-- ``data_warnings(num_images, where)``: settings that run but hurt with this much data.
+- ``data_warnings(num_images, where)``: settings that run but hurt with this much data;
+- ``prepare(trial)``: build or reuse the cached data the method trains on (e.g. the
+  video methods' region features and tracks) and return its figures as metrics; called on
+  the driver before any trial starts, and again by the trial when it reports.
 """
 from __future__ import annotations
 
@@ -51,6 +54,10 @@ class Method(Part):
 
     def data_warnings(self, num_images: int, where: str) -> list[str]:
         return []
+
+    def prepare(self, trial: Any) -> dict[str, float]:
+        """Nothing to prepare by default."""
+        return {}
 
 
 METHODS: Registry[type[Method]] = Registry("method", Method)

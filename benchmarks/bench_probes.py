@@ -1,0 +1,132 @@
+"""Benchmark: the downstream probes' cost.
+
+1. The VOC07 SVM protocol at Pascal VOC 2007's scale with a ResNet-50's width: 5,000
+   trainval x 2,048 features, 20 classes (multi-label, about 10 % positive each), 5,000
+   test rows, the default cost grid (4 costs) with 3-fold cross-validation per class:
+   wall and CPU seconds.
+2. The segmentation probe: frozen feature maps (ResNet-18, 128 px) images/s, head training
+   image-epochs/s, and the whole probe's images/s (training images x epochs + validation
+   images, over its wall time) on the synthetic ADE20K layout.
+3. What ``voc07`` + ``voc07_boxes`` add to one trial of the default preset (64 px,
+   ResNet-18, the synthetic scenes' 300 + 300 images): their evaluation seconds, and the
+   scenes' one-off generation.
+
+CPU seconds (this process's, all threads) are printed beside wall seconds: on a shared
+machine the wall time depends on the other tenants, the CPU time much less.
+
+    python -m benchmarks.bench_probes [--quick]
+    python -m benchmarks.run probes
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.machine import command_line, machine
+
+
+class Clock:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def bench_svm(n: int = 5000, dim: int = 2048, classes: int = 20) -> dict:
+    from trainables.probes.svm import svm_map
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(classes, dim)).astype(np.float32)
+
+    def split(seed):
+        r = np.random.default_rng(seed)
+        present = r.random((n, classes)) < 0.1
+        x = present @ directions * 0.3 + r.normal(size=(n, dim)).astype(np.float32)
+        return x.astype(np.float32), np.where(present, 1, -1).astype(np.int8)
+
+    (train_x, train_y), (test_x, test_y) = split(1), split(2)
+    with Clock() as clock:
+        value, _ = svm_map(train_x, train_y, test_x, test_y)
+    return {"svm_shape": f"{n} x {dim} x {classes} classes, 4 costs x 3 folds", "svm_wall_seconds": round(clock.wall, 1),
+            "svm_cpu_seconds": round(clock.cpu, 1), "svm_map": round(value, 2)}
+
+
+def bench_seg(cache: str, scenes: int) -> dict:
+    from datasets.synthetic.scenes import ensure_synthetic_scenes
+    from trainables.config import TrialConfig
+    from trainables.evaluation import evaluate
+    from trainables.features import extract_feature_maps
+    from trainables.models import resnet_backbone
+    from trainables.probes.seg import LAYERS, SegmentationProbe, load_pairs, train_and_score_head
+
+    root = ensure_synthetic_scenes(trainval=scenes, test=scenes, image_size=128, cache=cache) / "ADEChallengeData2016"
+    from datasets.ade20k import read_ade20k
+
+    train, val = read_ade20k(root, "training"), read_ade20k(root, "validation")
+    probe = SegmentationProbe()
+    torch.manual_seed(0)
+    backbone = resnet_backbone("resnet18")[0].eval()
+    x, y, _ = load_pairs(train.images, train.masks, probe.input_size)
+    xv, yv, _ = load_pairs(val.images, val.masks, probe.input_size)
+    with Clock() as maps_clock:
+        maps = extract_feature_maps(backbone, x, LAYERS, 256, "cpu")
+    maps_val = extract_feature_maps(backbone, xv, LAYERS, 256, "cpu")
+    with Clock() as head_clock:
+        train_and_score_head(maps, y, maps_val, yv, len(train.class_names), probe.epochs, probe.lr,
+                             probe.batch_size, 0)
+    trial = TrialConfig().override({"image_size": 64, "invariances": "", "probes": "seg", "data_cache": cache,
+                                    "data.ade20k.trainval": scenes, "data.ade20k.test": scenes})
+    with Clock() as whole:
+        metrics = evaluate(backbone, trial, "cpu")
+    images = scenes * probe.epochs + scenes
+    return {"seg_setting": f"resnet18, {probe.input_size} px, {scenes} train + {scenes} val, {probe.epochs} epochs",
+            "seg_feature_maps_images_per_second": round(len(x) / maps_clock.wall, 1),
+            "seg_head_image_epochs_per_second": round(len(x) * probe.epochs / head_clock.wall, 1),
+            "seg_probe_wall_seconds": round(whole.wall, 1), "seg_probe_cpu_seconds": round(whole.cpu, 1),
+            "seg_probe_images_per_second": round(images / whole.wall, 1),
+            "seg_miou_random_init": round(metrics["probe/seg_miou"], 2)}
+
+
+def bench_voc_probes(cache: str) -> dict:
+    from datasets.sources.scenes import SyntheticVoc
+    from trainables.config import TrialConfig
+    from trainables.evaluation import evaluate
+    from trainables.models import resnet_backbone
+
+    trial = TrialConfig().override({"invariances": "", "probes": "voc07,voc07_boxes", "data_cache": cache})
+    with Clock() as generate:
+        SyntheticVoc().resolve(trial)
+    torch.manual_seed(0)
+    backbone = resnet_backbone(trial.arch)[0].eval()
+    with Clock() as first:
+        metrics = evaluate(backbone, trial, "cpu")  # crops written once, then reused
+    with Clock() as again:
+        evaluate(backbone, trial, "cpu")
+    return {"voc_scene_generation_wall_seconds": round(generate.wall, 1),
+            "voc_probes_first_trial_wall_seconds": round(first.wall, 1),
+            "voc_probes_per_trial_wall_seconds": round(again.wall, 1),
+            "voc_probes_per_trial_cpu_seconds": round(again.cpu, 1),
+            "voc07_map_random_init": round(metrics["probe/voc07_map"], 2),
+            "voc07_boxes_map_random_init": round(metrics["probe/voc07_boxes_map"], 2)}
+
+
+def run(quick: bool = False) -> dict:
+    result = {"machine": machine(), "command": command_line(), "torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="dssl-probes-") as cache:
+        result |= bench_voc_probes(cache)
+        result |= bench_seg(cache, 60 if quick else 300)
+    result |= bench_svm(n=1000 if quick else 5000)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

@@ -1,0 +1,141 @@
+"""Video data sources: the input of the video methods (paper Sec. 5), read through the
+video pipeline's cached stages (``datasets.video``).
+
+A role of layout ``video`` resolves to a root of videos (TrackingNet's layout, GOT-10k's,
+or a folder of video files); the pipeline's settings (chunks, baseline frames,
+proposals) are the source's fields, and :meth:`VideoSettings.pipeline_config` joins them
+with a method's own knob (the frame gap) into the ``VideoPipelineConfig`` whose stages
+the method trains on. Resolving gives the videos' root (generating the synthetic ones);
+the method builds the stages (``VideoMethod.prepare``), which a sweep calls once per trial
+on the driver before any trial starts.
+
+- ``synthetic-video`` (the default): synthetic tracking videos with exact boxes
+  (``datasets.synthetic.video``), generated once into the cache. Its defaults are sized
+  for a 2-core laptop: 24 videos x 80 frames at 128x96, 4 chunks of 20 frames each,
+  12 baseline frames per video, the top 100 regions of each chunk frame.
+- ``video``: a real root (``root``; ``format`` auto-detected or one of
+  ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from datasets.errors import DatasetFormatError
+from datasets.sources.base import DATA_SOURCES, DataSource, existing_dir
+
+VIDEO = "video"  # <root>: videos in TrackingNet's, GOT-10k's layout or video files (datasets.video.sources)
+
+
+@dataclass(frozen=True)
+class VideoSettings(DataSource):
+    """The video pipeline's knobs that a video source owns (paper values in the ``video`` source)."""
+
+    layout: ClassVar[str] = VIDEO
+    chunks: int = 4  # paper: 4 chunks per video
+    chunk_frames: int = 60  # paper: 60 consecutive frames per chunk
+    baseline_frames: int = 3  # paper: 3 uniformly spaced frames per video
+    proposals_per_frame: int = 300  # paper: top 300 selective-search regions
+    proposal_max_side: int = 160  # selective search on the frame shrunk to this side (0: full size)
+
+    def problems(self, trial: Any) -> list[str]:
+        out = [f"{k}={getattr(self, k)} must be at least 1" for k in
+               ("chunks", "chunk_frames", "baseline_frames", "proposals_per_frame") if getattr(self, k) < 1]
+        if self.chunk_frames < 2:
+            out.append(f"chunk_frames={self.chunk_frames} must be at least 2 (a frame pair)")
+        if self.proposal_max_side != 0 and self.proposal_max_side < 16:
+            out.append(f"proposal_max_side={self.proposal_max_side} must be 0 (full size) or at least 16")
+        return out
+
+    def source_fields(self, trial: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def pipeline_config(self, trial: Any, frame_gap: int = 1):
+        """The ``VideoPipelineConfig`` of this source with a method's frame gap k."""
+        from datasets.video.config import VideoPipelineConfig
+
+        return VideoPipelineConfig(
+            video_chunks=self.chunks, chunk_frames=self.chunk_frames, baseline_frames_per_video=self.baseline_frames,
+            frame_gap=frame_gap, proposals_per_frame=self.proposals_per_frame,
+            proposal_max_side=self.proposal_max_side, data_cache=str(trial.data_cache), **self.source_fields(trial))
+
+    def run_pipeline(self, trial: Any, frame_gap: int = 1):
+        """Frames, pairs at gap k and proposals (cached stages; Ray only for what is missing)."""
+        from datasets.video.pipeline import run_video_pipeline
+
+        return run_video_pipeline(self.pipeline_config(trial, frame_gap), echo=False)
+
+    def resolve(self, trial: Any) -> Path:
+        """The root of the videos (synthetic ones generated once); the stages are the method's
+        to build (``VideoMethod.prepare``), as they depend on its frame gap."""
+        from datasets.video.pipeline import resolve_source
+
+        return resolve_source(self.pipeline_config(trial))[0]
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticVideo(VideoSettings):
+    """Synthetic tracking videos in TrackingNet's layout (``datasets.synthetic.video``), exact boxes."""
+
+    name: ClassVar[str] = "synthetic-video"
+    videos: int = 24
+    frames: int = 80
+    width: int = 128
+    height: int = 96
+    chunk_frames: int = 20
+    baseline_frames: int = 12  # as many frames as pairs at k = 5 (the paper: 118K of each)
+    proposals_per_frame: int = 100
+    proposal_max_side: int = 0
+
+    def problems(self, trial: Any) -> list[str]:
+        out = super().problems(trial)
+        out += [f"{k}={getattr(self, k)} must be at least 1" for k in ("videos", "frames") if getattr(self, k) < 1]
+        if self.width < 32 or self.height < 32:
+            out.append(f"width x height = {self.width}x{self.height} must be at least 32x32")
+        if self.frames < self.chunk_frames:
+            out.append(f"frames={self.frames} is shorter than one chunk of chunk_frames={self.chunk_frames}")
+        return out
+
+    def source_fields(self, trial: Any) -> dict[str, Any]:
+        from datasets.video.config import SYNTHETIC_SOURCE
+
+        return {"source": SYNTHETIC_SOURCE, "synthetic_videos": self.videos, "synthetic_frames": self.frames,
+                "synthetic_width": self.width, "synthetic_height": self.height}
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class VideoRoot(VideoSettings):
+    """Real videos at ``root``: TrackingNet, GOT-10k (its ``train/``) or a folder of video files."""
+
+    name: ClassVar[str] = "video"
+    root: str = ""
+    format: str = "auto"
+
+    def problems(self, trial: Any) -> list[str]:
+        from datasets.video.config import SOURCE_FORMATS
+
+        out = super().problems(trial)
+        if not self.root:
+            out.append("root is not set: point it at a TrackingNet, GOT-10k or video-file folder")
+        if self.format not in SOURCE_FORMATS:
+            out.append(f"format={self.format!r} is not one of {', '.join(SOURCE_FORMATS)}")
+        return out
+
+    def check_root(self, needs: tuple[str, ...]) -> list[str]:
+        if not self.root:
+            return []
+        from datasets.video.sources import detect_format
+
+        try:
+            folder = existing_dir(self.root, self.name)
+            if self.format == "auto":
+                detect_format(folder)
+        except (DatasetFormatError, ValueError) as err:
+            return [str(err)]
+        return []
+
+    def source_fields(self, trial: Any) -> dict[str, Any]:
+        return {"source": self.root, "source_format": self.format}

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Video methods: the paper's Tables 3 and 4 (Sec. 5), the same videos, seeds and budget.
+
+Trains the baseline (MoCo v2 on frames of the videos), Frame Temporal Invariance, the
+Region Tracker (unsupervised tracks) and ground-truth tracks, once per seed each, and
+scores each representation (RIS for the six invariances, linear probe). The parent run
+gets the Table 3 / Table 4 layout beside the paper's rows. Mean and spread over seeds
+need two or more (``--seeds 0 1 2``).
+
+    python sweeps/video_methods.py                               # laptop, embedded defaults
+    python sweeps/video_methods.py --seeds 0 1 2 --set epochs=20
+    python sweeps/video_methods.py --methods mocov2_frames region_tracker
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository's `datasets`, not Hugging Face's
+
+from ray import tune  # noqa: E402
+
+from orchestrator.cli import run_cli  # noqa: E402
+
+METHODS = ["mocov2_frames", "fti", "region_tracker", "gt_tracks"]
+
+
+def options(group):
+    group.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
+                       help="the methods compared (default: all four)")
+    group.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds (default: %(default)s)")
+
+
+def search_space(args):
+    seeds = tune.grid_search(list(args.seeds)) if len(args.seeds) > 1 else args.seeds[0]
+    return {"method": tune.grid_search([{"name": m} for m in args.methods]), "seed": seeds}
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli("video_methods", __doc__, options, search_space, paper_table="table4"))
