@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datasets.placement import cpu_stage_args
 from datasets.video.pipeline import (
     FRAME_SCHEMA,
     PROPOSAL_SCHEMA,
@@ -129,6 +130,7 @@ def compute_region_features(frames: StageResult, proposals: StageResult, feature
             fn_constructor_kwargs=dict(features_factory=features_factory, proposals_folder=str(proposals.data)),
             batch_size=1, batch_format="pyarrow", num_cpus=1, num_gpus=1 if gpus else 0,
             compute=ray.data.ActorPoolStrategy(size=size),
+            **({} if gpus else cpu_stage_args()),  # CPU actors stay off GPU nodes (datasets.placement)
         )
         dataset.write_parquet(str(data), ray_remote_args={"num_cpus": 0})
     table = read_stage_table(data, ["num_boxes", "dim"], FEATURE_SCHEMA)
