@@ -124,19 +124,25 @@ class MoCo(nn.Module):
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
         self.queue_ptr[0] = (ptr + keys.shape[0]) % queue_size
 
+    @torch.no_grad()
+    def _keys(self, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The momentum encoder's keys of `im_k` with shuffle-BN: (this rank's keys, the
+        global batch's keys in rank order)."""
+        im_k_shuffled, idx_shuffle, sizes = _shuffle_across_ranks(im_k)
+        k_shuffled = F.normalize(grouped_bn_forward(self.encoder_k, im_k_shuffled, self.shuffle_bn_groups).float(), dim=1)
+        # Undo the shuffle on the gathered keys: the global batch in rank order,
+        # which is both what the queue takes and where this rank's keys are.
+        k_all, _ = distributed.gather_with_sizes(k_shuffled)
+        k_all = k_all[torch.argsort(idx_shuffle)]
+        start = sum(sizes[: distributed.rank()])
+        return k_all[start: start + im_k.shape[0]], k_all
+
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> MoCoOutput:
         q = F.normalize(self.encoder_q(im_q).float(), dim=1)
 
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            im_k_shuffled, idx_shuffle, sizes = _shuffle_across_ranks(im_k)
-            k_shuffled = F.normalize(grouped_bn_forward(self.encoder_k, im_k_shuffled, self.shuffle_bn_groups).float(), dim=1)
-            # Undo the shuffle on the gathered keys: the global batch in rank order,
-            # which is both what the queue takes and where this rank's keys are.
-            k_all, _ = distributed.gather_with_sizes(k_shuffled)
-            k_all = k_all[torch.argsort(idx_shuffle)]
-            start = sum(sizes[: distributed.rank()])
-            k = k_all[start: start + im_k.shape[0]]
+            k, k_all = self._keys(im_k)
 
         # The queue is cloned: it is updated in place below, before backward needs it.
         # The logits stay in fp32 under mixed precision (differences of cosines / tau).

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from trainables import distributed
 from trainables.losses import info_nce
-from trainables.moco import MoCo, _shuffle_across_ranks, grouped_bn_forward
+from trainables.moco import MoCo
 from trainables.regions import after_layer3, layer3, region_embedding, xywh_to_rois
 
 
@@ -69,13 +69,7 @@ class RegionMoCo(MoCo):
 
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            # Frame keys exactly as MoCo computes them (shuffle-BN across ranks and groups).
-            im_k_shuffled, idx_shuffle, sizes = _shuffle_across_ranks(im_k)
-            k_shuffled = F.normalize(grouped_bn_forward(self.encoder_k, im_k_shuffled, self.shuffle_bn_groups).float(), dim=1)
-            k_all, _ = distributed.gather_with_sizes(k_shuffled)
-            k_all = k_all[torch.argsort(idx_shuffle)]
-            start = sum(sizes[: distributed.rank()])
-            k = k_all[start: start + im_k.shape[0]]
+            k, k_all = self._keys(im_k)  # frame keys exactly as MoCo computes them (shuffle-BN)
             # Region keys: a second key-encoder pass on the key frames (no shuffle: the
             # region query and key come from different frames of different augmentations).
             if valid.any():
