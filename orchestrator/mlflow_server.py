@@ -1,9 +1,9 @@
 """A shared MLflow tracking server for sweeps, and the check that a sweep's store is reachable.
 
     python -m orchestrator.mlflow_server                       # one machine: SQLite in ./mlflow-server
-    python -m orchestrator.mlflow_server --host 0.0.0.0 \\
+    python -m orchestrator.mlflow_server --host 10.0.0.12 \\
         --backend-store-uri postgresql://mlflow@db.internal:5432/mlflow \\
-        --artifacts-destination s3://my-bucket/mlartifacts          # a cluster's server
+        --artifacts-destination s3://my-bucket/mlartifacts          # a cluster's server, on the head's private address
 
 It runs `mlflow server` with a proxied artifact store (`--serve-artifacts`): clients
 (the sweep's driver, `mlflow ui` users, `mlflow.pytorch.load_model`) upload and download
