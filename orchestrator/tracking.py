@@ -430,9 +430,13 @@ class MLflowTrialCallback(Callback):
         self.tracker  # connect (and create the parent run) before the first trial
 
     def run_name(self, params: dict[str, Any], fallback: str) -> str:
-        """The swept knobs' values, the seed last: trials that differ only by it read as repeats."""
+        """The swept knobs' values, the seed last: trials that differ only by it read as repeats.
+
+        A knob this trial lacks (a key of another grid choice, e.g. one data source's
+        setting when the grid swaps sources) is left out rather than named ``=None``.
+        """
         ordered = [k for k in self.knobs if k != "seed"] + [k for k in self.knobs if k == "seed"]
-        return " ".join(f"{k}={params.get(k)}" for k in ordered) or fallback
+        return " ".join(f"{k}={params[k]}" for k in ordered if params.get(k) is not None) or fallback
 
     def _run_id(self, trial) -> str | None:
         if trial.trial_id not in self._runs:

@@ -131,3 +131,16 @@ def test_svm_map_skips_unscorable_classes_and_ignores_difficult():
     assert mean_ap == aps[1]
     with pytest.raises(ValueError, match="N x C"):
         svm_map(x_train, train_labels[:, :2], x_test, test_labels)
+
+
+def test_svm_scores_do_not_depend_on_threads_and_bad_settings_are_refused():
+    from trainables.probes.svm import svm_problems, svm_scores
+
+    train_labels, present = multilabel(4, n=150, classes=4)
+    rng = np.random.default_rng(5)
+    x = np.hstack([present + rng.normal(0, 0.5, present.shape), rng.normal(0, 1, (150, 6))])
+    one = svm_scores(x[:100], train_labels[:100], x[100:], n_jobs=1)
+    both = svm_scores(x[:100], train_labels[:100], x[100:], n_jobs=2)
+    np.testing.assert_array_equal(one, both)
+    assert svm_problems("0.1,1", 3, 100, n_jobs=-1) == []
+    assert any("n_jobs=0" in p for p in svm_problems("0.1,1", 3, 100, n_jobs=0))

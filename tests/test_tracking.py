@@ -47,6 +47,16 @@ def test_only_project_metrics_are_logged():
     assert metrics_of(result) == {"pretrain/loss": 3.5, "ris/viewpoint/top10": 80.0}
 
 
+def test_run_names_leave_out_knobs_of_other_grid_choices(tmp_path):
+    # A grid over data sources sweeps each source's own settings; a trial names only its own.
+    callback = MLflowTrialCallback("sqlite:///x.db", "exp", "s", str(tmp_path),
+                                   knobs=["seed", "data.pretrain", "data.pretrain.trainval", "data.pretrain.background"])
+    params = {"seed": 1, "data.pretrain": "synthetic-objects", "data.pretrain.trainval": None,
+              "data.pretrain.background": "clutter"}
+    assert callback.run_name(params, "t0") == "data.pretrain=synthetic-objects data.pretrain.background=clutter seed=1"
+    assert callback.run_name({}, "t0") == "t0"
+
+
 def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     make = lambda: MLflowTrialCallback(uri, "exp", "sweep-a", str(tmp_path / "sweep-a"),  # noqa: E731

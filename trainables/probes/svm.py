@@ -12,6 +12,7 @@ import math
 import warnings
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -74,9 +75,9 @@ def parse_costs(text: str) -> tuple[float, ...]:
     return costs
 
 
-def svm_problems(costs: str, cv_folds: int, max_iter: int) -> list[str]:
+def svm_problems(costs: str, cv_folds: int, max_iter: int, n_jobs: int = 1) -> list[str]:
     """The SVM protocol's settings checks, shared by the probes that use it."""
-    out = []
+    out = [] if n_jobs == -1 or n_jobs >= 1 else [f"n_jobs={n_jobs} must be at least 1, or -1 for every core"]
     try:
         parse_costs(costs)
     except ValueError as err:
@@ -98,7 +99,10 @@ def fit_class_svm(x: np.ndarray, y: np.ndarray, costs: tuple[float, ...], cv_fol
     if min(n_pos, n_neg) < 2:
         return None
     # Positives are rare: weight the classes to balance, as the VOC SVM benchmarks do.
-    svm = LinearSVC(class_weight="balanced", max_iter=max_iter, random_state=seed)
+    # dual=True: liblinear's dual coordinate descent. scikit-learn's "auto" picks the primal
+    # solver when rows outnumber dimensions, which was 4-20x slower on these features and
+    # stopped at max_iter without converging at C >= 0.1 (BENCHMARKS.md, "VOC07 SVM solver").
+    svm = LinearSVC(class_weight="balanced", dual=True, max_iter=max_iter, random_state=seed)
     folds = min(cv_folds, n_pos, n_neg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -109,14 +113,23 @@ def fit_class_svm(x: np.ndarray, y: np.ndarray, costs: tuple[float, ...], cv_fol
         return search.fit(x, y).best_estimator_
 
 
+def _class_scores(train_x: np.ndarray, labels: np.ndarray, test_x: np.ndarray, costs: tuple[float, ...],
+                  cv_folds: int, seed: int, max_iter: int) -> np.ndarray | None:
+    """One class's decision values on the test rows (None: the class cannot be trained)."""
+    known = labels != 0
+    svm = fit_class_svm(train_x[known], labels[known], costs, cv_folds, seed, max_iter)
+    return None if svm is None else svm.decision_function(test_x)
+
+
 def svm_scores(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray,
                costs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0), cv_folds: int = 3, seed: int = 0,
-               max_iter: int = 2000) -> np.ndarray:
+               max_iter: int = 2000, n_jobs: int = 1) -> np.ndarray:
     """Each class's SVM decision value on every test row (N_test x C; a NaN column for a class
     with fewer than 2 training positives or negatives).
 
     `train_labels` is N x C in {1, -1, 0}; 0 is left out of training. Features are
-    standardised with statistics of the training set only.
+    standardised with statistics of the training set only. The classes are fitted in
+    `n_jobs` processes (-1: one per core); the result does not depend on `n_jobs`.
     """
     train_x, test_x = np.asarray(train_x, np.float32), np.asarray(test_x, np.float32)
     train_labels = np.asarray(train_labels)
@@ -126,12 +139,16 @@ def svm_scores(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray
         raise ValueError(f"labels must be N x C, got {train_labels.shape} for {len(train_x)} feature rows")
     scaler = StandardScaler().fit(train_x)
     train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
+    # Processes, not threads: liblinear draws its coordinate order from one process-wide
+    # generator, so threads would interleave their draws and change the result from run
+    # to run. joblib memory-maps the feature arrays into the workers instead of copying.
+    columns = Parallel(n_jobs=n_jobs, prefer="processes")(
+        delayed(_class_scores)(train_x, train_labels[:, c], test_x, costs, cv_folds, seed, max_iter)
+        for c in range(train_labels.shape[1]))
     scores = np.full((len(test_x), train_labels.shape[1]), np.nan)
-    for c in range(train_labels.shape[1]):
-        known = train_labels[:, c] != 0
-        svm = fit_class_svm(train_x[known], train_labels[known, c], costs, cv_folds, seed, max_iter)
-        if svm is not None:
-            scores[:, c] = svm.decision_function(test_x)
+    for c, column in enumerate(columns):
+        if column is not None:
+            scores[:, c] = column
     return scores
 
 
@@ -150,10 +167,10 @@ def mean_ap(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
 
 def svm_map(train_x: np.ndarray, train_labels: np.ndarray, test_x: np.ndarray, test_labels: np.ndarray,
             costs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0), cv_folds: int = 3, seed: int = 0,
-            max_iter: int = 2000) -> tuple[float, np.ndarray]:
+            max_iter: int = 2000, n_jobs: int = 1) -> tuple[float, np.ndarray]:
     """The VOC07 SVM protocol: mAP (percent) and the per-class APs (NaN: class not scored)."""
     test_labels = np.asarray(test_labels)
     if test_labels.shape != (len(test_x), np.shape(train_labels)[-1]):
         raise ValueError(f"labels must be N x C for the same C, got {np.shape(train_labels)} and {test_labels.shape} "
                          f"for {len(train_x)} and {len(test_x)} feature rows")
-    return mean_ap(svm_scores(train_x, train_labels, test_x, costs, cv_folds, seed, max_iter), test_labels)
+    return mean_ap(svm_scores(train_x, train_labels, test_x, costs, cv_folds, seed, max_iter, n_jobs), test_labels)

@@ -41,13 +41,16 @@ class SvmProbe(Probe):
     costs: str = "0.01,0.1,1,10"  # the SVM cost grid, chosen per class by cross-validation on AP
     cv_folds: int = 3
     max_iter: int = 2000
+    # Threads fitting the classes at once. 1 by default: a trial's driver reserves no CPU of
+    # its own (orchestrator.sweep), so more threads would take cores given to Train workers.
+    n_jobs: int = 1
 
     def problems(self, trial: Any) -> list[str]:
-        return svm_problems(self.costs, self.cv_folds, self.max_iter)
+        return svm_problems(self.costs, self.cv_folds, self.max_iter, self.n_jobs)
 
     def scores(self, train_x, train_labels, test_x, trial: Any) -> np.ndarray:
         return svm_scores(train_x, train_labels, test_x, parse_costs(self.costs), self.cv_folds,
-                          int(trial.seed), self.max_iter)
+                          int(trial.seed), self.max_iter, self.n_jobs)
 
 
 def split_features(features: Any, train_paths: list[Path], test_paths: list[Path]):
