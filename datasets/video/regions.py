@@ -9,27 +9,36 @@ Three more cached stages (``datasets.video.stages``) after frames, pairs and pro
    models): ``features_factory()`` returns ``fn(images, boxes) -> [array (n_i, dim)]``,
    and ``model_key`` (a digest of the weights and the pooling) goes into the stage key.
    Keyed by the model key and the proposals stage.
+   Each row also carries its frame's proposals and annotated box, so that a chunk's
+   row set is all that track linking needs.
 5. ``tracks`` (track linking, ``datasets.video.tracks``; Appendix B, Eq. 4 and 5):
    per chunk, every region of frame i (i mod k == 0) is matched to the end of its best
    track in frame i + k and kept when the per-step track score is above the threshold.
+   A Ray Data job: the feature rows are grouped by chunk (``groupby(["video",
+   "chunk"]).map_groups``) and each chunk is linked by a CPU task, so no process holds
+   more than one chunk's features (the paper's 120K chunks hold terabytes of them).
    Keyed by ``frame_gap``, ``track_threshold`` and the features stage: a threshold sweep
    recomputes only this stage. It also scores the kept pairs against the annotated boxes
    where the source has them (``tracks/precision``, ``tracks/recall``, chance precision).
 6. ``gt_tracks``: the pairs of annotated boxes (z_i, z_{i+k}), for the ground-truth tracks
    method. Keyed by ``frame_gap`` and the frames stage.
 
-Both track tables share :data:`TRACK_SCHEMA`: ``video``, ``chunk``, ``offset_a/b``,
-``frame_a/b``, ``box_a/b`` (x, y, w, h in full-resolution pixels), ``score``.
+Both track stages store one row per chunk (:data:`CHUNK_TRACKS_SCHEMA`: the chunk's
+pairs as list columns, its counts, why it was left out); :func:`read_tracks` returns one
+row per pair (:data:`TRACK_SCHEMA`: ``video``, ``chunk``, ``offset_a/b``, ``frame_a/b``,
+``box_a/b`` (x, y, w, h in full-resolution pixels), ``score``).
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datasets.placement import cpu_stage_args
@@ -46,14 +55,16 @@ from datasets.video.tracks import chunk_track_pairs, ground_truth_pairs, precisi
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = 1
-TRACKS_VERSION = 1
-GT_TRACKS_VERSION = 1
+FEATURES_VERSION = 2  # 2: proposals and annotated box in each row
+TRACKS_VERSION = 2  # 2: one row per chunk, linked on Ray Data
+GT_TRACKS_VERSION = 2
 
 FEATURE_SCHEMA = pa.schema([
     ("video", pa.string()), ("chunk", pa.int32()), ("chunk_offset", pa.int32()), ("frame_index", pa.int32()),
     ("num_boxes", pa.int32()), ("dim", pa.int32()),
     ("features", pa.binary()),  # float16, row-major (num_boxes, dim)
+    ("boxes", pa.list_(pa.list_(pa.int32(), 4))),  # the frame's proposals, one per feature row
+    ("truth_box", pa.list_(pa.float64())),  # the annotated x, y, w, h; null when none
 ])
 
 TRACK_SCHEMA = pa.schema([
@@ -62,6 +73,17 @@ TRACK_SCHEMA = pa.schema([
     ("box_a", pa.list_(pa.float64(), 4)), ("box_b", pa.list_(pa.float64(), 4)),  # x, y, w, h
     ("score", pa.float32()),
 ])
+
+# One row per chunk: its pairs as list columns (TRACK_SCHEMA's pair columns), its counts.
+_PAIR_COLUMNS = ("offset_a", "offset_b", "frame_a", "frame_b", "box_a", "box_b", "score")
+CHUNK_TRACKS_SCHEMA = pa.schema([
+    ("video", pa.string()), ("chunk", pa.int32()),
+    ("problem", pa.string()),  # why the chunk has no tracks (a frame without features); null when linked
+    ("annotated", pa.bool_()),  # the chunk has annotated boxes: its counts enter precision and recall
+    ("num_pairs", pa.int32()),
+    # track_precision_recall's counts (0 where not annotated)
+    ("correct", pa.float64()), ("chance_pairs", pa.float64()), ("trackable", pa.float64()), ("recalled", pa.float64()),
+] + [(name, pa.list_(TRACK_SCHEMA.field(name).type)) for name in _PAIR_COLUMNS])
 
 FeatureFn = Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
@@ -89,28 +111,29 @@ class RegionFeatureActor:
         out = []
         for unit in batch.to_pylist():
             frames = pq.ParquetFile(unit["path"]).read_row_group(
-                unit["row_group"], columns=["row", "video", "chunk", "chunk_offset", "frame_index", "jpeg", "problem"])
+                unit["row_group"], columns=["row", "video", "chunk", "chunk_offset", "frame_index", "box", "jpeg", "problem"])
             frames = [r for r in frames.to_pylist() if r["row"] == "frame" and r["problem"] is None and r["chunk"] >= 0]
             if not frames:
                 continue
             videos = sorted({r["video"] for r in frames})
             proposals = pq.ParquetDataset(self.proposals_folder, filters=[("video", "in", videos)]).read(
                 columns=["video", "frame_index", "boxes"]).to_pylist()
-            boxes_of = {(p["video"], p["frame_index"]): np.asarray(p["boxes"], np.float32).reshape(-1, 4)
-                        for p in proposals}
+            boxes_of = {(p["video"], p["frame_index"]): p["boxes"] or [] for p in proposals}
             images, boxes, rows = [], [], []
             for row in frames:
                 image = cv2.imdecode(np.frombuffer(row["jpeg"], np.uint8), cv2.IMREAD_COLOR)
                 if image is None:
                     continue  # counted by the frames stage's checks when it was stored; nothing to pool here
                 images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-                boxes.append(boxes_of.get((row["video"], row["frame_index"]), np.zeros((0, 4), np.float32)))
+                boxes.append(boxes_of.get((row["video"], row["frame_index"]), []))
                 rows.append(row)
-            for row, feats in zip(rows, self.fn(images, boxes)):
+            for row, frame_boxes, feats in zip(rows, boxes, self.fn(images, [np.asarray(b, np.float32).reshape(-1, 4)
+                                                                            for b in boxes])):
                 feats = np.asarray(feats, np.float16)
                 out.append({"video": row["video"], "chunk": row["chunk"], "chunk_offset": row["chunk_offset"],
                             "frame_index": row["frame_index"], "num_boxes": int(feats.shape[0]),
-                            "dim": int(feats.shape[1]) if feats.ndim == 2 else 0, "features": feats.tobytes()})
+                            "dim": int(feats.shape[1]) if feats.ndim == 2 else 0, "features": feats.tobytes(),
+                            "boxes": frame_boxes, "truth_box": row["box"]})
         return pa.Table.from_pylist(out, schema=FEATURE_SCHEMA)
 
 
@@ -151,88 +174,97 @@ def run_region_features_stage(pipeline: PipelineResult, features_factory: Callab
 # --------------------------------------------------------------------------- tracks
 
 
-def _chunk_boxes(frames: StageResult) -> dict[tuple[str, int], dict[int, tuple[int, list | None]]]:
-    """(video, chunk) -> offset -> (frame index, annotated box or None), for the good chunk frames."""
-    table = read_stage_table(frames.data, ["row", "video", "chunk", "chunk_offset", "frame_index", "box", "problem"],
-                             FRAME_SCHEMA)
-    out: dict[tuple[str, int], dict[int, tuple[int, list | None]]] = defaultdict(dict)
-    for row in table.to_pylist():
-        if row["row"] == "frame" and row["problem"] is None and row["chunk"] >= 0:
-            out[(row["video"], row["chunk"])][row["chunk_offset"]] = (row["frame_index"], row["box"])
-    return out
+def link_chunk(rows: pa.Table, chunk_frames: int, frame_gap: int, threshold: float) -> pa.Table:
+    """One chunk's feature rows (any order) -> its one CHUNK_TRACKS_SCHEMA row (map_groups)."""
+    frames = sorted(rows.to_pylist(), key=lambda r: r["chunk_offset"])
+    video, chunk = frames[0]["video"], frames[0]["chunk"]
+    out: dict = {"video": video, "chunk": chunk, "problem": None, "annotated": False, "num_pairs": 0,
+                 "correct": 0.0, "chance_pairs": 0.0, "trackable": 0.0, "recalled": 0.0}
+    out |= {name: [] for name in _PAIR_COLUMNS}
+    offsets = [r["chunk_offset"] for r in frames]
+    if offsets != list(range(chunk_frames)):  # a skipped frame breaks the chain of Eq. 4
+        out["problem"] = (f"{video} chunk {chunk}: {chunk_frames - len(set(offsets))} frames without features; "
+                          "no tracks through it")
+        return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
+    features = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], max(r["dim"], 1))
+                for r in frames]
+    boxes = [np.asarray(r["boxes"] or [], np.float64).reshape(-1, 4) for r in frames]
+    pairs = chunk_track_pairs(features, frame_gap, threshold)
+    out |= {"num_pairs": len(pairs), "offset_a": pairs.offset_a.tolist(), "offset_b": pairs.offset_b.tolist(),
+            "frame_a": [frames[a]["frame_index"] for a in pairs.offset_a],
+            "frame_b": [frames[b]["frame_index"] for b in pairs.offset_b],
+            "box_a": boxes_at(boxes, pairs.offset_a, pairs.region_a),
+            "box_b": boxes_at(boxes, pairs.offset_b, pairs.region_b), "score": pairs.score.tolist()}
+    truth = [r["truth_box"] for r in frames]
+    if any(box is not None for box in truth):
+        counts = track_precision_recall(pairs, boxes, truth, frame_gap)
+        out |= {"annotated": True} | {k: counts[k] for k in ("correct", "chance_pairs", "trackable", "recalled")}
+    return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
 
 
-def _track_rows(video: str, chunk: int, frames_of: dict, pairs, boxes_a, boxes_b) -> list[dict]:
-    return [{"video": video, "chunk": chunk, "offset_a": int(a), "offset_b": int(b),
-             "frame_a": frames_of[int(a)][0], "frame_b": frames_of[int(b)][0],
-             "box_a": [float(v) for v in box_a], "box_b": [float(v) for v in box_b], "score": float(score)}
-            for a, b, box_a, box_b, score in zip(pairs.offset_a, pairs.offset_b, boxes_a, boxes_b, pairs.score)]
+def boxes_at(boxes: list[np.ndarray], offsets: np.ndarray, regions: np.ndarray) -> list[list[float]]:
+    return [[float(v) for v in boxes[t][r]] for t, r in zip(offsets, regions)]
 
 
-def compute_tracks(frames: StageResult, proposals: StageResult, features: StageResult, chunk_frames: int,
-                   frame_gap: int, threshold: float, data: Path) -> tuple[dict[str, int | float], list[str]]:
-    """Link tracks chunk by chunk on the driver (a chunk at the paper's size takes ~0.15 s, BENCHMARKS.md)."""
-    chunk_frames_of = _chunk_boxes(frames)
-    feature_table = read_stage_table(features.data, None, FEATURE_SCHEMA)
-    proposal_table = read_stage_table(proposals.data, ["video", "chunk", "chunk_offset", "boxes"], PROPOSAL_SCHEMA)
-    feats: dict[tuple[str, int], dict[int, np.ndarray]] = defaultdict(dict)
-    for row in feature_table.to_pylist():
-        matrix = np.frombuffer(row["features"], np.float16).astype(np.float32)
-        feats[(row["video"], row["chunk"])][row["chunk_offset"]] = matrix.reshape(row["num_boxes"], max(row["dim"], 1))
-    regions: dict[tuple[str, int], dict[int, np.ndarray]] = defaultdict(dict)
-    for row in proposal_table.to_pylist():
-        regions[(row["video"], row["chunk"])][row["chunk_offset"]] = np.asarray(row["boxes"], np.float64).reshape(-1, 4)
+def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, threshold: float,
+                   data: Path) -> tuple[dict[str, int | float], list[str]]:
+    """Link every chunk's tracks as a Ray Data job: group the feature rows by chunk, one task per group."""
+    import ray
 
-    rows, problems = [], []
-    totals = {"kept": 0.0, "correct": 0.0, "chance_pairs": 0.0, "trackable": 0.0, "recalled": 0.0}
-    annotated_chunks = 0
-    for key in sorted(feats):
-        offsets = sorted(feats[key])
-        if offsets != list(range(chunk_frames)):  # a skipped frame breaks the chain of Eq. 4
-            problems.append(f"{key[0]} chunk {key[1]}: {chunk_frames - len(offsets)} frames without features; "
-                            "no tracks through it")
-            continue
-        features_list = [feats[key][t] for t in offsets]
-        pairs = chunk_track_pairs(features_list, frame_gap, threshold)
-        boxes = [regions[key].get(t, np.zeros((0, 4))) for t in offsets]
-        rows += _track_rows(key[0], key[1], chunk_frames_of[key], pairs,
-                            [boxes[a][r] for a, r in zip(pairs.offset_a, pairs.region_a)],
-                            [boxes[b][s] for b, s in zip(pairs.offset_b, pairs.region_b)])
-        truth = [chunk_frames_of[key][t][1] for t in offsets]
-        if any(box is not None for box in truth):
-            annotated_chunks += 1
-            counts = track_precision_recall(pairs, boxes, truth, frame_gap)
-            totals = {k: totals[k] + counts[k] for k in totals}
+    ensure_ray()
     data.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=TRACK_SCHEMA), data / "tracks.parquet")
-    counters: dict[str, int | float] = {"track_pairs": len(rows), "tracked_chunks": len(feats) - len(problems),
-                                        "annotated_chunks": annotated_chunks}
-    if annotated_chunks:
+    files = sorted(str(f) for f in Path(features.data).glob("*.parquet"))
+    if files:
+        dataset = ray.data.read_parquet(files, schema=FEATURE_SCHEMA)
+        linked = dataset.groupby(["video", "chunk"]).map_groups(
+            partial(link_chunk, chunk_frames=chunk_frames, frame_gap=frame_gap, threshold=threshold),
+            batch_format="pyarrow", num_cpus=1, **cpu_stage_args())
+        linked.write_parquet(str(data), ray_remote_args={"num_cpus": 0})
+    summary = read_stage_table(data, ["problem", "annotated", "num_pairs", "correct", "chance_pairs", "trackable",
+                                      "recalled"], CHUNK_TRACKS_SCHEMA).to_pydict()
+    problems = sorted(p for p in summary["problem"] if p is not None)
+    annotated = [i for i, a in enumerate(summary["annotated"]) if a]
+    counters: dict[str, int | float] = {"track_pairs": int(sum(summary["num_pairs"])),
+                                        "tracked_chunks": len(summary["problem"]) - len(problems),
+                                        "annotated_chunks": len(annotated)}
+    if annotated:
+        totals = {k: float(sum(summary[k][i] for i in annotated)) for k in ("correct", "chance_pairs", "trackable",
+                                                                             "recalled")}
+        totals["kept"] = float(sum(summary["num_pairs"][i] for i in annotated))
         counters |= {k.split("/")[1]: v for k, v in precision_recall(totals).items()}
     return counters, problems
 
 
-def run_tracks_stage(pipeline: PipelineResult, features: StageResult, chunk_frames: int, frame_gap: int,
-                     threshold: float, cache: str = "") -> StageResult:
+def run_tracks_stage(features: StageResult, chunk_frames: int, frame_gap: int, threshold: float,
+                     cache: str = "") -> StageResult:
     """Unsupervised tracks at gap k above ``threshold``: keyed by both and the features stage only."""
-    frames, proposals = pipeline.stage("frames"), pipeline.stage("proposals")
     return run_stage(stages_root(cache), "tracks", TRACKS_VERSION,
                      {"frame_gap": frame_gap, "track_threshold": threshold, "chunk_frames": chunk_frames},
                      [features.key],
-                     lambda data: compute_tracks(frames, proposals, features, chunk_frames, frame_gap, threshold, data))
+                     lambda data: compute_tracks(features, chunk_frames, frame_gap, threshold, data))
 
 
 def compute_gt_tracks(frames: StageResult, chunk_frames: int, frame_gap: int, data: Path) -> tuple[dict[str, int], list[str]]:
-    rows = []
-    for (video, chunk), frames_of in sorted(_chunk_boxes(frames).items()):
+    """On the driver: it reads only the frames stage's small columns, never images or features."""
+    table = read_stage_table(frames.data, ["row", "video", "chunk", "chunk_offset", "frame_index", "box", "problem"],
+                             FRAME_SCHEMA)
+    chunks: dict[tuple[str, int], dict[int, tuple[int, list | None]]] = defaultdict(dict)
+    for row in table.to_pylist():
+        if row["row"] == "frame" and row["problem"] is None and row["chunk"] >= 0:
+            chunks[(row["video"], row["chunk"])][row["chunk_offset"]] = (row["frame_index"], row["box"])
+    out = []
+    for (video, chunk), frames_of in sorted(chunks.items()):
         truth = [frames_of.get(t, (None, None))[1] for t in range(chunk_frames)]
-        for a, b in ground_truth_pairs(truth, frame_gap):
-            rows.append({"video": video, "chunk": chunk, "offset_a": a, "offset_b": b, "frame_a": frames_of[a][0],
-                         "frame_b": frames_of[b][0], "box_a": list(map(float, truth[a])),
-                         "box_b": list(map(float, truth[b])), "score": 1.0})
+        pairs = ground_truth_pairs(truth, frame_gap)
+        out.append({"video": video, "chunk": chunk, "problem": None, "annotated": True, "num_pairs": len(pairs),
+                    "correct": 0.0, "chance_pairs": 0.0, "trackable": 0.0, "recalled": 0.0,
+                    "offset_a": [a for a, _ in pairs], "offset_b": [b for _, b in pairs],
+                    "frame_a": [frames_of[a][0] for a, _ in pairs], "frame_b": [frames_of[b][0] for _, b in pairs],
+                    "box_a": [list(map(float, truth[a])) for a, _ in pairs],
+                    "box_b": [list(map(float, truth[b])) for _, b in pairs], "score": [1.0] * len(pairs)})
     data.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=TRACK_SCHEMA), data / "tracks.parquet")
-    return {"track_pairs": len(rows)}, []
+    pq.write_table(pa.Table.from_pylist(out, schema=CHUNK_TRACKS_SCHEMA), data / "tracks.parquet")
+    return {"track_pairs": sum(row["num_pairs"] for row in out)}, []
 
 
 def run_gt_tracks_stage(pipeline: PipelineResult, chunk_frames: int, frame_gap: int, cache: str = "") -> StageResult:
@@ -244,7 +276,13 @@ def run_gt_tracks_stage(pipeline: PipelineResult, chunk_frames: int, frame_gap: 
 
 
 def read_tracks(stage: StageResult) -> pa.Table:
-    return read_stage_table(stage.data, None, TRACK_SCHEMA)
+    """A track stage's pairs, one row per pair (TRACK_SCHEMA), in (video, chunk) order."""
+    chunks = read_stage_table(stage.data, None, CHUNK_TRACKS_SCHEMA)
+    chunks = chunks.sort_by([("video", "ascending"), ("chunk", "ascending")])  # tasks finish in any order
+    parent = pc.list_parent_indices(chunks["offset_a"])
+    columns = {"video": pc.take(chunks["video"], parent), "chunk": pc.take(chunks["chunk"], parent)}
+    columns |= {name: pc.list_flatten(chunks[name]) for name in _PAIR_COLUMNS}
+    return pa.Table.from_pydict(columns, schema=TRACK_SCHEMA)
 
 
 # --------------------------------------------------------------------------- frames for training

@@ -122,5 +122,5 @@ class RegionTracker(RegionPairsMethod):
         pipeline = self.pipeline(trial)
         features = self.feature_function(trial)
         feature_stage = run_region_features_stage(pipeline, features, features.key(), str(trial.data_cache))
-        return run_tracks_stage(pipeline, feature_stage, self.source(trial).chunk_frames, self.frame_gap,
+        return run_tracks_stage(feature_stage, self.source(trial).chunk_frames, self.frame_gap,
                                 self.track_threshold, str(trial.data_cache))
