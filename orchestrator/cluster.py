@@ -195,6 +195,35 @@ def shared_data_cache(storage: str, data_cache: str, view: ClusterView) -> str:
     return f"{storage.rstrip('/')}/data-cache"
 
 
+def video_cache_problem(trials: list, data_cache: str, view: ClusterView, fs_type: str | None = None) -> str | None:
+    """Why the video methods' pipeline stages cannot live in `data_cache` on this cluster, or None.
+
+    Those stages (frames, proposals, region features, tracks; datasets.video.stages) are
+    Parquet folders that Ray Data tasks write on any node and that actors and Train
+    workers on any node read by path. On several nodes that needs one folder every node
+    mounts at the same path. An object store is mirrored per node for the synthetic sets
+    (datasets.cache), not for these stages: tasks on other nodes would write their files
+    where the driver never reads them.
+    """
+    from datasets.cache import CACHE_ENV_VAR, DEFAULT_CACHE_DIR
+
+    videos = sorted({t.method.name for t in trials if "video" in t.data})
+    if not view.multi_node or not videos:
+        return None
+    cache = data_cache or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
+    if "://" in cache and not cache.startswith("file://"):
+        where = "an object store, which each node only mirrors"
+    else:
+        kind = fs_type if fs_type is not None else filesystem_type(cache.removeprefix("file://"))
+        if kind in SHARED_FILESYSTEMS:
+            return None
+        where = f"this node's own disk ({kind} filesystem)"
+    return (f"method {', '.join(videos)}: the video pipeline's stages go to the data cache {cache}, on {where}, "
+            f"but the cluster has several nodes and Ray Data writes those stages from all of them; put the "
+            f"cache on a filesystem every node mounts at the same path: --set data_cache=/mnt/shared/dssl-cache "
+            f"(or {CACHE_ENV_VAR} on every node, e.g. an EFS / Filestore share)")
+
+
 def check_on_every_node(trials: list, view_nodes: list[dict] | None = None) -> list[str]:
     """Run the trials' config checks (real dataset roots included) on every alive node.
 

@@ -136,6 +136,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         shared_data_cache,
         storage_problem,
         trial_driver_resources,
+        video_cache_problem,
     )
     from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
@@ -176,6 +177,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     if cache != base.data_cache:
         log.info("multi-node cluster: generated data goes to %s, built once by this driver", cache)
         param_space, configs = trials_of(base.override({"data_cache": cache}), space)
+    if (problem := video_cache_problem(configs, cache, view)) is not None:
+        raise ConfigError(problem)
     if view.nodes > 1 and (problems := check_on_every_node(configs)):
         raise ConfigError("invalid configuration on the cluster's nodes:\n  " + "\n  ".join(problems))
     data_tags = prepare_data(configs)

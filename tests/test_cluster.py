@@ -19,6 +19,7 @@ from orchestrator.cluster import (
     placement_warnings,
     shared_data_cache,
     storage_problem,
+    video_cache_problem,
     trial_driver_resources,
 )
 from orchestrator.config import ConfigError
@@ -59,6 +60,20 @@ def test_shared_storage_and_single_nodes_are_accepted():
     assert storage_problem("/mnt/shared/ray_results", THREE_NODES, fs_type="nfs4") is None
     assert storage_problem("file:///home/ray/r", THREE_NODES, fs_type="ext4") is not None
     assert storage_problem("/home/ray/ray_results", ONE_NODE, fs_type="ext4") is None
+
+
+def test_video_stages_need_a_cache_every_node_mounts_on_several_nodes():
+    from trainables.config import TrialConfig
+
+    video, images = TrialConfig().override({"method": "fti"}), TrialConfig()
+    for cache, kind in (("s3://bucket/runs/data-cache", None), ("/home/ray/.cache/demystify-ssl", "ext4")):
+        problem = video_cache_problem([images, video], cache, THREE_NODES, fs_type=kind)
+        assert problem is not None and "method fti" in problem and cache in problem
+        assert "--set data_cache=" in problem
+        assert video_cache_problem([video], cache, ONE_NODE, fs_type=kind) is None  # one node: any cache
+        assert video_cache_problem([images], cache, THREE_NODES, fs_type=kind) is None  # no video stages
+    assert video_cache_problem([video], "s3://b/c", AUTOSCALING) is not None  # nodes may join
+    assert video_cache_problem([video], "/mnt/shared/cache", THREE_NODES, fs_type="nfs4") is None
 
 
 def test_max_failures_defaults_to_restarts_on_a_cluster_only():
