@@ -44,7 +44,6 @@ import pyarrow.parquet as pq
 from datasets.placement import cpu_stage_args
 from datasets.video.pipeline import (
     FRAME_SCHEMA,
-    PROPOSAL_SCHEMA,
     PipelineResult,
     ensure_ray,
     frame_row_groups,
