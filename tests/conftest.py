@@ -29,3 +29,14 @@ def data_cache(tmp_path_factory) -> Path:
     """A cache folder for generated data shared by the whole session."""
     path = os.environ.get("DSSL_TEST_CACHE_DIR")
     return Path(path) if path else tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: one torch thread is faster than two fighting other jobs for a shared core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -16,13 +16,7 @@ from trainables.probes.seg import LAYERS, load_pairs, train_and_score_head
 SCENES = {"classes": 4, "trainval": 48, "test": 48}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: two OpenMP threads on a shared 2-core machine only wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def scene_trial(data_cache, probes: str, **changes) -> TrialConfig:

@@ -18,13 +18,7 @@ from trainables.region_moco import RegionMoCo
 from trainables.video_data import FramePairs, TrackedFramePairs, augment_with_box
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: one thread is faster than two fighting other jobs for a shared core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def explicit_info_nce(q, k, queue, temperature):
