@@ -47,18 +47,33 @@ class Ade20kSource(RealRoot):
         validate_ade_root(root, needs)
 
 
-@dataclass(frozen=True)
-class CocoView(RealRoot):
-    """COCO's ``split`` (the folder holding ``annotations/`` and ``<split>/``) as an image folder."""
+class CocoImageFolder:
+    """What the real and synthetic COCO views share: a COCO split cut into an image folder
+    (``datasets.coco.coco_image_folder``: ``view`` "scenes" or "boxes"), at most
+    ``max_images`` of them. Subclasses are dataclasses with a ``max_images`` field."""
 
     layout: ClassVar[str] = IMAGE_FOLDER
     view: ClassVar[str] = ""
+
+    def max_images_problems(self) -> list[str]:
+        return [] if self.max_images >= 0 else [f"max_images={self.max_images} must be >= 0 (0 = all)"]
+
+    def image_folder(self, coco_root: Path, split: str, trial: Any) -> Path:
+        from datasets.coco import coco_image_folder
+
+        return coco_image_folder(coco_root, split, self.view, self.max_images, getattr(self, "min_box_side", 8),
+                                 str(trial.data_cache))
+
+
+@dataclass(frozen=True)
+class CocoView(CocoImageFolder, RealRoot):
+    """COCO's ``split`` (the folder holding ``annotations/`` and ``<split>/``) as an image folder."""
+
     split: str = "train2017"
     max_images: int = 0  # > 0: keep this many, evenly spaced (match another set's size)
 
     def problems(self, trial: Any) -> list[str]:
-        out = super().problems(trial)
-        return out + ([] if self.max_images >= 0 else [f"max_images={self.max_images} must be >= 0 (0 = all)"])
+        return super().problems(trial) + self.max_images_problems()
 
     def validate(self, root: Path, needs: tuple[str, ...]) -> None:
         from datasets.coco import validate_coco_root
@@ -66,10 +81,7 @@ class CocoView(RealRoot):
         validate_coco_root(root, self.split)
 
     def resolve(self, trial: Any) -> Path:
-        from datasets.coco import coco_image_folder
-
-        return coco_image_folder(super().resolve(trial), self.split, self.view, self.max_images,
-                                 getattr(self, "min_box_side", 8), str(trial.data_cache))
+        return self.image_folder(super().resolve(trial), self.split, trial)
 
 
 @DATA_SOURCES.register
@@ -138,16 +150,13 @@ class SyntheticAde20k(SyntheticScenes):
 
 
 @dataclass(frozen=True)
-class SyntheticCocoView(SyntheticScenes):
+class SyntheticCocoView(CocoImageFolder, SyntheticScenes):
     """The synthetic scenes' COCO ``train2017`` as an image folder (see ``CocoView``)."""
 
-    layout: ClassVar[str] = IMAGE_FOLDER
-    view: ClassVar[str] = ""
     max_images: int = 0
 
     def problems(self, trial: Any) -> list[str]:
-        out = super().problems(trial)
-        return out + ([] if self.max_images >= 0 else [f"max_images={self.max_images} must be >= 0 (0 = all)"])
+        return super().problems(trial) + self.max_images_problems()
 
     def num_images(self, split: str) -> int | None:
         if self.view == "scenes":
@@ -155,10 +164,7 @@ class SyntheticCocoView(SyntheticScenes):
         return self.max_images or None
 
     def resolve(self, trial: Any) -> Path:
-        from datasets.coco import coco_image_folder
-
-        return coco_image_folder(self.scenes_root(trial) / "coco", "train2017", self.view, self.max_images,
-                                 getattr(self, "min_box_side", 8), str(trial.data_cache))
+        return self.image_folder(self.scenes_root(trial) / "coco", "train2017", trial)
 
 
 @DATA_SOURCES.register
