@@ -3,9 +3,9 @@ arguments, from an empty data cache, split into data generation and the sweep it
 
 It runs in a fresh temporary folder (its own mlflow.db and ray_results) and checks what
 the demo promises: four child runs, each with the RIS keys, the probe and the loss per
-epoch. Then it rescores every trial's final checkpoint under both RIS sign rules
-(`ris_sign`, paper Sec. 4.1; `orchestrator.score`, features extracted once and cached)
-to show how much the rule moves the demo's scores.
+epoch. Then it rescores every trial's final checkpoint under every RIS sign rule and
+local-rate reading (`ris_sign`, `ris_local_rate`: trainables.invariance; `orchestrator.score`,
+features extracted once and cached) to show how much each choice moves the demo's scores.
 
     python -m benchmarks.bench_demo
     python -m benchmarks.run demo
@@ -53,31 +53,36 @@ def _child_runs(db: Path) -> list[dict]:
 
 
 def sign_rule_effect(db: Path, cache: str) -> dict:
-    """Each trial's RIS under both sign rules, from its final checkpoint, and the change."""
+    """Each trial's RIS under every sign rule and local-rate reading, from its final
+    checkpoint, and the change against the default (the first of each)."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.config import preset
     from orchestrator.score import score_checkpoint
     from orchestrator.tracking import TAG_CHECKPOINT, TAG_PARENT
-    from trainables.invariance import RIS_SIGN_RULES
+    from trainables.invariance import RIS_LOCAL_RATES, RIS_SIGN_RULES
 
     client = MlflowClient(f"sqlite:///{db}")
     runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
             if TAG_PARENT in r.data.tags and TAG_CHECKPOINT in r.data.tags]
+    readings = [(sign, rate) for sign in RIS_SIGN_RULES for rate in RIS_LOCAL_RATES]
+    default = f"{RIS_SIGN_RULES[0]}/{RIS_LOCAL_RATES[0]}"
     trials, deltas = {}, {}
     for run in sorted(runs, key=lambda r: r.info.run_name):
         scores = {}
-        for rule in RIS_SIGN_RULES:
-            trial = preset("default").override({"data_cache": cache, "ris_sign": rule})
+        for sign, rate in readings:
+            trial = preset("default").override({"data_cache": cache, "ris_sign": sign, "ris_local_rate": rate})
             metrics, _ = score_checkpoint(run.data.tags[TAG_CHECKPOINT], trial)
-            scores[rule] = {k: round(v, 2) for k, v in metrics.items() if k.startswith("ris/")}
+            scores[f"{sign}/{rate}"] = {k: round(v, 2) for k, v in metrics.items() if k.startswith("ris/")}
         trials[run.info.run_name] = scores
-        for key, value in scores["per_target"].items():
-            deltas.setdefault(key, []).append(value - scores["per_unit"][key])
-    return {"trials": trials,
-            "per_target_minus_per_unit_mean": {k: round(sum(v) / len(v), 2) for k, v in sorted(deltas.items())},
-            "per_target_minus_per_unit_range": {k: [round(min(v), 2), round(max(v), 2)]
-                                                for k, v in sorted(deltas.items())}}
+        for reading, values in scores.items():
+            for key, value in values.items():
+                deltas.setdefault(reading, {}).setdefault(key, []).append(value - scores[default][key])
+    return {"trials": trials, "default": default,
+            "minus_default_mean": {r: {k: round(sum(v) / len(v), 2) for k, v in sorted(d.items())}
+                                   for r, d in deltas.items() if r != default},
+            "minus_default_range": {r: {k: [round(min(v), 2), round(max(v), 2)] for k, v in sorted(d.items())}
+                                    for r, d in deltas.items() if r != default}}
 
 
 def run() -> dict:

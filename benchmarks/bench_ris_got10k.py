@@ -23,7 +23,7 @@ LEVELS = 6
 
 
 def run(sequences: int = SEQUENCES, levels: int = LEVELS, units: int = 2048, loop_targets: int = 200,
-        repeats: int = 3, seed: int = 0, sign: str = "per_unit") -> dict:
+        repeats: int = 3, seed: int = 0, sign: str = "per_target") -> dict:
     result = bench_ris.run(objects=sequences, views=levels, units=units, loop_targets=loop_targets,
                            repeats=repeats, seed=seed, sign=sign)
     return {"scale": f"GOT-10k: {sequences} sequences x {levels} visibility levels"} | result
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--units", type=int, default=2048)
     parser.add_argument("--loop-targets", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sign", choices=RIS_SIGN_RULES, default="per_unit")
+    parser.add_argument("--sign", choices=RIS_SIGN_RULES, default="per_target")
     args = parser.parse_args(argv)
     return run(args.sequences, args.levels, args.units, args.loop_targets, args.repeats, sign=args.sign)
 

@@ -37,7 +37,8 @@ def evaluation_problems(trial: TrialConfig) -> list[str]:
 def evaluation_params(trial: TrialConfig) -> dict[str, Any]:
     """The trial keys that shape an evaluation (not the pretraining's)."""
     roles = evaluation_roles(trial)
-    keep = ("image_size", "eval_batch_size", "ris_max_objects", "ris_sign", "eval_layer", "seed",
+    keep = ("image_size", "eval_batch_size", "ris_max_objects", "ris_sign", "ris_local_rate", "ris_weighting",
+            "eval_layer", "seed",
             "invariances", "probes")
     return {k: v for k, v in trial.flat().items()
             if k in keep or k.startswith(("invariances.", "probes."))

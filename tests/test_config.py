@@ -91,6 +91,19 @@ def test_run_numbers_are_checked():
     assert problems(ris_max_objects=-1) == ["ris_max_objects=-1 must be >= 0 (0 = all)"]
 
 
+def test_the_ris_reading_is_checked_and_logged_with_every_run():
+    # The sign rule, local-rate reading and weighting are params of every trial, so every
+    # logged RIS says how it was read (trainables.invariance).
+    params = TrialConfig().flat()
+    assert (params["ris_sign"], params["ris_local_rate"], params["ris_weighting"]) == ("per_target", "eq2", "sample")
+    assert problems(ris_sign="per_unit_max", ris_local_rate="reference", ris_weighting="trajectory") == []
+    (retired,) = problems(ris_sign="per_unit")
+    assert retired.startswith("ris_sign='per_unit' was removed: its criterion, the mean over targets of I_y(i), is 1")
+    assert problems(ris_local_rate="conditional", ris_weighting="target") == [
+        "ris_local_rate='conditional' is not one of eq2, reference",
+        "ris_weighting='target' is not one of sample, trajectory"]
+
+
 def test_a_queue_as_large_as_the_synthetic_set_is_flagged_and_the_default_is_not():
     assert advisories(PRESETS["default"]) == []
     config = TrialConfig().override({"data.pretrain.classes": 2, "data.pretrain.train_per_class": 100})

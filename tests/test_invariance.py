@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from benchmarks.reference_ris import reference_ris
-from trainables.invariance import RIS_SIGN_RULES, representation_invariance_score
+from trainables.invariance import (
+    RIS_LOCAL_RATES,
+    RIS_SIGN_RULES,
+    RIS_WEIGHTINGS,
+    representation_invariance_score,
+    target_conditioned_invariance,
+)
+
+READINGS = [(rate, weighting) for rate in RIS_LOCAL_RATES for weighting in RIS_WEIGHTINGS]
 
 
 def _ids(sizes_per_target: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -50,40 +58,140 @@ def _random_case(seed: int, n: int = 150):
     return features, targets, trajectories
 
 
+@pytest.mark.parametrize("reading", READINGS)
 @pytest.mark.parametrize("sign", RIS_SIGN_RULES)
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_matches_reference_loop_with_ties_and_imbalance(seed, sign):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_reference_loop_with_ties_and_imbalance(seed, sign, reading):
+    rate, weighting = reading
+    options = dict(sign=sign, local_rate=rate, weighting=weighting)
     features, targets, trajectories = _random_case(seed)
     top_k = (1, 10, 25)
-    expected = reference_ris(features, targets, trajectories, top_k, sign=sign)
+    expected = reference_ris(features, targets, trajectories, top_k, **options)
     for dtype in (np.float64, np.float32):
         x = features.astype(dtype)
-        got = representation_invariance_score(x, targets, trajectories, top_k, sign=sign)
+        got = representation_invariance_score(x, targets, trajectories, top_k, **options)
         assert list(got) == list(top_k)
-        want = reference_ris(x, targets, trajectories, top_k, sign=sign)
+        want = reference_ris(x, targets, trajectories, top_k, **options)
         for k in top_k:
             assert got[k] == pytest.approx(want[k], rel=1e-6)
     assert expected[1] >= expected[10] >= expected[25]
 
 
+@pytest.mark.parametrize("reading", READINGS)
 @pytest.mark.parametrize("sign", RIS_SIGN_RULES)
-@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 129])
-def test_matches_reference_loop_for_any_number_of_units(n, sign):
+@pytest.mark.parametrize("n", [1, 2, 65, 129])
+def test_matches_reference_loop_for_any_number_of_units(n, sign, reading):
+    options = dict(sign=sign, local_rate=reading[0], weighting=reading[1])
     features, targets, trajectories = _random_case(10 + n, n)
-    got = representation_invariance_score(features, targets, trajectories, (1, n), sign=sign)
-    want = reference_ris(features, targets, trajectories, (1, n), sign=sign)
+    got = representation_invariance_score(features, targets, trajectories, (1, n), **options)
+    want = reference_ris(features, targets, trajectories, (1, n), **options)
     assert got == pytest.approx(want, rel=1e-6)
 
 
-def test_the_paper_s_sign_rule_is_the_default_and_never_above_the_per_target_rule():
+def test_per_target_is_the_default_and_never_below_one_sign_per_unit():
     for seed in range(4):
         features, targets, trajectories = _random_case(seed)
-        per_unit = representation_invariance_score(features, targets, trajectories)
-        assert per_unit == representation_invariance_score(features, targets, trajectories, sign="per_unit")
-        per_target = representation_invariance_score(features, targets, trajectories, sign="per_target")
-        assert all(per_unit[k] <= per_target[k] + 1e-9 for k in per_unit)
-    with pytest.raises(ValueError, match="sign='per_sample' is not one of per_unit, per_target"):
+        default = representation_invariance_score(features, targets, trajectories)
+        assert default == representation_invariance_score(
+            features, targets, trajectories, sign="per_target", local_rate="eq2", weighting="sample")
+        per_unit = representation_invariance_score(features, targets, trajectories, sign="per_unit_max")
+        assert all(per_unit[k] <= default[k] + 1e-9 for k in default)
+    with pytest.raises(ValueError, match="sign='per_sample' is not one of per_target, per_unit_max"):
         representation_invariance_score(features, targets, trajectories, sign="per_sample")
+    # The old per-unit criterion is refused with its reason, not silently mapped.
+    with pytest.raises(ValueError, match="sign='per_unit' was removed: .* rounding chose the sign"):
+        representation_invariance_score(features, targets, trajectories, sign="per_unit")
+
+
+def _balanced_relu_case(seed: int = 0, num_targets: int = 16, per_target: int = 12, units: int = 96):
+    """The issue's case, smaller: equally large targets, ReLU features (many tied zeros)."""
+    rng = np.random.default_rng(seed)
+    targets = np.repeat(np.arange(num_targets), per_target)
+    trajectories = np.tile(np.repeat(np.arange(3), per_target // 3), num_targets)
+    latent = rng.standard_normal((num_targets, units))
+    features = np.maximum(latent[targets] + rng.standard_normal((targets.size, units)), 0.0)
+    return features.astype(np.float32), targets, trajectories
+
+
+def test_the_mean_over_targets_carries_no_information_on_balanced_sets():
+    # Why the old per-unit criterion was retired: with equally large targets every target
+    # has the same threshold, so the unit fires on the same samples for every y; summing
+    # Eq. 2 over targets counts each firing sample once: sum_y |X_y| L_y(i) = G(i) N, hence
+    # mean_y I_y(i) = 1 for every unit and both signs, ties at the threshold included. A
+    # criterion that is 1 everywhere cannot choose a sign; rounding did.
+    features, targets, trajectories = _balanced_relu_case()
+    high, low = target_conditioned_invariance(features, targets, trajectories)
+    assert np.abs(high.mean(axis=0) - 1.0).max() < 1e-12
+    assert np.abs(low.mean(axis=0) - 1.0).max() < 1e-12
+    # ... while the terms themselves differ by sign, so the sign rule does matter.
+    assert np.abs(high - low).max() > 0.5
+    # On unbalanced targets the mean is not 1 (the identity needs equal sizes).
+    uneven = np.arange(targets.size) >= 5
+    high, _ = target_conditioned_invariance(features[uneven], targets[uneven], trajectories[uneven])
+    assert np.abs(high.mean(axis=0) - 1.0).max() > 1e-3
+
+
+def _equivalent_inputs(features, targets, trajectories, rng):
+    """Inputs with the same L_y, G_y and I_y as the given ones (Eq. 2-3 unchanged)."""
+    order = rng.permutation(targets.size)
+    affine = features.astype(np.float64) * rng.uniform(0.5, 4.0, size=features.shape[1]) + rng.uniform(
+        -3.0, 3.0, size=features.shape[1])
+    return {
+        "duplicated": (np.repeat(features, 2, axis=0), np.repeat(targets, 2), np.repeat(trajectories, 2)),
+        "reordered": (features[order], targets[order], trajectories[order]),
+        "affine": (affine, targets, trajectories),
+        "float64": (features.astype(np.float64), targets, trajectories),
+    }
+
+
+@pytest.mark.parametrize("reading", READINGS)
+@pytest.mark.parametrize("sign", RIS_SIGN_RULES)
+def test_every_rule_is_unchanged_by_changes_that_leave_its_equation_unchanged(sign, reading):
+    # Duplicating every sample, reordering samples, a positive affine map of each unit and
+    # float32 features read as float64 leave every L_y, G_y and I_y of Eq. 2-3 as they are;
+    # the score must not move. The issue measured the old per-unit rule moving 11.3 -> 37.8
+    # under duplication on such a set.
+    options = dict(sign=sign, local_rate=reading[0], weighting=reading[1])
+    rng = np.random.default_rng(3)
+    for features, targets, trajectories in (_balanced_relu_case(), _random_case(2)):
+        features = features.astype(np.float32)
+        expected = representation_invariance_score(features, targets, trajectories, (1, 10, 25), **options)
+        for name, args in _equivalent_inputs(features, targets, trajectories, rng).items():
+            got = representation_invariance_score(*args, (1, 10, 25), **options)
+            assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
+
+
+def test_the_reference_reading_sees_trajectories_where_eq2_does_not():
+    # Two targets, each split into two trajectories of 4. Unit 0 fires on one whole
+    # trajectory of target 0; unit 1 on half of each of its trajectories. Eq. 2 counts
+    # firing samples of the target (2 of 8... 4 of 8 both), Goodfellow's reading asks
+    # whether the rest of a firing reference's trajectory fires too.
+    targets = np.repeat([0, 1], 8)
+    trajectories = np.tile(np.repeat([0, 1], 4), 2)
+    whole = np.zeros(16)
+    whole[:4] = 1.0
+    scattered = np.zeros(16)
+    scattered[[0, 1, 4, 5]] = 1.0
+    features = np.stack([whole, scattered], axis=1)
+    high, _ = target_conditioned_invariance(features, targets, trajectories)
+    # Target 0 (m = 8): for s = +1 the 8th largest is 0, so all 16 tie and fire: I = 1.
+    # Use the low sign on target 1 instead: see below. Here compare the two units on y = 0
+    # with one threshold per unit: 4 ones + ties -> make targets unequal to avoid ties.
+    assert np.allclose(high[0], 1.0)
+    targets = np.array([0] * 4 + [1] * 12)
+    trajectories = np.array([0, 0, 1, 1] + [0] * 12)
+    whole = np.array([1, 1, 0, 0] + [0.5] * 12) + np.linspace(0, 0.01, 16)
+    scattered = np.array([1, 0, 1, 0] + [0.5] * 12) + np.linspace(0, 0.01, 16)
+    features = np.stack([whole, scattered], axis=1)
+    # m_0 = 4: the 4 largest of each unit are its two ones and the two largest 0.5s
+    # (target 1's samples), so on target 0 both units fire on 2 of 4 samples: Eq. 2 gives
+    # both L_0 = 1/2. Referenced: unit 0's firing samples fill trajectory 0 (L_0 = 1),
+    # unit 1's fill half of each trajectory (L_0 = 1/2).
+    eq2, _ = target_conditioned_invariance(features, targets, trajectories, "eq2")
+    referenced, _ = target_conditioned_invariance(features, targets, trajectories, "reference")
+    g = 4 / 16
+    assert eq2[0] == pytest.approx([0.5 / g, 0.5 / g])
+    assert referenced[0] == pytest.approx([1.0 / g, 0.5 / g])
 
 
 def test_accepts_torch_tensors_and_string_ids():
@@ -107,50 +215,66 @@ def test_trajectory_ids_are_per_target():
     ) == pytest.approx(representation_invariance_score(features, targets, global_ids))
 
 
-def test_local_rate_is_a_mean_over_trajectories():
-    # One unit; target 0 has a 1-sample and a 3-sample trajectory. Averaging Eq. 2 over
-    # trajectories gives I_0 = 1; averaging over samples would give I_0 = 3/2 (RIS 75 %).
+def test_local_rate_weights_samples_as_eq2_or_trajectories_when_asked():
+    # One unit; target 0 has a 1-sample and a 3-sample trajectory.
     features = np.array([[5.0], [0.0], [0.0], [0.0], [4.0], [1.0], [2.0], [3.0]])
     targets = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     trajectories = np.array([0, 1, 1, 1, 0, 0, 0, 0])
-    # Target 0, s = +1: the 4th largest is 2, so {5, 4, 3, 2} fire: G = 1/2, L = 1/2, I = 1;
-    # s = -1: the 4 smallest {0, 0, 0, 1} fire: L = (0 + 1) / 2, I = 1.
-    # Target 1, s = +1: {5, 4, 3, 2} fire: L = 3/4, G = 1/2, I = 3/2 (s = -1 gives 1/2).
-    # RIS@1 = mean(1, 3/2) / mean(2, 2) = 62.5 %.
-    got = representation_invariance_score(features, targets, trajectories, top_k=1)
-    assert got == {1: pytest.approx(62.5)}
-    assert reference_ris(features, targets, trajectories, 1)[1] == pytest.approx(62.5)
+    # m = 4 for both targets. s = +1: {5, 4, 3, 2} fire, G = 1/2; s = -1: {0, 0, 0, 1}.
+    # Target 0, Eq. 2 (samples): s = +1, L = 1/4, I = 1/2; s = -1, L = 3/4, I = 3/2.
+    # Target 0, trajectories alike: s = +1, L = (1 + 0)/2, I = 1; s = -1, L = (0 + 1)/2, I = 1.
+    # Target 1 (one trajectory): s = +1, L = 3/4, I = 3/2; s = -1, L = 1/4, I = 1/2.
+    # RIS@1 = mean of the best I over targets / mean(2, 2).
+    assert representation_invariance_score(features, targets, trajectories, top_k=1) == {1: pytest.approx(75.0)}
+    assert representation_invariance_score(features, targets, trajectories, 1, weighting="trajectory") == {
+        1: pytest.approx(62.5)}
+    # Referenced (Goodfellow): target 0, s = +1, the one firing reference is alone in its
+    # trajectory, L = 1, I = 2; s = -1, the three zeros fill theirs, L = 1, I = 2.
+    # Target 1: s = +1, three references, each in a trajectory 3/4 firing, I = 3/2.
+    assert representation_invariance_score(features, targets, trajectories, 1, local_rate="reference") == {
+        1: pytest.approx(87.5)}
+    for weighting in RIS_WEIGHTINGS:
+        for rate in RIS_LOCAL_RATES:
+            assert reference_ris(features, targets, trajectories, 1, local_rate=rate, weighting=weighting) == (
+                representation_invariance_score(features, targets, trajectories, 1, local_rate=rate,
+                                                weighting=weighting))
 
 
 @pytest.mark.parametrize("sign", RIS_SIGN_RULES)
-def test_equal_length_trajectories_score_the_same_however_a_target_is_split(sign):
+def test_under_eq2_how_a_target_is_split_never_matters(sign):
     # Why ALOI's per-camera trajectories alone leave the illumination-direction score as
-    # pooled ones do (datasets.aloi.read_aloi): with trajectories of equal length, the mean
-    # over trajectories of Eq. 2 is the firing rate over all the target's samples, and the
-    # thresholds and G_y (Appendix A) are per target. Units here prefer one camera.
+    # pooled ones do (datasets.aloi.read_aloi), and why an invariance set's *targets* must
+    # vary only in its factor: Eq. 2 weighs every sample of y alike, so L_y(i) is the
+    # firing rate over the target's samples, whatever the trajectories. Units here prefer
+    # one camera.
     rng = np.random.default_rng(0)
     targets = np.repeat(np.arange(6), 24)  # 6 objects x 3 cameras x 8 lamps
     camera = np.tile(np.repeat(np.arange(3), 8), 6)
     features = rng.standard_normal((targets.size, 12)) + 2.0 * (camera[:, None] == np.arange(12) % 3)
-    pooled = representation_invariance_score(features, targets, np.zeros_like(targets), (1, 5), sign)
-    per_camera = representation_invariance_score(features, targets, camera, (1, 5), sign)
-    assert per_camera == pytest.approx(pooled, rel=1e-12)
-    # Unequal lengths weight the trajectories differently, and the split then matters.
-    keep = np.arange(targets.size) != 0
-    uneven = representation_invariance_score(features[keep], targets[keep], camera[keep], (1, 5), sign)
-    assert uneven != pytest.approx(representation_invariance_score(
-        features[keep], targets[keep], np.zeros(keep.sum()), (1, 5), sign), rel=1e-9)
+    keep = np.arange(targets.size) != 0  # one trajectory one sample short: unequal sizes
+    for subset in (slice(None), keep):
+        f, y, t = features[subset], targets[subset], camera[subset]
+        pooled = representation_invariance_score(f, y, np.zeros_like(y), (1, 5), sign)
+        assert representation_invariance_score(f, y, t, (1, 5), sign) == pytest.approx(pooled, rel=1e-12)
+    # Weighing trajectories alike (an explicit option) makes unequal splits matter, and so
+    # does the referenced reading, in which a trajectory is what a firing reference predicts.
+    for options in (dict(weighting="trajectory"), dict(local_rate="reference")):
+        pooled = representation_invariance_score(features[keep], targets[keep], np.zeros(keep.sum()), (1, 5),
+                                                 sign, **options)
+        split = representation_invariance_score(features[keep], targets[keep], camera[keep], (1, 5), sign,
+                                                **options)
+        assert split != pytest.approx(pooled, rel=1e-6), options
 
 
 def test_perfectly_invariant_and_discriminative_scores_100():
     rng = np.random.default_rng(0)
     targets, trajectories = _ids([[10, 10], [5, 15, 7], [30], [3, 3, 3, 3]])
     features = _perfect_features(targets, units_per_target=25, rng=rng)
-    # With a sign per (target, unit). With one sign per unit a unit high on one target
-    # can be read as "low on the others" when that is better on average over targets,
-    # so the same features score below 100 (see the hand-made case below).
-    scores = representation_invariance_score(features, targets, trajectories, (1, 10, 25), sign="per_target")
-    assert scores == {k: pytest.approx(100.0) for k in (1, 10, 25)}
+    for reading in READINGS:
+        options = dict(local_rate=reading[0], weighting=reading[1])
+        for sign in RIS_SIGN_RULES:
+            scores = representation_invariance_score(features, targets, trajectories, (1, 10, 25), sign, **options)
+            assert scores == {k: pytest.approx(100.0) for k in (1, 10, 25)}, (sign, reading)
 
 
 def test_score_falls_as_noise_grows():
@@ -224,12 +348,14 @@ def test_ties_at_the_threshold_all_fire():
     # With a sign per (target, unit): RIS@1 = mean(8/3, 4/3, 1.6) / mean(4, 4, 2) = 56 %.
     got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1, sign="per_target")
     assert got == {1: pytest.approx(56.0)}
-    # With one sign per unit (Sec. 4.1): s = +1 gives I = (8/3, 4/3, 1) (y=2: the 20th
-    # largest is 0, all 40 fire, I = 1), mean 5/3; s = -1 gives (0, 0.8, 1.6), mean 0.8.
-    # So s = +1 for every target: RIS@1 = (5/3) / (10/3) = 50 %.
-    got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1, sign="per_unit")
-    assert got == {1: pytest.approx(50.0)}
-    assert reference_ris(unit[:, None], targets, np.zeros(40), 1, sign="per_unit") == {1: pytest.approx(50.0)}
+    # With one sign per unit: s = +1 gives I = (8/3, 4/3, 1) (y=2: the 20th largest is 0,
+    # all 40 fire, I = 1), as shares of their maxima I * P(y) = (2/3, 1/3, 1/2); s = -1
+    # gives I = (0, 0.8, 1.6), shares (0, 0.2, 0.8). Best first: 0.8 > 2/3, so s = -1 for
+    # every target (the unit fires on all of y=2 and 5 others): RIS@1 = 0.8 / (10/3) = 24 %.
+    # Raw I would have picked s = +1 (8/3 > 1.6) although y=0's 8/3 is 2/3 of its maximum.
+    got = representation_invariance_score(unit[:, None], targets, np.zeros(40), 1, sign="per_unit_max")
+    assert got == {1: pytest.approx(24.0)}
+    assert reference_ris(unit[:, None], targets, np.zeros(40), 1, sign="per_unit_max") == {1: pytest.approx(24.0)}
 
 
 @pytest.mark.parametrize(
@@ -247,6 +373,8 @@ def test_ties_at_the_threshold_all_fire():
         (lambda f, y, t, k: (f, y, t, (2.5,)), TypeError, "integers"),
         (lambda f, y, t, k: (f.astype(complex), y, t, k), TypeError, "real-valued"),
         (lambda f, y, t, k: (f[:1], y[:1], t[:1], k), ValueError, "at least 2 samples"),
+        (lambda f, y, t, k: (f, y, t, k, "per_target", "goodfellow"), ValueError, "local_rate='goodfellow'"),
+        (lambda f, y, t, k: (f, y, t, k, "per_target", "eq2", "target"), ValueError, "weighting='target'"),
     ],
 )
 def test_rejects_bad_input(change, error, match):

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 from datasets.invariance_sets import INVARIANCE_SETS, INVARIANCES, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
-from trainables.invariance import RIS_SIGN_RULES
+from trainables.invariance import check_ris_options
 from trainables.methods import METHODS, Method
 from trainables.models import SCORED_LAYERS, arch_problem
 from trainables.probes import PROBES, Probe
@@ -81,7 +81,11 @@ class TrialConfig:
     checkpoint_every: int = 1  # epochs between checkpoints (and the last one)
     eval_batch_size: int = 256  # frozen-feature extraction
     ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
-    ris_sign: str = "per_unit"  # RIS's sign rule (trainables.invariance.RIS_SIGN_RULES)
+    # RIS's reading (trainables.invariance): the sign rule, the local firing rate (Eq. 2
+    # or conditioned on the reference firing) and how samples weigh in it.
+    ris_sign: str = "per_target"
+    ris_local_rate: str = "eq2"
+    ris_weighting: str = "sample"
     eval_layer: str = "pool"  # the scored layer (trainables.models.SCORED_LAYERS; pool = the paper's)
     method: Method = field(default_factory=_default_method)
     invariances: tuple[InvarianceSetPart, ...] = field(default_factory=_default_invariances)
@@ -179,8 +183,7 @@ class TrialConfig:
             out.append(f"lr={self.lr} must be positive")
         if self.ris_max_objects < 0:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
-        if self.ris_sign not in RIS_SIGN_RULES:
-            out.append(f"ris_sign={self.ris_sign!r} is not one of {', '.join(RIS_SIGN_RULES)}")
+        out += [f"ris_{p}" for p in check_ris_options(self.ris_sign, self.ris_local_rate, self.ris_weighting)]
         if self.eval_layer not in SCORED_LAYERS:
             out.append(f"eval_layer={self.eval_layer!r} is not one of {', '.join(SCORED_LAYERS)}")
         for kind, parts in (("invariances", self.invariances), ("probes", self.probes)):

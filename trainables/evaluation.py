@@ -50,7 +50,8 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
         x, index = features(data.paths)
         # `index` holds the positions of the images that decoded: keep their annotations.
         scores = representation_invariance_score(x, data.targets[index], data.trajectories[index],
-                                                 top_k=RIS_TOP_K, sign=trial.ris_sign)
+                                                 top_k=RIS_TOP_K, sign=trial.ris_sign,
+                                                 local_rate=trial.ris_local_rate, weighting=trial.ris_weighting)
         for k in RIS_TOP_K:
             metrics[f"ris/{invariance.name}/top{k}"] = scores[k]
         metrics[f"data/ris_targets/{invariance.name}"] = len(np.unique(data.targets[index]))

@@ -54,7 +54,8 @@ class AloiIlluminationDirection(AloiFactor):
 
     def problems(self, trial) -> list[str]:
         if isinstance(self.camera, bool) or not isinstance(self.camera, int) or self.camera < 0:
-            return [f"invariances.illumination_direction.camera={self.camera!r} must be 0 (every camera) "
+            # The trial prefixes the part's section (invariances.illumination_direction.).
+            return [f"camera={self.camera!r} must be 0 (every camera) "
                     "or a camera number >= 1 (ALOI's c1..c3)"]
         return []
 
