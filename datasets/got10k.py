@@ -259,10 +259,14 @@ def read_occlusion(root: Path | str, split: str = "train", target: str = "sequen
     distinct cover level present (:func:`occlusion_samples`); sequences with fewer
     than two levels contribute nothing and are counted (``sequences_too_few_levels``),
     as are listed sequences whose folder is missing (``missing_sequences``). ``target``
-    is ``"sequence"`` (each sequence is its own target) or ``"object_class"`` (the
-    ``object_class`` of ``meta_info.ini``; a class's sequences are its trajectories).
+    is ``"sequence"`` (each sequence is its own target, one object in one video, so only
+    the occlusion varies within it: Eq. 2's local firing rate averages over all of a
+    target's samples, so that is what the score measures) or ``"object_class"`` (the
+    ``object_class`` of ``meta_info.ini``; a class's sequences are its trajectories, of
+    unequal sizes, and a target then also varies in the instance, its pose and scene).
     ``max_targets > 0`` keeps the first that many targets in list order. Crops are
-    written once into the cache (:mod:`datasets.crops`).
+    written once into the cache (:mod:`datasets.crops`); ``sources`` holds each crop's
+    frame path.
     """
     from datasets.crops import CropRequest, write_crops
 
@@ -304,17 +308,19 @@ def read_occlusion(root: Path | str, split: str = "train", target: str = "sequen
     crops, crop_skipped = write_crops(Path(root), f"got10k-occlusion-{split}", requests, crop_max_side)
     skipped.update({("unreadable_frames" if k in ("unreadable_images", "missing_images") else k): v
                     for k, v in crop_skipped.items()})
-    kept = [(path, owner) for path, owner in zip(crops, owners) if path is not None]
-    sizes = Counter(owner for _, owner in kept)
+    frames = [str(request.image) for request in requests]
+    kept = [(path, owner, frame) for path, owner, frame in zip(crops, owners, frames) if path is not None]
+    sizes = Counter(owner for _, owner, _ in kept)
     short = {owner for owner, size in sizes.items() if size < 2}  # lost a level while cutting
     skipped["sequences_too_few_levels"] += len(short)
-    kept = [(path, owner) for path, owner in kept if owner not in short]
-    if len({owner[0] for _, owner in kept}) < 1:
+    kept = [(path, owner, frame) for path, owner, frame in kept if owner not in short]
+    if len({owner[0] for _, owner, _ in kept}) < 1:
         raise DatasetFormatError(f"{folder}: no sequence has frames at two or more cover levels "
                                  f"(skipped: {dict(skipped) or 'nothing'})")
     return InvarianceSet(
-        "occlusion", [path for path, _ in kept],
-        np.asarray([owner[0] for _, owner in kept], dtype=np.int64),
-        np.asarray([owner[1] for _, owner in kept], dtype=np.int64),
+        "occlusion", [path for path, _, _ in kept],
+        np.asarray([owner[0] for _, owner, _ in kept], dtype=np.int64),
+        np.asarray([owner[1] for _, owner, _ in kept], dtype=np.int64),
         skipped={k: v for k, v in sorted(skipped.items()) if v},
+        sources=tuple(frame for _, _, frame in kept),
     )

@@ -6,8 +6,19 @@ consisting of objects from the same category, but different viewpoints are colle
 ensuring that each trajectory only contains one image for each unique viewpoint.
 Additionally, we can construct local trajectories containing objects belonging to the
 same category and depicted in the same viewpoint, restricting the transformation to
-instance changes only." The target is the category. Layout
-(../shared/reference/datasets.md, section 3)::
+instance changes only."
+
+Targets: under Eq. 2 the local firing rate ``L_y(i)`` averages over every sample of
+target ``y``; when the trajectories of ``y`` partition its samples it is the unit's
+firing fraction on ``y`` however they are grouped. So what a target holds decides what
+the score measures, and a target must vary only in the factor the set is named after:
+
+- ``instance``: one target per (category, viewpoint bin); its one trajectory is the
+  objects of that category seen from that bin, so only the instance varies;
+- ``instance_viewpoint``: one target per category; its trajectories hold one object per
+  viewpoint bin (the ``j``-th object of every bin), so instance and viewpoint vary.
+
+Layout (../shared/reference/datasets.md, section 3)::
 
     <root>/Annotations/<cls>_pascal/<id>.mat     <root>/Images/<cls>_pascal/<id>.jpg
     <root>/Annotations/<cls>_imagenet/<id>.mat   <root>/Images/<cls>_imagenet/<id>.JPEG
@@ -231,39 +242,58 @@ def read_objects(root: Path | str, keep: ObjectFilter) -> tuple[dict[str, list[P
     return dict(sorted(per_category.items())), skipped
 
 
-def group_trajectories(objects: list[Pascal3DObject], factor: str, azimuth_bins: int, elevation_bins: int
-                       ) -> tuple[list[list[Pascal3DObject]], int]:
-    """One category's local trajectories for ``factor``, and how many objects were left alone.
+INSTANCE_FACTORS: tuple[str, ...] = ("instance", "instance_viewpoint")
 
-    ``instance_viewpoint``: trajectory ``j`` takes the ``j``-th object of every viewpoint
-    bin that has one, so it holds one image per distinct viewpoint. ``instance``: the
-    objects of one viewpoint bin form one trajectory. Trajectories need two objects.
+
+def instance_targets(per_category: dict[str, list[Pascal3DObject]], factor: str, azimuth_bins: int = 8,
+                     elevation_bins: int = 3, max_targets: int = 0
+                     ) -> tuple[list[tuple[str, list[list[Pascal3DObject]]]], int]:
+    """The targets of ``factor``, each ``(label, trajectories)``, and how many objects were left alone.
+
+    ``instance``: a target per (category, viewpoint bin), labelled ``<category>@<bin>``,
+    whose one trajectory is the bin's objects: only the instance varies within it.
+    ``instance_viewpoint``: a target per category; trajectory ``j`` takes the ``j``-th
+    object of every viewpoint bin that has one, so it holds one image per distinct
+    viewpoint. Trajectories need two objects; a target without one is left out. Targets
+    in category then bin order; objects keep their order (file, then ``record.objects``).
+    ``max_targets > 0`` stops at that many targets (what lies beyond is not counted).
     """
-    bins: dict[int, list[Pascal3DObject]] = {}
-    for obj in objects:
-        bins.setdefault(viewpoint_bin(obj.azimuth, obj.elevation, azimuth_bins, elevation_bins), []).append(obj)
-    ordered = [bins[b] for b in sorted(bins)]
-    if factor == "instance":
-        groups = ordered
-    elif factor == "instance_viewpoint":
-        longest = max((len(b) for b in ordered), default=0)
-        groups = [[b[j] for b in ordered if j < len(b)] for j in range(longest)]
-    else:
-        raise ValueError(f"factor must be instance or instance_viewpoint, got {factor!r}")
-    kept = [group for group in groups if len(group) >= 2]
-    return kept, sum(len(group) for group in groups if len(group) < 2)
+    if factor not in INSTANCE_FACTORS:
+        raise ValueError(f"factor must be one of {', '.join(INSTANCE_FACTORS)}, got {factor!r}")
+    targets: list[tuple[str, list[list[Pascal3DObject]]]] = []
+    alone = 0
+    for category, objects in per_category.items():
+        bins: dict[int, list[Pascal3DObject]] = {}
+        for obj in objects:
+            bins.setdefault(viewpoint_bin(obj.azimuth, obj.elevation, azimuth_bins, elevation_bins), []).append(obj)
+        ordered = sorted(bins.items())
+        if factor == "instance":
+            candidates = [(f"{category}@{b}", [group]) for b, group in ordered]
+        else:
+            longest = max(len(group) for _, group in ordered)
+            candidates = [(category, [[group[j] for _, group in ordered if j < len(group)] for j in range(longest)])]
+        for label, groups in candidates:
+            if 0 < max_targets <= len(targets):
+                return targets, alone
+            kept = [group for group in groups if len(group) >= 2]
+            alone += sum(len(group) for group in groups if len(group) < 2)
+            if kept:
+                targets.append((label, kept))
+    return targets, alone
 
 
 def read_instance_set(root: Path | str, factor: str, keep: ObjectFilter = ObjectFilter(), azimuth_bins: int = 8,
                       elevation_bins: int = 3, max_targets: int = 0, crop_max_side: int = 224) -> InvarianceSet:
-    """PASCAL3D+'s ``instance`` or ``instance_viewpoint`` set (paper Sec. 3.2); target = category.
+    """PASCAL3D+'s ``instance`` or ``instance_viewpoint`` set (paper Sec. 3.2).
 
-    Categories in sorted order; ``max_targets > 0`` keeps the first that many with
-    trajectories. Skip counts: objects excluded by ``keep`` (``truncated_objects``, ...,
+    Targets as :func:`instance_targets` builds them (module docstring: why a target
+    varies only in the named factor). ``max_targets > 0`` keeps the first that many
+    targets. Skip counts: objects excluded by ``keep`` (``truncated_objects``, ...,
     ``missing_images``), ``objects_without_trajectory`` (alone in their group), and
     crops that could not be cut (``unreadable_images``, ``boxes_outside_image``).
-    Every kept object of the kept categories is cropped, so the two factors share one
-    crop folder when their options agree.
+    Every kept object of a category with a kept target is cropped, so the two factors
+    share one crop folder when their options agree. ``sources`` names each sample's
+    ``<annotation>.mat#<object index>`` (0-based in ``record.objects``).
     """
     from datasets.crops import CropRequest, write_crops
 
@@ -271,35 +301,35 @@ def read_instance_set(root: Path | str, factor: str, keep: ObjectFilter = Object
         raise ValueError(f"azimuth_bins and elevation_bins must be >= 1, got {azimuth_bins}, {elevation_bins}")
     root = Path(root)
     per_category, skipped = read_objects(root, keep)
-    chosen: dict[str, list[list[Pascal3DObject]]] = {}
-    for category, objects in per_category.items():
-        groups, alone = group_trajectories(objects, factor, azimuth_bins, elevation_bins)
-        skipped["objects_without_trajectory"] += alone
-        if groups:
-            chosen[category] = groups
-        if 0 < max_targets <= len(chosen):
-            break
-    all_objects = [obj for category in chosen for obj in per_category[category]]
+    chosen, alone = instance_targets(per_category, factor, azimuth_bins, elevation_bins, max_targets)
+    skipped["objects_without_trajectory"] += alone
+    categories = {group[0].category for _, groups in chosen for group in groups}
+    all_objects = [obj for category in per_category if category in categories for obj in per_category[category]]
     crops, crop_skipped = write_crops(root, "pascal3d", [CropRequest(o.image, o.crop_edges()) for o in all_objects],
                                       crop_max_side)
     skipped.update(crop_skipped)
     crop_of = {(o.annotation, o.index): path for o, path in zip(all_objects, crops)}
-    paths, targets, trajectories = [], [], []
+    paths, targets, trajectories, sources = [], [], [], []
     trajectory = 0
-    for target_id, groups in enumerate(chosen.values()):
+    target_id = 0
+    for _, groups in chosen:
+        kept_any = False
         for group in groups:
-            kept = [crop_of[(o.annotation, o.index)] for o in group]
-            kept = [path for path in kept if path is not None]
+            kept = [(crop_of[(o.annotation, o.index)], o) for o in group]
+            kept = [(path, o) for path, o in kept if path is not None]
             if len(kept) < 2:
                 skipped["objects_without_trajectory"] += len(kept)
                 continue
-            paths += kept
+            paths += [path for path, _ in kept]
+            sources += [f"{o.annotation}#{o.index}" for _, o in kept]
             targets += [target_id] * len(kept)
             trajectories += [trajectory] * len(kept)
             trajectory += 1
+            kept_any = True
+        target_id += kept_any
     if not paths:
-        raise DatasetFormatError(f"{root}: no {factor} trajectories (two or more objects of one category"
-                                 f"{'' if factor == 'instance_viewpoint' else ' in one viewpoint bin'}); "
+        where = "in different viewpoint bins" if factor == "instance_viewpoint" else "in one viewpoint bin"
+        raise DatasetFormatError(f"{root}: no {factor} trajectories (two or more objects of one category {where}); "
                                  f"skipped: {dict(skipped) or 'nothing'}")
     return InvarianceSet(factor, paths, np.asarray(targets, dtype=np.int64), np.asarray(trajectories, dtype=np.int64),
-                         skipped={k: v for k, v in sorted(skipped.items()) if v})
+                         skipped={k: v for k, v in sorted(skipped.items()) if v}, sources=tuple(sources))

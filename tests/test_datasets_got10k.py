@@ -70,6 +70,8 @@ def test_one_crop_per_distinct_level_and_sequences_with_one_level_counted(tree):
     assert all(c.size == (20, 15) for c in crops)
     # The first frame of each level is cut: sequence 1 frames 6, 4, 3, 1 (greys 50, 30, 20, 0) sorted by level.
     assert [round(c.getpixel((10, 7))[0] / 10) for c in crops[:4]] == [5, 3, 2, 0]
+    first = tree / "train" / "GOT-10k_Train_000001"
+    assert data.sources[:4] == tuple(str(first / f"{n:08d}.jpg") for n in (6, 4, 3, 1))
     again = read_occlusion(tree)  # reuses the cached crops
     assert again.paths == data.paths and again.skipped == data.skipped
 

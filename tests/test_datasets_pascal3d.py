@@ -1,6 +1,7 @@
 """The PASCAL3D+ reader and instance sets on hand-made .mat trees (release 1.1's naming) and the generated one."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_annotation_fields_and_other_classes(tree):
 
 
 def test_instance_viewpoint_holds_one_crop_per_viewpoint_bin(tree):
+    """Target = category; each trajectory takes one object of each viewpoint bin."""
     data = read_instance_set(tree, "instance_viewpoint")
     assert data.factor == "instance_viewpoint"
     assert data.skipped == {"truncated_objects": 1, "occluded_objects": 1, "difficult_objects": 1,
@@ -94,17 +96,26 @@ def test_instance_viewpoint_holds_one_crop_per_viewpoint_bin(tree):
     assert sizes[:3] == [(20, 15), (11, 11), (40, 30)]
 
 
-def test_instance_groups_one_viewpoint_bin(tree):
+def test_instance_targets_one_viewpoint_bin_of_one_category(tree):
+    """Under Eq. 2 the target, not the trajectory, decides what varies: an instance target
+    is one (category, viewpoint bin), so only the instance changes within it."""
     data = read_instance_set(tree, "instance")
-    assert data.targets.tolist() == [0, 0, 0, 0, 1, 1]
+    # car bin 0 (2008_000001, 2008_000002 #1), car bin 2 (n02814533_1, 2008_000002 #2), chair bin 1.
+    assert data.targets.tolist() == [0, 0, 1, 1, 2, 2]
     assert data.trajectories.tolist() == [0, 0, 1, 1, 2, 2]
+    cars = tree / "Annotations" / "car_pascal"
+    assert data.sources[:4] == (f"{cars / '2008_000001.mat'}#0", f"{cars / '2008_000002.mat'}#0",
+                                f"{tree / 'Annotations' / 'car_imagenet' / 'n02814533_1.mat'}#0",
+                                f"{cars / '2008_000002.mat'}#1")
     assert data.skipped["objects_without_trajectory"] == 2  # car at 180, chair at 270
     everything = read_instance_set(tree, "instance", ObjectFilter(True, True, True))
+    # + truncated, occluded and difficult cars at azimuth 0: bin 0 holds five.
     assert len(everything) == 9 and "truncated_objects" not in everything.skipped
+    assert everything.targets.tolist() == [0] * 5 + [1, 1, 2, 2]
     only_pascal = read_instance_set(tree, "instance", ObjectFilter(subsets=("pascal",)))
     assert len(only_pascal) == 4 and only_pascal.targets.tolist() == [0, 0, 1, 1]
-    first = read_instance_set(tree, "instance", max_targets=1)
-    assert set(first.targets.tolist()) == {0}
+    first = read_instance_set(tree, "instance", max_targets=2)
+    assert first.targets.tolist() == [0, 0, 1, 1] and len(first) == 4  # both car bins, no chair
 
 
 def test_mat_without_record_is_named(tree):
@@ -133,6 +144,21 @@ def test_box_outside_image_and_missing_image_are_skipped_and_counted(tree):
     assert path.exists()
 
 
+def test_a_set_without_trajectories_names_the_root_and_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "one_per_view"
+    write_image(root, "car", "2008_000001", [obj("car", [1, 1, 20, 15], 0.0)])
+    write_image(root, "car", "2008_000002", [obj("car", [1, 1, 20, 15], 90.0)])
+    message = (f"{root}: no instance trajectories (two or more objects of one category in one viewpoint bin); "
+               "skipped: {'objects_without_trajectory': 2}")
+    with pytest.raises(DatasetFormatError, match=re.escape(message)):
+        read_instance_set(root, "instance")
+    assert read_instance_set(root, "instance_viewpoint").targets.tolist() == [0, 0]
+    write_image(root, "car", "2008_000002", [obj("car", [1, 1, 20, 15], 2.0)])  # now both at azimuth ~0
+    with pytest.raises(DatasetFormatError, match="no instance_viewpoint trajectories .* in different viewpoint bins"):
+        read_instance_set(root, "instance_viewpoint")
+
+
 def test_bad_roots_are_named(tmp_path, tree):
     with pytest.raises(DatasetFormatError, match="no Annotations/ folder"):
         validate_pascal3d_root(tmp_path)
@@ -153,6 +179,9 @@ def test_generated_tree_reads_with_plain_loadmat_and_the_reader(data_cache):
     assert len(view) == 2 * 4 * 2 and len(set(zip(view.targets.tolist(), view.trajectories.tolist()))) == 4
     for path in view.paths:
         assert Image.open(path).size[0] <= 32
+    instance = read_instance_set(root, "instance")  # a target per (category, azimuth bin), one trajectory each
+    assert sorted(instance.sources) == sorted(view.sources) and len(set(instance.sources)) == len(instance)
+    assert np.array_equal(instance.targets, instance.trajectories) and instance.targets.max() + 1 == 2 * 4
     # Each instance+viewpoint trajectory holds one crop per azimuth bin (0, 90, 180, 270 degrees).
     annotations = sorted((root / "Annotations" / "chair_pascal").glob("*.mat"))
     azimuths = [read_annotation(p, root / "Images" / "chair_pascal")[0].azimuth for p in annotations[:8]]

@@ -70,10 +70,11 @@ def test_trajectories_of_the_synthetic_roots(trial):
     for name in ("instance", "instance_viewpoint"):
         data = sets[name]
         assert len(data) == 4 * 8 * 3 and data.skipped == {"truncated_objects": 8}
-        assert len(set(data.targets.tolist())) == 4
-    groups = {"instance": 4 * 8, "instance_viewpoint": 4 * 3}
-    for name, count in groups.items():
-        assert len(set(zip(sets[name].targets.tolist(), sets[name].trajectories.tolist()))) == count
+    # instance: a target per (category, azimuth bin), one trajectory each; instance_viewpoint:
+    # a target per category, trajectories of one object per azimuth bin.
+    for name, targets, trajectories in (("instance", 4 * 8, 4 * 8), ("instance_viewpoint", 4, 4 * 3)):
+        assert len(set(sets[name].targets.tolist())) == targets
+        assert len(set(zip(sets[name].targets.tolist(), sets[name].trajectories.tolist()))) == trajectories
     assert all(path.is_file() for data in sets.values() for path in data.paths)
 
 

@@ -38,7 +38,9 @@ class InvarianceSet:
     ``paths[k]`` shows target ``targets[k]`` and belongs to trajectory
     ``trajectories[k]`` (both int64). ``skipped`` counts what the reader left out and
     why (e.g. ``{"missing_frames": 2}``), so the evaluation can report it; readers with
-    nothing to skip leave it empty.
+    nothing to skip leave it empty. ``sources[k]``, where a reader gives them, says what
+    ``paths[k]`` was cut from (PASCAL3D+: ``<annotation>.mat#<object index>``; GOT-10k:
+    the frame's path), so a crop can be traced back to its annotation; empty otherwise.
     """
 
     factor: str
@@ -46,6 +48,7 @@ class InvarianceSet:
     targets: np.ndarray
     trajectories: np.ndarray
     skipped: dict[str, int] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.paths) == len(self.targets) == len(self.trajectories):
@@ -53,6 +56,8 @@ class InvarianceSet:
                 f"{self.factor}: {len(self.paths)} paths, {len(self.targets)} targets and "
                 f"{len(self.trajectories)} trajectories must have the same length"
             )
+        if self.sources and len(self.sources) != len(self.paths):
+            raise ValueError(f"{self.factor}: {len(self.sources)} sources for {len(self.paths)} paths")
 
     def __len__(self) -> int:
         return len(self.paths)

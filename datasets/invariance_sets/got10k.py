@@ -2,7 +2,11 @@
 
 "Local trajectories consisting of varying occlusions are constructed for each video by
 using one sample for each unique level of occlusion": the target cut out by its box from
-one frame per distinct cover level (datasets.got10k.read_occlusion).
+one frame per distinct cover level (datasets.got10k.read_occlusion). The default target
+is the sequence: one object seen in one video, so only the occlusion varies within a
+target, which Eq. 2 needs (its local firing rate averages over all of the target's
+samples). ``target=object_class`` pools a class's sequences into one target, which then
+varies in the instance (and its pose and scene) too.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ class Occlusion(InvarianceSetPart):
     """Occlusion trajectories from GOT-10k sequences.
 
     ``split``: the GOT-10k split read (the paper uses ``train``); ``target``: ``sequence``
-    (each sequence its own target, the default) or ``object_class`` (``meta_info.ini``);
+    (each sequence its own target, the default: only occlusion varies within it) or
+    ``object_class`` (``meta_info.ini``; mixes instance variation into each target);
     ``min_level``: the lowest cover level used (1: frames where some of the target is
     visible; 0 would add crops of the occluder alone); ``crop_max_side``: crops larger
     than this are shrunk (the evaluation resizes them anyway).

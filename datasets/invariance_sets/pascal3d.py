@@ -1,11 +1,16 @@
 """PASCAL3D+'s instance and instance+viewpoint invariance sets (paper Sec. 3.2), parts:
 ``invariances=instance,instance_viewpoint``.
 
-Target = category. ``instance_viewpoint``: "objects from the same category, but
-different viewpoints ... each trajectory only contains one image for each unique
-viewpoint"; ``instance``: "objects belonging to the same category and depicted in the
-same viewpoint, restricting the transformation to instance changes only"
-(datasets.pascal3d.read_instance_set).
+Under Eq. 2 a target's local firing rate is the unit's firing fraction over all of the
+target's samples when its trajectories partition them, so a target may vary only in the
+set's factor (datasets.pascal3d.read_instance_set):
+
+- ``instance``: target = (category, viewpoint bin), one trajectory of its objects:
+  "objects belonging to the same category and depicted in the same viewpoint,
+  restricting the transformation to instance changes only";
+- ``instance_viewpoint``: target = category, trajectories of one object per viewpoint
+  bin: "objects from the same category, but different viewpoints ... each trajectory
+  only contains one image for each unique viewpoint".
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ PASCAL3D_ROLES = {"pascal3d": DataRole(PASCAL3D, default_source="synthetic-pasca
 
 @dataclass(frozen=True)
 class Pascal3DFactor(InvarianceSetPart):
-    """Cropped PASCAL3D+ objects grouped by category and viewpoint bin.
+    """Cropped PASCAL3D+ objects grouped by category and viewpoint bin (targets: see the module).
 
     ``azimuth_bins``: equal sectors of the circle, the first centred on azimuth 0
     (default 8: 45 degrees each); ``elevation_bins``: equal bands of [-90, 90] degrees
@@ -68,7 +73,7 @@ class Pascal3DFactor(InvarianceSetPart):
 @INVARIANCE_SETS.register
 @dataclass(frozen=True)
 class Instance(Pascal3DFactor):
-    """Objects of one category in one viewpoint bin: only the instance changes."""
+    """Target = (category, viewpoint bin), its objects one trajectory: only the instance changes."""
 
     name: ClassVar[str] = "instance"
 
@@ -76,6 +81,6 @@ class Instance(Pascal3DFactor):
 @INVARIANCE_SETS.register
 @dataclass(frozen=True)
 class InstanceViewpoint(Pascal3DFactor):
-    """Objects of one category, one per viewpoint bin: instance and viewpoint change."""
+    """Target = category, trajectories of one object per viewpoint bin: instance and viewpoint change."""
 
     name: ClassVar[str] = "instance_viewpoint"
