@@ -12,7 +12,6 @@ sequence): with category targets for both PASCAL3D+ sets their scores would be e
 """
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
