@@ -8,7 +8,7 @@ over the samples of target ``y``, so a representation scores high on a set when 
 invariant to what varies within that set's targets and tells the targets apart. The
 margins below therefore come from what the targets hold (PASCAL3D+ ``instance``:
 (category, viewpoint bin); ``instance_viewpoint``: category; GOT-10k ``occlusion``:
-sequence): with category targets for both PASCAL3D+ sets their scores would be equal.
+sequence): with category targets for both PASCAL3D+ sets, Eq. 2 would score them equally.
 They hold under either local-rate reading (``local_rate``): Eq. 2, and Goodfellow et
 al.'s rate conditioned on the reference firing.
 """
