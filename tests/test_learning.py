@@ -23,7 +23,9 @@ from benchmarks import bench_learning
 # the seed is pinned here.
 MIN_PROBE_MARGIN_POINTS = 5.0
 # Viewpoint RIS rose by 14.7, 16.2 and 22.3 points over seeds 0, 1 and 2 (Xeon), by 15.2
-# (AMD, seed 0), and by 30.1 over the BN-recalibrated initialisation (AMD, seed 0).
+# (AMD, seed 0), and by 30.1 over the BN-recalibrated initialisation (AMD, seed 0), under
+# the retired per-unit sign rule; under the default per-target rule by 16.7 and 31.7
+# (Xeon, seed 0, 2026-12-06; probe +10.3 and +17.0).
 MIN_VIEWPOINT_RIS_GAIN_POINTS = 8.0
 # The supervised reference in the same setting (labels, 240 steps): 43.83 -> 53.50, +9.7
 # (AMD EPYC, seed 0; `python -m benchmarks.bench_learning --quick --set method=supervised`).
