@@ -349,19 +349,21 @@ def part_data(report: Report, ctx: dict) -> None:
             bottleneck = "data" if report.figures["data/cpu_augment/images_per_second"] < step_rate else "step"
             report.add("data/bottleneck", bottleneck)
 
-    # Augmentation on the device: the loader only reads the files' bytes.
+    # Augmentation on the device: the loader only reads the files' bytes, so its first
+    # wave is short; the views cost Python time per image, so fewer batches are timed.
     if over_cap():
         report.add("data/gpu_augment/skipped", "part time cap")
     else:
         gpu_views = GpuViews(views, device)
         files = FileBytes(dataset.paths)
-        loader = loader_for(files, sizes, first_wave + timed, workers, False, collate_fn=list)
-        rate, _ = steady_rate(loader, lambda batch: (gpu_views(batch), sync(device)), first_wave, timed,
+        gpu_wave, gpu_timed = min(first_wave, 2), max(1, timed // 4)
+        loader = loader_for(files, sizes, gpu_wave + gpu_timed, workers, False, collate_fn=list)
+        rate, _ = steady_rate(loader, lambda batch: (gpu_views(batch), sync(device)), gpu_wave, gpu_timed,
                               sizes.batch_size)
         report.add("data/gpu_augment/images_per_second", rate)
         if not over_cap():
-            loader = loader_for(files, sizes, first_wave + timed, workers, False, collate_fn=list)
-            rate, _ = steady_rate(loader, lambda batch: step(*gpu_views(batch)), first_wave, timed,
+            loader = loader_for(files, sizes, gpu_wave + gpu_timed, workers, False, collate_fn=list)
+            rate, _ = steady_rate(loader, lambda batch: step(*gpu_views(batch)), gpu_wave, gpu_timed,
                                   sizes.batch_size)
             sync(device)
             report.add(f"data/gpu_augment_fed_step_{settings_name(amp, settings.channels_last)}/images_per_second",
