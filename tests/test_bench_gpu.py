@@ -25,6 +25,29 @@ def test_device_settings_mixed_precision_layout_and_memory_follow_the_device():
     assert not (cpu.amp or cpu.loss_scaling or cpu.channels_last or cpu.pin_memory or cpu.cudnn_benchmark)
 
 
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
+def test_a_resumed_optimizer_keeps_its_state_on_the_parameters_device(tmp_path, one_torch_thread):
+    """The "meta" device stands in for a GPU: SGD's momentum buffers must follow the
+    parameters there (loaded before the move, they stayed on the CPU: the first step after
+    a resume on a GPU failed)."""
+    from trainables.config import TrialConfig
+    from trainables.pretrain import save_checkpoint, setup_training
+
+    trial = TrialConfig().override({"image_size": 32, "batch_size": 4, "method.queue_size": 8, "method.dim": 8})
+    model, optimizer, scheduler, first = setup_training(trial, torch.device("cpu"), device_settings("cpu"))
+    assert first == 0
+    x = torch.randn(4, 3, 32, 32)
+    trial.method.training_step(model, (x, x), None).backward()
+    optimizer.step()  # creates the momentum buffers
+    save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, epoch=0)
+
+    model, optimizer, _, first = setup_training(trial, torch.device("meta"), device_settings("cpu"),
+                                                tmp_path / "checkpoint.pt")
+    assert first == 1 and {p.device.type for p in model.parameters()} == {"meta"}
+    buffers = [state["momentum_buffer"] for state in optimizer.state.values()]
+    assert buffers and {b.device.type for b in buffers} == {"meta"}
+
+
 def test_feature_actors_ask_for_gpus_only_where_some_exist_or_may_be_added():
     assert gpu_actors(True, {"CPU": 16.0, "GPU": 1.0}, autoscaling=False)
     assert not gpu_actors(True, {"CPU": 2.0}, autoscaling=False)  # a laptop: pending forever otherwise

@@ -167,6 +167,26 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=N
     return int(state["epoch"])
 
 
+def setup_training(trial: TrialConfig, device: torch.device, settings: DeviceSettings,
+                   checkpoint_file: Path | None = None, scaler=None):
+    """`(model, optimizer, scheduler, first epoch)`: the method's model on `device` in the
+    device's layout (identical initial weights, and MoCo queue, on every rank), resumed
+    from `checkpoint_file` when one is given.
+
+    The model moves before the optimizer loads its state, which lands on its parameters'
+    device: loaded first, SGD's momentum buffers would stay on the CPU while the
+    parameters went to the GPU, and the first step after a resume would fail.
+    """
+    model = build_model(trial).to(device)
+    if settings.channels_last:  # cuDNN follows the weights' layout: the inputs need no conversion
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, trial)
+    start_epoch = 0
+    if checkpoint_file is not None:
+        start_epoch = load_checkpoint(checkpoint_file, model, optimizer, scheduler, scaler) + 1
+    return model, optimizer, scheduler, start_epoch
+
+
 def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
     """The fault tests' worker death (inject_kill_mid_epoch), once per Train run: a marker,
     then SIGKILL, as a preempted node or an OOM kill ends a process (no exception, no cleanup).
@@ -203,19 +223,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark
     scaler = torch.amp.GradScaler("cuda", enabled=settings.loss_scaling)
 
-    model = build_model(trial)  # identical initial weights (and MoCo queue) on every rank
-    if settings.channels_last:  # cuDNN follows the weights' layout: the inputs need no conversion
-        model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = build_optimizer(model, trial)
-
-    start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     resumed = checkpoint is not None
     if resumed:
         with checkpoint.as_directory() as checkpoint_dir:
-            start_epoch = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler,
-                                          scaler) + 1
+            model, optimizer, scheduler, start_epoch = setup_training(
+                trial, device, settings, Path(checkpoint_dir) / CHECKPOINT_FILE, scaler)
         log.info("resuming %s pretraining at epoch %d", method.name, start_epoch)
+    else:
+        model, optimizer, scheduler, start_epoch = setup_training(trial, device, settings)
 
     # No per-step buffer broadcast: MoCo's queue is identical on every rank by
     # construction (keys are gathered in rank order), and only rank 0's BN statistics
