@@ -69,12 +69,13 @@ class Sizes:
     image_size: int
     batch_size: int
     queue_size: int
-    steps: int  # timed steps per configuration (part 1 and 5)
+    steps: int  # timed steps per configuration (parts 1 and 6)
     warmup: int  # untimed steps before them (cuDNN autotuning, allocator, compilation)
     images: int  # JPEG files written (the pretraining folder, also the features' input)
     source_hw: tuple[int, int]  # their size: ImageNet's typical 375 x 500
     data_batches: int  # batches timed per data-path figure, after the loader's first wave
     train_steps: int  # steps of the Ray Train run
+    feature_images: int  # of the written JPEGs, how many part 4 embeds
     eval_batch_size: int
     ris_objects: int
     ris_views: int
@@ -87,7 +88,8 @@ class Sizes:
 
 
 FULL = Sizes(arch="resnet50", image_size=224, batch_size=256, queue_size=65536, steps=20, warmup=5,
-             images=6400, source_hw=(375, 500), data_batches=28, train_steps=300, eval_batch_size=512,
+             images=6400, source_hw=(375, 500), data_batches=28, train_steps=200, feature_images=3200,
+             eval_batch_size=512,
              ris_objects=1000, ris_views=72, ris_units=2048, cpus=max(1, (os.cpu_count() or 2) - 1),
              compile_backend="inductor", compile_configs=len(STEP_GRID),
              part_caps_s={"step": 90, "data": 75, "train": 150, "features": 60, "ris": 60, "compile": 1e9},
@@ -95,7 +97,8 @@ FULL = Sizes(arch="resnet50", image_size=224, batch_size=256, queue_size=65536, 
 # Every part for a step or two at toy sizes on CPU: a check that the script runs, not a figure.
 # torch.compile traces with the "eager" backend here (inductor's C++ build takes minutes on CPU).
 SMOKE = Sizes(arch="resnet18", image_size=32, batch_size=8, queue_size=16, steps=1, warmup=1,
-              images=16, source_hw=(40, 48), data_batches=2, train_steps=2, eval_batch_size=8,
+              images=16, source_hw=(40, 48), data_batches=2, train_steps=2, feature_images=16,
+              eval_batch_size=8,
               ris_objects=10, ris_views=8, ris_units=32, cpus=1, compile_backend="eager", compile_configs=1,
               part_caps_s={p: 1e9 for p in PARTS}, compile_reserve_s=0)
 
@@ -468,7 +471,8 @@ def part_features(report: Report, ctx: dict) -> None:
     from trainables.models import resnet_backbone
     from trainables.pretrain import cpu_split
 
-    sizes, device, paths, started = ctx["sizes"], ctx["device"], ctx["paths"], time.monotonic()
+    sizes, device, started = ctx["sizes"], ctx["device"], time.monotonic()
+    paths = ctx["paths"][:sizes.feature_images]
     torch.manual_seed(0)
     trunk, _ = resnet_backbone(sizes.arch)
     weights = TrainedBackbone(trunk.eval(), sizes.arch, digest=f"bench-gpu-{sizes.arch}-random")
@@ -595,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON of the figures (default {DEFAULT_OUT})")
     parser.add_argument("--budget-s", type=float, default=450.0, help="the whole run's time limit (default 450)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
-    parser.add_argument("--train-steps", type=int, default=None, help="steps of the Ray Train run (default 300)")
+    parser.add_argument("--train-steps", type=int, default=None, help=f"steps of the Ray Train run (default {FULL.train_steps})")
     args = parser.parse_args(argv)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if unknown := [p for p in parts if p not in PARTS]:
