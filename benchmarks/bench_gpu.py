@@ -539,8 +539,6 @@ def run(smoke: bool | None = None, out: Path | None = DEFAULT_OUT, budget_s: flo
         parts: tuple[str, ...] = PARTS, train_steps: int | None = None) -> dict:
     """Every part in order; the figures. Raises RuntimeError (after reporting) if a part
     failed. `smoke` None: the full run where CUDA is, else the smoke."""
-    from trainables.pretrain import device_settings
-
     total_start = time.perf_counter()
     cuda = torch.cuda.is_available()
     smoke = (not cuda) if smoke is None else smoke
@@ -549,6 +547,19 @@ def run(smoke: bool | None = None, out: Path | None = DEFAULT_OUT, budget_s: flo
         sizes = dataclasses.replace(sizes, train_steps=train_steps)
     device = torch.device("cuda" if cuda and not smoke else "cpu")
     budget = Budget(budget_s)
+    threads = torch.get_num_threads()
+    if smoke:  # toy models: more threads than the Train worker's CPUs only fight over the cores
+        torch.set_num_threads(sizes.cpus)
+    try:
+        return _run_parts(sizes, smoke, device, budget, out, parts, total_start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_parts(sizes: Sizes, smoke: bool, device: torch.device, budget: Budget, out: Path | None,
+               parts: tuple[str, ...], total_start: float) -> dict:
+    from trainables.pretrain import device_settings
+
     report = Report(out)
     report.add("mode", "smoke (CPU, toy sizes: not performance)" if smoke else "full")
     report.add("machine", machine())
