@@ -211,6 +211,9 @@ def make_step(trial, device: torch.device, amp_dtype, channels_last: bool, compi
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compile_backend:
+        # A fresh cache per configuration: the encoders of every configuration share one
+        # forward, whose recompile limit would otherwise send later ones back to eager.
+        torch._dynamo.reset()
         # The encoders hold the compute; MoCo's queue bookkeeping stays eager.
         model.encoder_q = torch.compile(model.encoder_q, backend=compile_backend)
         model.encoder_k = torch.compile(model.encoder_k, backend=compile_backend)
