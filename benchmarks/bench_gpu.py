@@ -451,6 +451,9 @@ def part_train(report: Report, ctx: dict) -> None:
         step_rate = ctx["step_rates"].get(settings) if settings else None
         if step_rate:
             report.add("train/over_step_only", steady / step_rate)
+        fed = report.figures.get(f"data/fed_step_{settings_name(*settings)}/images_per_second") if settings else None
+        if fed:  # the same step and data path without Ray: what Train itself costs
+            report.add("train/over_fed_step", steady / fed)
     report.add("train/final_loss", float(result.metrics["pretrain/loss"]))
 
 
