@@ -1,6 +1,8 @@
 """Frozen features: a backbone's pooled output on every image of a set."""
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from datasets.image_folder import ImagePathDataset, collate_skip_corrupt
 from datasets.placement import cpu_stage_args
+
+log = logging.getLogger(__name__)
 
 
 def extract_features(
@@ -115,6 +119,13 @@ class FeatureExtractor:
         return features, labels
 
 
+def gpu_actors(use_gpu: bool, cluster_resources: dict[str, float], autoscaling: bool) -> bool:
+    """Whether the feature actors ask for a GPU each: when the trial uses GPUs and the
+    cluster has some, or may get some (a cluster the autoscaler grows on demand). A local
+    Ray without GPUs would leave GPU actors pending forever: there they run on CPUs."""
+    return use_gpu and (cluster_resources.get("GPU", 0) > 0 or autoscaling)
+
+
 class RayDataFeatures:
     """Frozen features by Ray Data batch inference, cached as Parquet: the evaluation
     stage's extraction path (same interface as :class:`FeatureExtractor`).
@@ -209,18 +220,22 @@ class RayDataFeatures:
         import pyarrow.parquet as pq
         import ray
 
+        resources = ray.cluster_resources()
+        # A `ray job submit` driver (RAY_ADDRESS set) is on a cluster that may scale GPU nodes up.
+        use_gpu = gpu_actors(self.use_gpu, resources, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
+        if self.use_gpu and not use_gpu:
+            log.warning("use_gpu is set but this Ray instance has no GPUs: features are extracted on CPUs")
         if self.max_actors > 0:
             actors = self.max_actors
         else:
-            free = ray.cluster_resources().get("GPU" if self.use_gpu else "CPU", 1)
-            actors = max(1, int(free))
+            actors = max(1, int(resources.get("GPU" if use_gpu else "CPU", 1)))
         items = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)])
         embedded = items.map_batches(
             _EmbedImages, batch_size=self.batch_size, batch_format="numpy", concurrency=(1, actors),
             fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
-                                   "use_gpu": self.use_gpu, "layer": self.layer},
-            num_gpus=1 if self.use_gpu else 0, num_cpus=0 if self.use_gpu else 1,
-            **({} if self.use_gpu else cpu_stage_args()),  # CPU actors stay off GPU nodes
+                                   "use_gpu": use_gpu, "layer": self.layer},
+            num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1,
+            **({} if use_gpu else cpu_stage_args()),  # CPU actors stay off GPU nodes
         )
         index, features = [], []
         for batch in embedded.iter_batches(batch_format="numpy", batch_size=None):

@@ -117,12 +117,12 @@ class MoCo(nn.Module):
     def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys with `keys` (the whole global batch, in rank order)."""
         queue_size = self.queue.shape[1]
-        ptr = int(self.queue_ptr)
         # A batch that lost corrupt images is shorter than the nominal batch that K is a
         # multiple of; indexing modulo K keeps the ring (identical on every rank) intact.
-        idx = torch.arange(ptr, ptr + keys.shape[0], device=keys.device) % queue_size
+        # The pointer stays a device tensor: reading it on the host would wait for the GPU.
+        idx = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % queue_size
         self.queue[:, idx] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + keys.shape[0]) % queue_size
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % queue_size)
 
     @torch.no_grad()
     def _keys(self, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ import logging
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,46 @@ def cpu_split(cpus: int, device: torch.device) -> tuple[int, int]:
     return cpus - loader_workers, loader_workers
 
 
-def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_workers: int) -> DataLoader:
+@dataclass(frozen=True)
+class DeviceSettings:
+    """How the training step uses its device; see :func:`device_settings`."""
+
+    amp: bool  # autocast the forward pass to `amp_dtype`
+    amp_dtype: torch.dtype
+    loss_scaling: bool  # a GradScaler (fp16 only)
+    channels_last: bool  # NHWC weights, so cuDNN runs its tensor-core convolutions without transposes
+    pin_memory: bool  # page-locked batches, so the host-to-device copies are asynchronous
+    cudnn_benchmark: bool  # cuDNN picks the fastest convolution for the fixed input size
+
+
+def device_settings(device_type: str, bf16_supported: bool = False) -> DeviceSettings:
+    """The training step's settings on a `device_type` ("cuda" or "cpu").
+
+    On a GPU: mixed precision, bf16 where the card has it (fp32's range: no loss scaling),
+    else fp16 with a GradScaler against gradient underflow; channels_last; pinned memory;
+    cuDNN autotuning (the crop size is fixed). On CPU: fp32 and none of these.
+    `benchmarks/bench_gpu.py` measures each against its alternative.
+    """
+    cuda = device_type == "cuda"
+    dtype = torch.bfloat16 if bf16_supported else torch.float16
+    return DeviceSettings(amp=cuda, amp_dtype=dtype, loss_scaling=cuda and dtype == torch.float16,
+                          channels_last=cuda, pin_memory=cuda, cudnn_benchmark=cuda)
+
+
+def train_step(method, model: nn.Module, optimizer, scaler, inputs, labels, device_type: str,
+               settings: DeviceSettings) -> torch.Tensor:
+    """One optimiser step of `method` on one batch (already on the device); its loss."""
+    with torch.autocast(device_type=device_type, dtype=settings.amp_dtype, enabled=settings.amp):
+        loss = method.training_step(model, inputs, labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
+def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_workers: int,
+                    pin_memory: bool = False) -> DataLoader:
     """This worker's shard of the method's training set, in full batches.
 
     The DistributedSampler is built here (not by `prepare_data_loader`) so that its
@@ -94,7 +134,7 @@ def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_worke
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=trial.seed, drop_last=True)
     loader = DataLoader(ReplaceCorrupt(dataset), batch_size=per_worker_batch(trial.batch_size, world_size),
-                        sampler=sampler, drop_last=True, num_workers=loader_workers)
+                        sampler=sampler, drop_last=True, num_workers=loader_workers, pin_memory=pin_memory)
     where = str(getattr(dataset, "root", next(iter(roots.values()), "")))
     if len(loader) == 0:
         raise ValueError(f"{where}: {len(dataset)} images are fewer than one global batch of "
@@ -125,6 +165,26 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=N
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     return int(state["epoch"])
+
+
+def setup_training(trial: TrialConfig, device: torch.device, settings: DeviceSettings,
+                   checkpoint_file: Path | None = None, scaler=None):
+    """`(model, optimizer, scheduler, first epoch)`: the method's model on `device` in the
+    device's layout (identical initial weights, and MoCo queue, on every rank), resumed
+    from `checkpoint_file` when one is given.
+
+    The model moves before the optimizer loads its state, which lands on its parameters'
+    device: loaded first, SGD's momentum buffers would stay on the CPU while the
+    parameters went to the GPU, and the first step after a resume would fail.
+    """
+    model = build_model(trial).to(device)
+    if settings.channels_last:  # cuDNN follows the weights' layout: the inputs need no conversion
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, trial)
+    start_epoch = 0
+    if checkpoint_file is not None:
+        start_epoch = load_checkpoint(checkpoint_file, model, optimizer, scheduler, scaler) + 1
+    return model, optimizer, scheduler, start_epoch
 
 
 def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
@@ -159,28 +219,26 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch_threads, loader_workers = cpu_split(trial.cpus_per_worker, device)
     if device.type == "cpu":
         torch.set_num_threads(torch_threads)
-    use_amp = device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range and does not.
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    settings = device_settings(device.type, device.type == "cuda" and torch.cuda.is_bf16_supported())
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.loss_scaling)
 
-    model = build_model(trial)  # identical initial weights (and MoCo queue) on every rank
-    optimizer, scheduler = build_optimizer(model, trial)
-
-    start_epoch = 0
     checkpoint = ray.train.get_checkpoint()
     resumed = checkpoint is not None
     if resumed:
         with checkpoint.as_directory() as checkpoint_dir:
-            start_epoch = load_checkpoint(Path(checkpoint_dir) / CHECKPOINT_FILE, model, optimizer, scheduler,
-                                          scaler) + 1
+            model, optimizer, scheduler, start_epoch = setup_training(
+                trial, device, settings, Path(checkpoint_dir) / CHECKPOINT_FILE, scaler)
         log.info("resuming %s pretraining at epoch %d", method.name, start_epoch)
+    else:
+        model, optimizer, scheduler, start_epoch = setup_training(trial, device, settings)
 
     # No per-step buffer broadcast: MoCo's queue is identical on every rank by
     # construction (keys are gathered in rank order), and only rank 0's BN statistics
     # are evaluated.
     ddp_model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"broadcast_buffers": False})
-    loader = ray.train.torch.prepare_data_loader(pretrain_loader(trial, world_size, rank, loader_workers))
+    loader = ray.train.torch.prepare_data_loader(pretrain_loader(trial, world_size, rank, loader_workers,
+                                                                 pin_memory=settings.pin_memory))
     total_steps, step = trial.epochs * len(loader), start_epoch * len(loader)
 
     for epoch in range(start_epoch, trial.epochs):
@@ -188,26 +246,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
         seed_everything(trial.seed, rank, epoch)
         loader.sampler.set_epoch(epoch)
         ddp_model.train()
+        # Sums stay on the device: reading one back every step would stall the GPU's queue.
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        images = skipped = 0
+        skipped = torch.zeros((), dtype=torch.float64, device=device)
+        images = 0
         start = time.perf_counter()
         for batch_index, (inputs, labels, n_skipped) in enumerate(loader):
             if epoch == trial.inject_kill_mid_epoch and not resumed and rank == 0 and batch_index == len(loader) // 2:
                 _kill_this_worker(trial, epoch)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = method.training_step(ddp_model, inputs, labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(method, ddp_model, optimizer, scaler, inputs, labels, device.type, settings)
             step += 1
             method.on_step_end(model, step, total_steps)
             loss_sum += loss.detach() * len(n_skipped)
             images += len(n_skipped)
-            skipped += int(n_skipped.sum())
+            skipped += n_skipped.sum()
         scheduler.step()
+        if device.type == "cuda":  # the epoch ends when its queued kernels have run
+            torch.cuda.synchronize(device)
         elapsed = distributed.all_reduce(torch.tensor([time.perf_counter() - start], device=device), "max")
-        counts = torch.tensor([images, skipped], dtype=torch.float64, device=device)
+        counts = torch.stack([torch.tensor(float(images), dtype=torch.float64, device=device), skipped])
         loss_sum, (images, skipped) = distributed.all_reduce(loss_sum), distributed.all_reduce(counts).tolist()
         metrics = {
             "epoch": epoch,
