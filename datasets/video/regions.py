@@ -192,20 +192,25 @@ def link_chunk(rows: pa.Table, chunk_frames: int, frame_gap: int, threshold: flo
         out["problem"] = (f"{video} chunk {chunk}: {chunk_frames - len(set(offsets))} frames without features; "
                           "no tracks through it")
         return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
-    features = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], max(r["dim"], 1))
-                for r in frames]
-    boxes = [np.asarray(r["boxes"] or [], np.float64).reshape(-1, 4) for r in frames]
+    features, boxes, truth = decode_chunk(frames)
     pairs = chunk_track_pairs(features, frame_gap, threshold, matching=matching)
     out |= {"num_pairs": len(pairs), "offset_a": pairs.offset_a.tolist(), "offset_b": pairs.offset_b.tolist(),
             "frame_a": [frames[a]["frame_index"] for a in pairs.offset_a],
             "frame_b": [frames[b]["frame_index"] for b in pairs.offset_b],
             "box_a": boxes_at(boxes, pairs.offset_a, pairs.region_a),
             "box_b": boxes_at(boxes, pairs.offset_b, pairs.region_b), "score": pairs.score.tolist()}
-    truth = [r["truth_box"] for r in frames]
     if any(box is not None for box in truth):
         counts = track_precision_recall(pairs, boxes, truth, frame_gap)
         out |= {"annotated": True} | {k: counts[k] for k in ("correct", "chance_pairs", "trackable", "recalled")}
     return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
+
+
+def decode_chunk(frames: list[dict]) -> tuple[list[np.ndarray], list[np.ndarray], list[list[float] | None]]:
+    """A chunk's FEATURE_SCHEMA rows, in frame order -> per-frame features, proposals, annotated box."""
+    features = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], max(r["dim"], 1))
+                for r in frames]
+    boxes = [np.asarray(r["boxes"] or [], np.float64).reshape(-1, 4) for r in frames]
+    return features, boxes, [r["truth_box"] for r in frames]
 
 
 def boxes_at(boxes: list[np.ndarray], offsets: np.ndarray, regions: np.ndarray) -> list[list[float]]:

@@ -124,11 +124,15 @@ class RegionTracker(RegionPairsMethod):
         return Layer3RegionFeatures(arch=trial.arch, weights=weights, seed=self.tracker_seed,
                                     roi_size=self.tracker_roi_size)
 
-    def track_stage(self, trial: Any):
-        from datasets.video.regions import run_region_features_stage, run_tracks_stage
+    def feature_stage(self, trial: Any):
+        """The ``region_features`` stage the tracks are linked from (built or reused)."""
+        from datasets.video.regions import run_region_features_stage
 
-        pipeline = self.pipeline(trial)
         features = self.feature_function(trial)
-        feature_stage = run_region_features_stage(pipeline, features, features.key(), str(trial.data_cache))
-        return run_tracks_stage(feature_stage, self.source(trial).chunk_frames, self.frame_gap,
+        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache))
+
+    def track_stage(self, trial: Any):
+        from datasets.video.regions import run_tracks_stage
+
+        return run_tracks_stage(self.feature_stage(trial), self.source(trial).chunk_frames, self.frame_gap,
                                 self.track_threshold, str(trial.data_cache), self.matching)
