@@ -1,8 +1,11 @@
 """Unsupervised tracks beat chance on the synthetic videos, for both matchings.
 
-In process and without Ray: the ``synthetic-video`` source's frames (128x96, chunks of 20
-frames, its top 100 selective-search regions) and the tracker's features (random-init
-ResNet-18 layer3, ROI-aligned 2 x 2), for 8 videos of one chunk each. Precision: kept pairs
+In process and without Ray: the ``synthetic-video`` source's frame size, chunk length and
+proposals (128x96, chunks of 20 frames, the top 100 selective-search regions) and the
+tracker's features (random-init ResNet-18 layer3, ROI-aligned 2 x 2), for 8 videos of
+20 frames, one chunk each. A 20-frame video holds the object's whole motion, 4x faster per
+frame than the source's 80-frame videos: harder than the benchmark's setting, and fewer
+frames to propose regions on (seconds instead of minutes). Precision: kept pairs
 with both regions on the object (IoU >= 0.5 with its exact box); chance: the same share
 for random regions of the same frame pairs (``track_precision_recall``). The margins are
 about half the ratios measured here (seeds 0, 1 and 2 of the videos; BENCHMARKS.md has the
