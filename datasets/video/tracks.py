@@ -44,8 +44,8 @@ of their frame.
   max(0, d_cos) (Eq. 5) and no centring. z_i^r is matched to its nearest region of frame
   i+1 (maximum cosine = minimum cosine distance), that one to its nearest of frame i+2,
   and so on to i+k (:func:`greedy_tracks`). The track's cumulative match score is the
-  *product* of its k Eq. 5 scores: exactly the term of Eq. 4's sum for this one chain
-  of regions (Eq. 4's factors (j-i-1)/(j-i) telescope to 1/k), so one weak link (an
+  *product* of its k Eq. 5 scores: the term of Eq. 4's sum for this one chain of
+  regions, less Eq. 4's constant 1/k (its factors (j-i-1)/(j-i) telescoped), so one weak link (an
   occlusion, a jump to another region) sinks the whole track. It is thresholded on the
   same per-step unit as the chain: the k-th root of the product (the geometric mean of
   the k matches; Eq. 5 itself for k = 1). Each step's argmax commits to one region, so
@@ -181,7 +181,8 @@ def greedy_tracks(features: np.ndarray, span: int, starts: np.ndarray | list[int
     """Sec. 5's greedy recursive matching from every region of frame i to frame i + ``span``.
 
     Arguments as :func:`track_scores` (``counts`` also keeps padded regions from being
-    matched). With s_0 = r and s_{m+1} = argmax_s max(0, d_cos(f(z_{i+m}^{s_m}), f(z_{i+m+1}^s))),
+    matched). With s_0 = r and s_{m+1} = argmax_s d_cos(f(z_{i+m}^{s_m}), f(z_{i+m+1}^s)) (the
+    minimum distance, before the clip, which would tie every negative cosine),
     the track of z_i^r ends at z_{i+n}^{s_n} with the cumulative score
     prod_m max(0, d_cos(f(z_{i+m}^{s_m}), f(z_{i+m+1}^{s_{m+1}}))) (Eq. 5 at each step;
     one term of Eq. 4's sum), or with ``normalize`` its n-th root, the per-step score.
