@@ -164,6 +164,20 @@ def test_video_method_settings_are_checked():
     assert greedy.problems() == [] and greedy.flat()["method.matching"] == "greedy"  # an MLflow param
 
 
+def test_the_tracks_stage_gets_the_methods_matching(monkeypatch):
+    import datasets.video.regions as regions
+    from trainables.methods.region_tracker import RegionTracker
+
+    calls = []
+    monkeypatch.setattr(RegionTracker, "feature_stage", lambda self, trial: "features")
+    monkeypatch.setattr(regions, "run_tracks_stage", lambda *args: calls.append(args))
+    for matching in ("greedy", "chain"):
+        trial = TrialConfig().override({"method": "region_tracker", "method.matching": matching,
+                                        "method.track_threshold": 0.3, "method.frame_gap": 4})
+        trial.method.track_stage(trial)
+    assert calls == [("features", 20, 4, 0.3, "", "greedy"), ("features", 20, 4, 0.3, "", "chain")]
+
+
 def test_track_features_are_roi_aligned_layer3_cells_of_each_box():
     from trainables.regions import Layer3RegionFeatures
 
