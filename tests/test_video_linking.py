@@ -30,12 +30,12 @@ def chunk_rows(video: str, chunk: int, seed: int, annotated: bool = True) -> lis
     return rows
 
 
-def expected(rows: list[dict]) -> tuple[list[dict], dict[str, float]]:
+def expected(rows: list[dict], matching: str = "chain") -> tuple[list[dict], dict[str, float]]:
     """The pairs and counts of one chunk, computed directly from its ordered rows."""
     rows = sorted(rows, key=lambda r: r["chunk_offset"])
     feats = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], r["dim"]) for r in rows]
     boxes = [np.asarray(r["boxes"], np.float64) for r in rows]
-    pairs = chunk_track_pairs(feats, GAP, THRESHOLD)
+    pairs = chunk_track_pairs(feats, GAP, THRESHOLD, matching=matching)
     out = [{"video": rows[0]["video"], "chunk": rows[0]["chunk"], "offset_a": int(a), "offset_b": int(b),
             "frame_a": rows[a]["frame_index"], "frame_b": rows[b]["frame_index"],
             "box_a": boxes[a][r].tolist(), "box_b": boxes[b][s].tolist(), "score": float(np.float32(score))}
@@ -43,12 +43,14 @@ def expected(rows: list[dict]) -> tuple[list[dict], dict[str, float]]:
     return out, track_precision_recall(pairs, boxes, [r["truth_box"] for r in rows], GAP)
 
 
-def test_link_chunk_equals_a_direct_computation_in_any_row_order():
+@pytest.mark.parametrize("matching", ["chain", "greedy"])
+def test_link_chunk_equals_a_direct_computation_in_any_row_order(matching):
     rows = chunk_rows("v", 0, seed=1)
     shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
-    out = link_chunk(pa.Table.from_pylist(shuffled, schema=FEATURE_SCHEMA), CHUNK_FRAMES, GAP, THRESHOLD).to_pylist()
+    out = link_chunk(pa.Table.from_pylist(shuffled, schema=FEATURE_SCHEMA), CHUNK_FRAMES, GAP, THRESHOLD,
+                     matching).to_pylist()
     assert len(out) == 1
-    pairs, counts = expected(rows)
+    pairs, counts = expected(rows, matching)
     assert len(pairs) > 0 and out[0]["num_pairs"] == len(pairs) and out[0]["annotated"] and out[0]["problem"] is None
     for name in ("offset_a", "offset_b", "frame_a", "frame_b", "box_a", "box_b"):
         assert out[0][name] == [p[name] for p in pairs], name
@@ -108,3 +110,26 @@ def test_ray_data_linking_groups_rows_split_across_files(ray_session, tmp_path):
     assert counters["precision"] == pytest.approx(sum(c["correct"] for _, c in annotated) / kept)
     assert counters["recall"] == pytest.approx(sum(c["recalled"] for _, c in annotated)
                                                / sum(c["trackable"] for _, c in annotated))
+
+
+def test_the_matching_keys_the_tracks_stage_alone(tmp_path, monkeypatch):
+    # A matching change relinks (a new tracks key over the same features key); the same
+    # setting again reuses the stored stage.
+    import datasets.video.regions as regions
+
+    linked = []
+
+    def fake_compute(features, chunk_frames, frame_gap, threshold, data, matching):
+        linked.append(matching)
+        data.mkdir(parents=True)
+        return {"track_pairs": 0}, []
+
+    monkeypatch.setattr(regions, "compute_tracks", fake_compute)
+    features = SimpleNamespace(key="region_features-v2-0123456789abcdef")
+    chain = regions.run_tracks_stage(features, CHUNK_FRAMES, GAP, THRESHOLD, str(tmp_path))
+    greedy = regions.run_tracks_stage(features, CHUNK_FRAMES, GAP, THRESHOLD, str(tmp_path), "greedy")
+    again = regions.run_tracks_stage(features, CHUNK_FRAMES, GAP, THRESHOLD, str(tmp_path), "greedy")
+    assert linked == ["chain", "greedy"] and again.reused and again.key == greedy.key != chain.key
+    assert greedy.params["matching"] == "greedy"
+    with pytest.raises(ValueError, match="matching='best'"):
+        regions.run_tracks_stage(features, CHUNK_FRAMES, GAP, THRESHOLD, str(tmp_path), "best")

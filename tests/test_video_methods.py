@@ -152,12 +152,30 @@ def test_tracked_pairs_sample_a_track_of_their_own_frame_pair():
 
 def test_video_method_settings_are_checked():
     trial = TrialConfig().override({"method": "region_tracker", "method.track_threshold": 1.5,
-                                    "method.frame_gap": 20, "method.tracker_weights": "/nonexistent.pt"})
+                                    "method.frame_gap": 20, "method.tracker_weights": "/nonexistent.pt",
+                                    "method.matching": "hungarian"})
     problems = "\n".join(trial.problems())
     assert "method.track_threshold=1.5" in problems
+    assert "method.matching='hungarian' must be one of chain, greedy" in problems
     assert "method.frame_gap=20 must be smaller than data.video.chunk_frames=20" in problems
     assert "method.tracker_weights='/nonexistent.pt' is not a file" in problems
     assert TrialConfig().override({"method": "gt_tracks"}).problems() == []
+    greedy = TrialConfig().override({"method": "region_tracker", "method.matching": "greedy"})
+    assert greedy.problems() == [] and greedy.flat()["method.matching"] == "greedy"  # an MLflow param
+
+
+def test_the_tracks_stage_gets_the_methods_matching(monkeypatch):
+    import datasets.video.regions as regions
+    from trainables.methods.region_tracker import RegionTracker
+
+    calls = []
+    monkeypatch.setattr(RegionTracker, "feature_stage", lambda self, trial: "features")
+    monkeypatch.setattr(regions, "run_tracks_stage", lambda *args: calls.append(args))
+    for matching in ("greedy", "chain"):
+        trial = TrialConfig().override({"method": "region_tracker", "method.matching": matching,
+                                        "method.track_threshold": 0.3, "method.frame_gap": 4})
+        trial.method.track_stage(trial)
+    assert calls == [("features", 20, 4, 0.3, "", "greedy"), ("features", 20, 4, 0.3, "", "chain")]
 
 
 def test_track_features_are_roi_aligned_layer3_cells_of_each_box():

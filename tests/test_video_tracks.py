@@ -9,6 +9,7 @@ import pytest
 from datasets.video.tracks import (
     TrackPairs,
     chunk_track_pairs,
+    greedy_tracks,
     ground_truth_pairs,
     precision_recall,
     select_track_pairs,
@@ -17,11 +18,15 @@ from datasets.video.tracks import (
 )
 
 
-def clipped_cosine(a, b) -> float:
+def cosine(a, b) -> float:
     na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(x * x for x in b))
     if na == 0 or nb == 0:
         return 0.0
-    return max(0.0, sum(x * y for x, y in zip(a, b)) / (na * nb))
+    return sum(x * y for x, y in zip(a, b)) / (na * nb)
+
+
+def clipped_cosine(a, b) -> float:
+    return max(0.0, cosine(a, b))
 
 
 def loop_score(features, i, j, r, s) -> float:
@@ -123,3 +128,58 @@ def test_precision_recall_against_boxes():
     assert metrics == {"tracks/precision": 0.5, "tracks/chance_precision": 0.25, "tracks/recall": 1.0}
     assert math.isnan(precision_recall({"kept": 0, "correct": 0, "chance_pairs": 0, "trackable": 0,
                                         "recalled": 0})["tracks/precision"])
+
+
+def greedy_loop(features, i, span, r) -> tuple[int, float]:
+    """Sec. 5's recursion written out: nearest region of each next frame, product of Eq. 5 scores."""
+    at, product = r, 1.0
+    for t in range(i, i + span):
+        # Minimum cosine distance: the largest cosine, before the clip (which ties every negative one).
+        cosines = [cosine(features[t][at], other) for other in features[t + 1]]
+        at = max(range(len(cosines)), key=lambda s: (cosines[s], -s))  # first of the best (argmax's tie rule)
+        product *= max(0.0, cosines[at])  # Eq. 5
+    return at, product
+
+
+@pytest.mark.parametrize("seed,frames,regions,dims,span", [(0, 4, 3, 5, 1), (1, 5, 4, 3, 2), (2, 7, 3, 4, 3),
+                                                            (3, 6, 5, 2, 5)])
+def test_greedy_tracks_equal_the_per_region_loop(seed, frames, regions, dims, span):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(frames, regions, dims))  # signed: some matches clip at 0
+    starts = np.arange(0, frames - span, span)
+    ends, raw = greedy_tracks(features, span, normalize=False)
+    _, per_step = greedy_tracks(features, span)
+    assert ends.shape == raw.shape == (len(starts), regions)
+    for p, i in enumerate(starts):
+        for r in range(regions):
+            end, product = greedy_loop(features.tolist(), int(i), span, r)
+            assert ends[p, r] == end
+            assert raw[p, r] == pytest.approx(product, rel=1e-9, abs=1e-12)
+            assert per_step[p, r] == pytest.approx(product ** (1 / span), rel=1e-9, abs=1e-12)
+    # One step is Eq. 5 itself: the greedy end is the row's argmax of the chain's scores
+    # (where the best is positive: the clip ties every negative cosine at 0).
+    chain = track_scores(features, 1)
+    ends1, scores1 = greedy_tracks(features, 1)
+    np.testing.assert_allclose(scores1, chain.max(axis=2))
+    positive = chain.max(axis=2) > 0
+    assert positive.any()
+    np.testing.assert_array_equal(ends1[positive], chain.argmax(axis=2)[positive])
+
+
+def test_greedy_chunk_pairs_use_raw_features_skip_padding_and_threshold():
+    rng = np.random.default_rng(8)
+    features = [rng.random((n, 3)) for n in (4, 2, 3, 1, 4)]
+    counts = [len(f) for f in features]
+    for threshold in (0.0, 0.9):
+        pairs = chunk_track_pairs(features, 2, threshold, matching="greedy")
+        kept = {(a, r): (s, sc) for a, r, s, sc in zip(pairs.offset_a.tolist(), pairs.region_a.tolist(),
+                                                        pairs.region_b.tolist(), pairs.score.tolist())}
+        for i in (0, 2):
+            for r in range(counts[i]):
+                end, product = greedy_loop([f.tolist() for f in features], i, 2, r)  # raw, not centred
+                if product ** 0.5 > threshold:
+                    assert kept.pop((i, r)) == (end, pytest.approx(product ** 0.5, rel=1e-5))
+                    assert end < counts[i + 2]
+        assert kept == {}  # nothing kept at or below the threshold, no padded start
+    with pytest.raises(ValueError, match="matching='nearest'"):
+        chunk_track_pairs(features, 2, 0.0, matching="nearest")

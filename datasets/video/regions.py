@@ -13,11 +13,12 @@ Three more cached stages (``datasets.video.stages``) after frames, pairs and pro
    row set is all that track linking needs.
 5. ``tracks`` (track linking, ``datasets.video.tracks``; Appendix B, Eq. 4 and 5):
    per chunk, every region of frame i (i mod k == 0) is matched to the end of its best
-   track in frame i + k and kept when the per-step track score is above the threshold.
+   track in frame i + k and kept when the per-step track score is above the threshold
+   (``matching``: Eq. 4's centred chain, or Sec. 5's greedy nearest-region recursion).
    A Ray Data job: the feature rows are grouped by chunk (``groupby(["video",
    "chunk"]).map_groups``) and each chunk is linked by a CPU task, so no process holds
    more than one chunk's features (the paper's 120K chunks hold terabytes of them).
-   Keyed by ``frame_gap``, ``track_threshold`` and the features stage: a threshold sweep
+   Keyed by ``frame_gap``, ``track_threshold``, ``matching`` and the features stage: a threshold sweep
    recomputes only this stage. It also scores the kept pairs against the annotated boxes
    where the source has them (``tracks/precision``, ``tracks/recall``, chance precision).
 6. ``gt_tracks``: the pairs of annotated boxes (z_i, z_{i+k}), for the ground-truth tracks
@@ -50,7 +51,13 @@ from datasets.video.pipeline import (
     read_stage_table,
 )
 from datasets.video.stages import StageResult, run_stage, stages_root
-from datasets.video.tracks import chunk_track_pairs, ground_truth_pairs, precision_recall, track_precision_recall
+from datasets.video.tracks import (
+    MATCHINGS,
+    chunk_track_pairs,
+    ground_truth_pairs,
+    precision_recall,
+    track_precision_recall,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +180,7 @@ def run_region_features_stage(pipeline: PipelineResult, features_factory: Callab
 # --------------------------------------------------------------------------- tracks
 
 
-def link_chunk(rows: pa.Table, chunk_frames: int, frame_gap: int, threshold: float) -> pa.Table:
+def link_chunk(rows: pa.Table, chunk_frames: int, frame_gap: int, threshold: float, matching: str = "chain") -> pa.Table:
     """One chunk's feature rows (any order) -> its one CHUNK_TRACKS_SCHEMA row (map_groups)."""
     frames = sorted(rows.to_pylist(), key=lambda r: r["chunk_offset"])
     video, chunk = frames[0]["video"], frames[0]["chunk"]
@@ -185,20 +192,25 @@ def link_chunk(rows: pa.Table, chunk_frames: int, frame_gap: int, threshold: flo
         out["problem"] = (f"{video} chunk {chunk}: {chunk_frames - len(set(offsets))} frames without features; "
                           "no tracks through it")
         return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
-    features = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], max(r["dim"], 1))
-                for r in frames]
-    boxes = [np.asarray(r["boxes"] or [], np.float64).reshape(-1, 4) for r in frames]
-    pairs = chunk_track_pairs(features, frame_gap, threshold)
+    features, boxes, truth = decode_chunk(frames)
+    pairs = chunk_track_pairs(features, frame_gap, threshold, matching=matching)
     out |= {"num_pairs": len(pairs), "offset_a": pairs.offset_a.tolist(), "offset_b": pairs.offset_b.tolist(),
             "frame_a": [frames[a]["frame_index"] for a in pairs.offset_a],
             "frame_b": [frames[b]["frame_index"] for b in pairs.offset_b],
             "box_a": boxes_at(boxes, pairs.offset_a, pairs.region_a),
             "box_b": boxes_at(boxes, pairs.offset_b, pairs.region_b), "score": pairs.score.tolist()}
-    truth = [r["truth_box"] for r in frames]
     if any(box is not None for box in truth):
         counts = track_precision_recall(pairs, boxes, truth, frame_gap)
         out |= {"annotated": True} | {k: counts[k] for k in ("correct", "chance_pairs", "trackable", "recalled")}
     return pa.Table.from_pylist([out], schema=CHUNK_TRACKS_SCHEMA)
+
+
+def decode_chunk(frames: list[dict]) -> tuple[list[np.ndarray], list[np.ndarray], list[list[float] | None]]:
+    """A chunk's FEATURE_SCHEMA rows, in frame order -> per-frame features, proposals, annotated box."""
+    features = [np.frombuffer(r["features"], np.float16).astype(np.float32).reshape(r["num_boxes"], max(r["dim"], 1))
+                for r in frames]
+    boxes = [np.asarray(r["boxes"] or [], np.float64).reshape(-1, 4) for r in frames]
+    return features, boxes, [r["truth_box"] for r in frames]
 
 
 def boxes_at(boxes: list[np.ndarray], offsets: np.ndarray, regions: np.ndarray) -> list[list[float]]:
@@ -206,7 +218,7 @@ def boxes_at(boxes: list[np.ndarray], offsets: np.ndarray, regions: np.ndarray) 
 
 
 def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, threshold: float,
-                   data: Path) -> tuple[dict[str, int | float], list[str]]:
+                   data: Path, matching: str = "chain") -> tuple[dict[str, int | float], list[str]]:
     """Link every chunk's tracks as a Ray Data job: group the feature rows by chunk, one task per group."""
     import ray
 
@@ -216,7 +228,8 @@ def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, thr
     if files:
         dataset = ray.data.read_parquet(files, schema=FEATURE_SCHEMA)
         linked = dataset.groupby(["video", "chunk"]).map_groups(
-            partial(link_chunk, chunk_frames=chunk_frames, frame_gap=frame_gap, threshold=threshold),
+            partial(link_chunk, chunk_frames=chunk_frames, frame_gap=frame_gap, threshold=threshold,
+                    matching=matching),
             batch_format="pyarrow", num_cpus=1, **cpu_stage_args())
         linked.write_parquet(str(data), ray_remote_args={"num_cpus": 0})
     summary = read_stage_table(data, ["problem", "annotated", "num_pairs", "correct", "chance_pairs", "trackable",
@@ -235,12 +248,16 @@ def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, thr
 
 
 def run_tracks_stage(features: StageResult, chunk_frames: int, frame_gap: int, threshold: float,
-                     cache: str = "") -> StageResult:
-    """Unsupervised tracks at gap k above ``threshold``: keyed by both and the features stage only."""
+                     cache: str = "", matching: str = "chain") -> StageResult:
+    """Unsupervised tracks at gap k above ``threshold`` by ``matching``: keyed by the three and
+    the features stage only."""
+    if matching not in MATCHINGS:
+        raise ValueError(f"matching={matching!r}: expected one of {', '.join(MATCHINGS)}")
     return run_stage(stages_root(cache), "tracks", TRACKS_VERSION,
-                     {"frame_gap": frame_gap, "track_threshold": threshold, "chunk_frames": chunk_frames},
+                     {"frame_gap": frame_gap, "track_threshold": threshold, "chunk_frames": chunk_frames,
+                      "matching": matching},
                      [features.key],
-                     lambda data: compute_tracks(features, chunk_frames, frame_gap, threshold, data))
+                     lambda data: compute_tracks(features, chunk_frames, frame_gap, threshold, data, matching))
 
 
 def compute_gt_tracks(frames: StageResult, chunk_frames: int, frame_gap: int, data: Path) -> tuple[dict[str, int], list[str]]:

@@ -8,9 +8,12 @@ z_{i+k} without supervision:
    checkpoint of ``mocov2_frames`` in the paper; "" uses a randomly initialised
    ``arch`` drawn from ``tracker_seed``, which Sec. 5 allows: "any unsupervised feature
    representation can be used"), the ``region_features`` stage;
-3. tracks: the recursive score of Eq. 4 and 5 (``datasets.video.tracks``), pairs above
-   ``track_threshold`` (per-step score, in [0, 1)), the ``tracks`` stage; a threshold
-   sweep recomputes only this stage;
+3. tracks: ``matching="chain"`` (default) scores every chain of regions by Eq. 4 and 5 on
+   per-frame centred features; ``"greedy"`` matches each region to its nearest region
+   of the next frame, recursively (Sec. 5), on the raw features, scoring the track by
+   the product of its Eq. 5 matches (``datasets.video.tracks``). Pairs above
+   ``track_threshold`` (per-step score, in [0, 1)), the ``tracks`` stage; a threshold or
+   matching sweep recomputes only this stage;
 4. training: loss = 0.5 x frame loss + 0.5 x region loss, region embeddings by ROI-align
    on layer3 then layer4, pooling and head, region keys enqueued into the frame keys'
    queue (``trainables.region_moco``, which says how the queue is shared).
@@ -98,8 +101,11 @@ class RegionTracker(RegionPairsMethod):
     tracker_weights: str = ""  # baseline checkpoint for the track features ("" = random init)
     tracker_seed: int = 0  # the random tracker's weights when tracker_weights is ""
     tracker_roi_size: int = 2  # ROI-align cells per side of the track features
+    matching: str = "chain"  # "chain" (Eq. 4, centred) or "greedy" (Sec. 5, raw); datasets.video.tracks
 
     def problems(self, trial: Any) -> list[str]:
+        from datasets.video.tracks import MATCHINGS  # here: the tracks module pulls in OpenCV
+
         out = super().problems(trial)
         if not 0.0 <= self.track_threshold < 1.0:
             out.append(f"track_threshold={self.track_threshold} must be in [0, 1) (per-step score of Eq. 4)")
@@ -107,6 +113,8 @@ class RegionTracker(RegionPairsMethod):
             out.append(f"tracker_weights={self.tracker_weights!r} is not a file")
         if self.tracker_roi_size < 1:
             out.append(f"tracker_roi_size={self.tracker_roi_size} must be at least 1")
+        if self.matching not in MATCHINGS:
+            out.append(f"matching={self.matching!r} must be one of {', '.join(MATCHINGS)}")
         return out
 
     def feature_function(self, trial: Any):
@@ -116,11 +124,15 @@ class RegionTracker(RegionPairsMethod):
         return Layer3RegionFeatures(arch=trial.arch, weights=weights, seed=self.tracker_seed,
                                     roi_size=self.tracker_roi_size)
 
-    def track_stage(self, trial: Any):
-        from datasets.video.regions import run_region_features_stage, run_tracks_stage
+    def feature_stage(self, trial: Any):
+        """The ``region_features`` stage the tracks are linked from (built or reused)."""
+        from datasets.video.regions import run_region_features_stage
 
-        pipeline = self.pipeline(trial)
         features = self.feature_function(trial)
-        feature_stage = run_region_features_stage(pipeline, features, features.key(), str(trial.data_cache))
-        return run_tracks_stage(feature_stage, self.source(trial).chunk_frames, self.frame_gap,
-                                self.track_threshold, str(trial.data_cache))
+        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache))
+
+    def track_stage(self, trial: Any):
+        from datasets.video.regions import run_tracks_stage
+
+        return run_tracks_stage(self.feature_stage(trial), self.source(trial).chunk_frames, self.frame_gap,
+                                self.track_threshold, str(trial.data_cache), self.matching)
