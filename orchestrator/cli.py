@@ -103,7 +103,7 @@ def run_cli(
     except KeyboardInterrupt:
         print("interrupted: the sweep's runs are marked KILLED", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(summary(outcome))
+    print(summary(outcome, paper_table))
     if sweep in PARENT_REPORTS and outcome.rows:
         print("\n" + PARENT_REPORTS[sweep].text(outcome.rows))
     if outcome.interrupted:

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class SweepOutcome:
     runs_url: str = ""
     interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or `ray job stop`: runs marked KILLED
     tracking_errors: int = 0  # MLflow writes lost after retries (the sweep went on)
+    fixed: dict[str, Any] = field(default_factory=dict)  # settings every trial shares (FIXED_SHOWN)
+    log_path: str = ""  # where Ray's and Tune's own output went (orchestrator.console)
+
+
+# Settings named in the summary's "same in every trial" line (the rest are the runs' params).
+FIXED_SHOWN = ("method", "arch", "image_size", "epochs", "batch_size", "data.pretrain")
 
 
 def default_storage_path(settings: SweepSettings) -> str:
@@ -265,6 +271,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
         knobs=swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
         compare_url=url, runs_url=runs_url, interrupted=interrupted, tracking_errors=int(lost),
+        fixed={k: v for k, v in configs[0].flat().items() if k in FIXED_SHOWN and k not in swept},
     )
 
 

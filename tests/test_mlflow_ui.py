@@ -107,7 +107,7 @@ def test_the_parent_run_has_the_table_the_charts_and_the_best_trial(tiny_sweep):
     table = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="tables/ris_table.md",
                                                      tracking_uri=tiny_sweep.uri)).read_text()
     for crop_min, run in zip(CROP_MINS, children):  # one row per crop range, seeds averaged
-        row = next(line for line in table.splitlines() if line.startswith(f"| method.crop_scale_min={crop_min} |"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| crop_min={crop_min} |"))
         assert f"{run.data.metrics['ris/viewpoint/top10']:.2f} / {run.data.metrics['ris/viewpoint/top25']:.2f}" in row
     assert "| paper: MoCo v2 (ImageNet) |" in table
     assert parent.data.tags["dssl.knobs"] == "method.crop_scale_min"
@@ -231,7 +231,7 @@ def with_base(url: str, base: str) -> str:
 
 def test_the_ui_opens_on_training_runs_and_compares_the_trials(tiny_sweep, mlflow_ui, tmp_path):
     outcome, children = tiny_sweep.outcome, tiny_sweep.children
-    names = [f"method.crop_scale_min={v}" for v in CROP_MINS]
+    names = [f"crop_min={v}" for v in CROP_MINS]
     assert [r.info.run_name for r in children] == names
 
     trials = rendered_text(with_base(outcome.runs_url, mlflow_ui), tmp_path / "runs")
