@@ -132,6 +132,14 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from mlflow.entities import Metric, RunTag
     from ray import tune
 
+    from orchestrator.console import SweepProgress, active, log_path
+
+    console = active()  # the command line's: from here on, Ray's output goes to the sweep's log
+    if console is not None:
+        console.start(log_path(experiment_path, settings.name))
+        console.write(f"Sweep {settings.name}: {len(configs)} trials ({', '.join(swept) or 'one trial'}); "
+                      "starting Ray and preparing data (generated once into the cache)")
+
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
@@ -219,7 +227,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             run_config=tune.RunConfig(
                 name=settings.name,
                 storage_path=storage,
-                callbacks=[callback],
+                callbacks=[callback, SweepProgress(len(configs), swept)],
                 # A lost trial driver (its node preempted) restarts; its Train run resumes.
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 verbose=1,
@@ -272,6 +280,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         knobs=swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
         compare_url=url, runs_url=runs_url, interrupted=interrupted, tracking_errors=int(lost),
         fixed={k: v for k, v in configs[0].flat().items() if k in FIXED_SHOWN and k not in swept},
+        log_path=str(console.path) if console is not None and console.path else "",
     )
 
 
