@@ -153,7 +153,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         video_cache_problem,
     )
     from orchestrator.mlflow_server import check_tracking_uri
-    from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
+    from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
     from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
@@ -257,9 +257,18 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     client = tracker.client
     children = sorted(tracker.children(), key=lambda r: r.info.run_name or "")
     base = ui_base_url(tracking_uri)
-    url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
-    runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id,
-                              next((k for k in swept if k != "seed"), ""))
+    knob = next((k for k in swept if k != "seed"), "")
+    # The links open a shared view of the sweep: its trials, RIS and probe metrics as the first
+    # columns and charts. Without it (the tag not written), the plain runs and compare pages.
+    shared, key = with_retries("the sweep's MLflow view", lambda: log_sweep_view(
+        client, tracker.experiment_id, tracker.parent_run_id, knob,
+        {k for r in children for k in r.data.metrics}), (2.0,))
+    if shared:
+        runs_url = shared_view_url(base, tracker.experiment_id, key, "TABLE")
+        url = shared_view_url(base, tracker.experiment_id, key, "CHART")
+    else:
+        runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id, knob)
+        url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
     # The parent's summary is a courtesy: failing to write it must not hide the sweep's results.
     with_retries("the parent run's links and wall time", lambda: client.log_batch(
         tracker.parent_run_id,
