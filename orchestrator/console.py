@@ -109,7 +109,7 @@ class Console:
         global _active
         sys.stdout.flush()
         self.terminal = self._stream or os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-        self.tty = self.terminal.isatty()
+        self.tty = self.terminal.isatty() and _columns(self.terminal) > 0  # a pty of no size: lines
         root = logging.getLogger()
         file_handler = logging.StreamHandler(self._pending)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -175,6 +175,13 @@ class Console:
             print(line, file=self.terminal, flush=True)
 
 
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 def active() -> Console | None:
     return _active
 
@@ -210,7 +217,7 @@ class _View:
         # The estimate is the callback's (time per step so far), not tqdm's rate: steps are
         # set, not counted, and a trial's epochs and evaluation differ in length.
         self.bar = tqdm(total=total, file=terminal, dynamic_ncols=True, leave=False,
-                        bar_format="{desc} |{bar:16}| {n}/{total} steps, {postfix}")
+                        bar_format="{desc} |{bar:16}| {n}/{total} steps{postfix}")
         self.lines: dict[str, Any] = {}
         self.terminal = terminal
 
