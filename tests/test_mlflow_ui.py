@@ -238,6 +238,16 @@ def rendered_text(url: str, scratch: Path) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " | ", dom)))
 
 
+def rendered_when(url: str, scratch: Path, ready, tries: int = 3) -> str:
+    """`rendered_text`, loaded again (up to `tries` times) until `ready(text)`: the chart view
+    loads its charts after the page, late on a loaded machine. The last text either way."""
+    for attempt in range(tries):
+        text = rendered_text(url, scratch / str(attempt))
+        if ready(text):
+            break
+    return text
+
+
 def with_base(url: str, base: str) -> str:
     return re.sub(r"^http://127\.0\.0\.1:\d+", base, url)
 
@@ -262,8 +272,13 @@ def test_the_ui_opens_on_training_runs_and_compares_the_trials(tiny_sweep, mlflo
     assert columns and all(k.startswith(("ris/", "probe/")) for k in columns), columns  # metric columns
 
     # The chart view of the sweep: RIS and probe charts first, training last, no data counts.
-    charts = rendered_text(with_base(outcome.compare_url, mlflow_ui), tmp_path / "charts")
-    shown = list(dict.fromkeys(METRIC_KEY.findall(charts[charts.index("matching runs"):])))  # title, legend
+    def charts_in(text: str) -> list[str]:  # chart titles (and legends) below the runs list, in order
+        return list(dict.fromkeys(METRIC_KEY.findall(text.partition("matching runs")[2])))
+
+    charts = rendered_when(with_base(outcome.compare_url, mlflow_ui), tmp_path / "charts",
+                           lambda text: "probe/linear_top1" in charts_in(text))
+    assert "You're viewing a shared view" in charts, charts[:2000]
+    shown = charts_in(charts)
     assert shown[:len(RIS_KEYS)] == [f"ris/{f}/top{k}" for f in FACTORS for k in (10, 25)], shown
     assert shown[len(RIS_KEYS)] == "probe/linear_top1", shown
     assert "pretrain/loss" in shown and not [k for k in shown if k.startswith("data/")], shown
