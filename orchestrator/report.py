@@ -3,7 +3,9 @@ store, the trials and compare-runs pages), what varied and what did not, and, la
 paper's Table 1 layout for its trials with the published rows below, within 100 columns."""
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from orchestrator.compare import is_server, ui_command
@@ -30,6 +32,22 @@ def table(rows: list[dict[str, Any]], first: list[str]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     line = lambda values: "  ".join(v.rjust(w) for v, w in zip(values, widths))  # noqa: E731
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
+
+
+def failure_line(error: str, width: int = TERMINAL_WIDTH) -> str:
+    """One line for a failed trial (`<trial folder>: <Tune's error text>`): its folder's name
+    and the line that says why (an OOM kill, else the last exception raised), cut to `width`.
+    A traceback on the terminal would bury the result."""
+    path, _, text = error.partition(": ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    killed = [line for line in lines if "killed due to" in line]
+    raised = [line for line in lines if _EXCEPTION.match(line)]
+    reason = (killed or raised[-1:] or lines or ["unknown error"])[0]
+    line = f"  {Path(path).name}: {reason}"
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def _order(value: Any) -> tuple:
@@ -63,9 +81,12 @@ def summary(outcome, paper: str = "table1") -> str:
     """The sweep's result for a terminal: links first (they are long), the table last, at 100 columns."""
     knobs = outcome.knobs
     rows = sorted(outcome.rows, key=lambda r: [_order(r.get(k)) for k in knobs])
-    finished = len(rows) - len(outcome.errors)
-    parts = [f"Sweep {outcome.name}: {len(rows)} trials, {finished} finished"
-             + (f", {len(outcome.errors)} failed" if outcome.errors else "") + "."]
+    failed = f", {len(outcome.errors)} failed" if outcome.errors else ""
+    if outcome.interrupted:
+        head = f"{len(rows)} trials{failed}, interrupted"
+    else:
+        head = f"{len(rows)} trials, {len(rows) - len(outcome.errors)} finished{failed}"
+    parts = [f"Sweep {outcome.name}: {head}."]
     parts.append(f"Results: {outcome.experiment_path}")
     if getattr(outcome, "log_path", ""):
         parts.append(f"Log:     {outcome.log_path}")
@@ -85,7 +106,8 @@ def summary(outcome, paper: str = "table1") -> str:
         parts += [""] + _wrap(f"Interrupted: the parent run and its running trials are marked KILLED; "
                               f"continue with --resume --name {outcome.name}")
     if outcome.errors:
-        parts += ["", f"{len(outcome.errors)} trial(s) failed:", *outcome.errors]
+        parts += ["", f"{len(outcome.errors)} trial(s) failed (the whole error: error.txt in the trial's "
+                      "folder under Results):", *(failure_line(e) for e in outcome.errors)]
     parts += [""] + _wrap(varies_line(rows, knobs, getattr(outcome, "fixed", {})))
     parts += _wrap(data_line(rows)) + _wrap(comparability(rows))
     grouped = group_rows(rows, knobs)

@@ -68,3 +68,19 @@ def test_seeds_average_into_one_row_and_a_figure_that_differs_is_named():
     table = text.splitlines()[text.splitlines().index("RIS (%) per invariance as top-10/top-25, then the probes (%):") + 1:]
     assert [line.split()[0] for line in table[1:3]] == ["crop_min=0.2", "crop_min=0.5"]
     assert table[1].split()[2] == "41.0/36.0"  # viewpoint top-10: the mean of 40 and 42
+
+
+def test_a_failed_trial_is_one_line_saying_why_not_its_traceback():
+    oom = ("/r/s/pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800: ray::ImplicitFunc.train()\n"
+           "  File \"/x/trial.py\", line 52, in pretrain_and_evaluate\n"
+           "ray.train.WorkerGroupError: Training failed due to worker errors:\n"
+           "4 worker(s) were killed due to the node running low on memory. Memory on the node was 22.35GB\n"
+           "- objects spillable: 4\n")
+    raised = "/r/s/trial_1: Traceback (most recent call last):\n  File \"x\"\nRuntimeError: injected failure\n"
+    lines = summary(outcome(errors=[oom, raised])).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("2 trial(s) failed"))
+    assert lines[start + 1].startswith("  pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800: 4 worker(s) were "
+                                       "killed due to")
+    assert len(lines[start + 1]) == 100 and lines[start + 1].endswith("…")
+    assert lines[start + 2] == "  trial_1: RuntimeError: injected failure"
+    assert lines[start + 3] == ""  # then the table, not the rest of the tracebacks
