@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.compare import is_server, ui_command
 from orchestrator.naming import SEED, short_key
-from orchestrator.tables import (  # noqa: F401 - comparability: re-exported for callers of old
+from orchestrator.tables import (
     TERMINAL_WIDTH,
     comparability,
     data_line,
