@@ -18,6 +18,7 @@ from orchestrator.tables import (
     terminal_table,
 )
 
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
