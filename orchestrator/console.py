@@ -108,7 +108,15 @@ class Console:
     def __enter__(self) -> Console:
         global _active
         sys.stdout.flush()
-        self.terminal = self._stream or os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+        self._owned = False
+        if self._stream is not None:
+            self.terminal = self._stream
+        else:
+            try:  # a copy of the descriptor: the terminal stays reachable once fd 1 is the log
+                self.terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+                self._owned = True
+            except (AttributeError, OSError, ValueError):  # a stream without one (a test's capture)
+                self.terminal = sys.stdout
         self.tty = self.terminal.isatty() and _columns(self.terminal) > 0  # a pty of no size: lines
         root = logging.getLogger()
         file_handler = logging.StreamHandler(self._pending)
@@ -161,7 +169,7 @@ class Console:
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
         logging.getLogger().setLevel(self._root_level)
-        if self.terminal is not None and self._stream is None:
+        if self.terminal is not None and self._owned:
             self.terminal.close()
         _active = None
         return False

@@ -70,7 +70,12 @@ def _experiment_path(storage: str, name: str) -> str:
 
 
 def _local_exists(path: str) -> bool:
-    return "://" not in path and Path(path).exists()
+    """A sweep folder with results: one holding only the log of a sweep stopped before Tune
+    started (orchestrator.console) is not a sweep to resume or to refuse a name for."""
+    from orchestrator.console import LOG_FILE
+
+    folder = Path(path)
+    return "://" not in path and folder.exists() and [p.name for p in folder.iterdir()] != [LOG_FILE]
 
 
 def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explicit: int) -> int | None:
@@ -134,12 +139,6 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
 
     from orchestrator.console import SweepProgress, active, log_path
 
-    console = active()  # the command line's: from here on, Ray's output goes to the sweep's log
-    if console is not None:
-        console.start(log_path(experiment_path, settings.name))
-        console.write(f"Sweep {settings.name}: {len(configs)} trials ({', '.join(swept) or 'one trial'}); "
-                      "starting Ray and preparing data (generated once into the cache)")
-
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
@@ -180,6 +179,11 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             tracking_uri,
         )
     check_tracking_uri(tracking_uri)  # an unreachable server: refused before any trial
+    console = active()  # the command line's: from here on, Ray's output goes to the sweep's log
+    if console is not None:
+        console.start(log_path(experiment_path, settings.name))
+        console.write(f"Sweep {settings.name}: {len(configs)} trials ({', '.join(swept) or 'one trial'}); "
+                      "starting Ray and preparing data (generated once into the cache)")
     resources = init_ray()  # first: a method's data preparation may run Ray Data on it
     # On several nodes: shared storage, data generated once on it, roots checked on every node.
     view = cluster_view()
