@@ -36,6 +36,7 @@ def table(rows: list[dict[str, Any]], first: list[str]) -> str:
 
 
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
+_TRIAL_FOLDER = re.compile(r"^.*?_[0-9a-f]{5}_\d{5}_\d+_(.+)_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
 
 
 def failure_line(error: str, width: int = TERMINAL_WIDTH) -> str:
@@ -47,7 +48,10 @@ def failure_line(error: str, width: int = TERMINAL_WIDTH) -> str:
     killed = [line for line in lines if "killed due to" in line]
     raised = [line for line in lines if _EXCEPTION.match(line)]
     reason = (killed or raised[-1:] or lines or ["unknown error"])[0]
-    line = f"  {Path(path).name}: {reason}"
+    # Tune names a trial's folder <trainable>_<id>_<index>_<its config>_<date>: the config says which.
+    name = Path(path).name
+    named = _TRIAL_FOLDER.match(name)
+    line = f"  {named.group(1) if named else name}: {reason}"
     return line if len(line) <= width else line[:width - 1] + "…"
 
 

@@ -71,7 +71,8 @@ def test_seeds_average_into_one_row_and_a_figure_that_differs_is_named():
 
 
 def test_a_failed_trial_is_one_line_saying_why_not_its_traceback():
-    oom = ("/r/s/pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800: ray::ImplicitFunc.train()\n"
+    oom = ("/r/s/pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800_2026-12-06_03-26-34: "
+           "ray::ImplicitFunc.train()\n"
            "  File \"/x/trial.py\", line 52, in pretrain_and_evaluate\n"
            "ray.train.WorkerGroupError: Training failed due to worker errors:\n"
            "4 worker(s) were killed due to the node running low on memory. Memory on the node was 22.35GB\n"
@@ -79,8 +80,8 @@ def test_a_failed_trial_is_one_line_saying_why_not_its_traceback():
     raised = "/r/s/trial_1: Traceback (most recent call last):\n  File \"x\"\nRuntimeError: injected failure\n"
     lines = summary(outcome(errors=[oom, raised])).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("2 trial(s) failed"))
-    assert lines[start + 1].startswith("  pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800: 4 worker(s) were "
-                                       "killed due to")
+    assert lines[start + 1].startswith("  crop_scale_min=0.0800: 4 worker(s) were killed due to the node running "
+                                       "low on memory.")
     assert len(lines[start + 1]) == 100 and lines[start + 1].endswith("…")
     assert lines[start + 2] == "  trial_1: RuntimeError: injected failure"
     assert lines[start + 3] == ""  # then the table, not the rest of the tracebacks
