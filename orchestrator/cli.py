@@ -8,6 +8,7 @@ is common and lives here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Any, Callable
@@ -53,7 +54,10 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     run.add_argument("--max-failures", type=int, default=None,
                      help="restarts of a failed trial (its Train workers, or the trial itself) "
                           "from its last checkpoint (default: 0 locally, 3 on a cluster)")
-    run.add_argument("-q", "--quiet", action="store_true", help="less logging")
+    run.add_argument("-q", "--quiet", action="store_true", help="with --verbose: warnings only")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="Ray's, Tune's and Ray Data's own output on the terminal, as it comes, instead "
+                          "of the progress view (by default it goes to sweep.log in the sweep's folder)")
     return parser
 
 
@@ -69,6 +73,7 @@ def run_cli(
 
     `paper_table` names the published rows printed beside the sweep's RIS table
     (orchestrator.tables: "table1" image models, "table4" video models)."""
+    from orchestrator.console import Console
     from orchestrator.paper_tables import PARENT_REPORTS
     from orchestrator.report import summary
     from orchestrator.sweep import default_sweep_name, run_sweep
@@ -76,8 +81,9 @@ def run_cli(
     parser = common_parser(description)
     add_options(parser.add_argument_group("search space"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.resume and not args.name:
         parser.error("--resume needs --name of the sweep to continue")
     try:
@@ -96,14 +102,15 @@ def run_cli(
             paper_table=paper_table,
             register_model=args.register_model,
         )
-        outcome = run_sweep(base, space, settings)
+        with contextlib.nullcontext() if args.verbose else Console():
+            outcome = run_sweep(base, space, settings)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the sweep's runs are marked KILLED", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(summary(outcome))
+    print(summary(outcome, paper_table))
     if sweep in PARENT_REPORTS and outcome.rows:
         print("\n" + PARENT_REPORTS[sweep].text(outcome.rows))
     if outcome.interrupted:

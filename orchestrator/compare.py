@@ -10,6 +10,7 @@ URL when it ends and keeps it as its parent run's `dssl.compare_url` tag.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,14 @@ DEFAULT_UI_PORT = 5000
 # `mlflow.experimentKind` tag: the links printed here carry it so they open on runs.
 TRAINING_VIEW = "workflowType=machine_learning"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+# MLflow's UI opens a view shared by link (`?viewStateShareKey=<key>`) from the experiment
+# tag `mlflow.sharedViewState.<key>`: its search (filter, order), columns and charts, as its
+# Share button stores them (mlflow/server/js: useSharedExperimentViewState).
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+SHARED_VIEW_PARAM = "viewStateShareKey"
+VIEW_MODE_PARAM = "compareRunsMode"  # TABLE: the runs table; CHART: the chart view beside it
+# The order a sweep's charts and columns lead with: the science first, training last.
+LEADING_PREFIXES = ("ris/", "probe/", "tracks/", "pretrain/")
 
 
 class SweepNotFound(LookupError):
@@ -71,6 +80,75 @@ def compare_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
     runs = quote(json.dumps(list(run_ids), separators=(",", ":")))
     experiments = quote(json.dumps([experiment_id], separators=(",", ":")))
     return f"{base}/#/compare-runs?runs={runs}&experiments={experiments}&{TRAINING_VIEW}"
+
+
+def _metric_order(keys) -> list[str]:
+    """RIS in the paper's invariance order (top-10 before top-25), then probes, tracks, training."""
+    from datasets.invariance_sets import INVARIANCES
+
+    def rank(key: str) -> tuple:
+        prefix = next((i for i, p in enumerate(LEADING_PREFIXES) if key.startswith(p)), len(LEADING_PREFIXES))
+        parts = key.split("/")
+        invariance = INVARIANCES.index(parts[1]) if prefix == 0 and len(parts) > 2 and parts[1] in INVARIANCES \
+            else len(INVARIANCES)
+        return prefix, invariance, key
+    return sorted(set(keys), key=rank)
+
+
+def _section(key: str) -> str:
+    """MLflow's chart section of a metric: its name up to the first `/` (as the UI groups them)."""
+    return key.split("/", 1)[0] if "/" in key else "Model metrics"
+
+
+def sweep_view_state(parent_run_id: str, order_by_param: str, metric_keys, stepped=("pretrain/loss",)) -> dict:
+    """The UI state of a sweep's view: its trials only, sorted by the knob, the RIS and probe
+    metrics as the first columns and the first charts (one chart per metric, in the order of
+    `_metric_order`; `stepped` ones as lines over epochs, the rest as bars per trial)."""
+    keys = _metric_order(metric_keys)
+    sections = list(dict.fromkeys([_section(k) for k in keys] + ["Model metrics", "System metrics"]))
+    section_ids = {name: f"dssl-{i}" for i, name in enumerate(sections)}
+    charts = []
+    for key in keys:
+        chart = {"uuid": f"dssl-{key}", "type": "BAR", "runsCountToCompare": 100,
+                 "metricSectionId": section_ids[_section(key)], "deleted": False, "isGenerated": True,
+                 "displayName": key, "metricKey": key}
+        if key in stepped:
+            chart |= {"type": "LINE", "selectedMetricKeys": [key], "lineSmoothness": 0, "xAxisKey": "step",
+                      "xAxisScaleType": "linear", "scaleType": "linear", "range": {}, "selectedXAxisMetricKey": "",
+                      "yAxisKey": "metric", "yAxisExpressions": [], "ignoreOutliers": False,
+                      "useGlobalXaxisKey": True}
+        charts.append(chart)
+    leading = [k for k in keys if k.startswith(LEADING_PREFIXES[:2]) and not k.endswith("/top25")]
+    return {
+        "searchFilter": f"tags.`{TAG_PARENT}` = '{parent_run_id}'",
+        "orderByKey": f"params.`{order_by_param}`" if order_by_param else "attributes.run_name",
+        "orderByAsc": True,
+        "selectedColumns": [f"metrics.`{k}`" for k in leading] + ["attributes.`Dataset`"],
+        "compareRunCharts": charts,
+        "compareRunSections": [{"uuid": section_ids[name], "name": name, "display": True, "isReordered": True,
+                                "deleted": False, "isGenerated": True} for name in sections],
+        # Kept in this order: metrics that arrive later join their section, none moves ahead.
+        "isAccordionReordered": True,
+        "hideEmptyCharts": True,
+    }
+
+
+def share_key(parent_run_id: str) -> str:
+    return hashlib.sha256(f"dssl-sweep-view:{parent_run_id}".encode()).hexdigest()[:32]
+
+
+def log_sweep_view(client: MlflowClient, experiment_id: str, parent_run_id: str, order_by_param: str,
+                   metric_keys) -> str:
+    """Store a sweep's view as a shared view of its experiment; return its key."""
+    key = share_key(parent_run_id)
+    state = sweep_view_state(parent_run_id, order_by_param, metric_keys)
+    client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG_PREFIX}{key}", json.dumps(state, separators=(",", ":")))
+    return key
+
+
+def shared_view_url(base: str, experiment_id: str, key: str, mode: str = "TABLE") -> str:
+    """The experiment page on a shared view, as its runs table (TABLE) or its charts (CHART)."""
+    return f"{experiment_url(base, experiment_id)}&{SHARED_VIEW_PARAM}={key}&{VIEW_MODE_PARAM}={mode}"
 
 
 def find_parent(client: MlflowClient, sweep: str):

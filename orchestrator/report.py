@@ -1,17 +1,22 @@
-"""What a finished sweep prints: a trial x metric table, the paper's figures beside it,
-and where to see the runs in MLflow (the UI command for a local store, then the
-experiment and compare-runs pages)."""
+"""What a finished sweep prints: where to see it in MLflow (the UI command for a local
+store, the trials and compare-runs pages), what varied and what did not, and, last, the
+paper's Table 1 layout for its trials with the published rows below, within 100 columns."""
 from __future__ import annotations
 
+import re
+import textwrap
+from pathlib import Path
 from typing import Any
 
-from datasets.invariance_sets import INVARIANCES
 from orchestrator.compare import is_server, ui_command
-from orchestrator.tables import PAPER_TABLES
-
-# Purushwalkam & Gupta (2020), Table 1: MoCo v2 on ImageNet, ResNet-50 (RIS %, top10/top25),
-# in the order of INVARIANCES; orchestrator.tables holds the published tables.
-PAPER_MOCO_V2_IMAGENET = dict(zip(INVARIANCES, PAPER_TABLES["table1"]["paper: MoCo v2 (ImageNet)"], strict=True))
+from orchestrator.naming import SEED, short_key
+from orchestrator.tables import (
+    TERMINAL_WIDTH,
+    comparability,
+    data_line,
+    group_rows,
+    terminal_table,
+)
 
 
 def _fmt(value: Any) -> str:
@@ -21,7 +26,7 @@ def _fmt(value: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]], first: list[str]) -> str:
-    """A plain-text table: the swept knobs first, then every metric, sorted by name."""
+    """A plain-text table: the given columns first, then every metric, sorted by name."""
     metrics = sorted({k for row in rows for k in row} - set(first))
     columns = first + metrics
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
@@ -30,58 +35,88 @@ def table(rows: list[dict[str, Any]], first: list[str]) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
 
 
-# Targets the paper's RIS averages over (Sec. 3.2): ALOI's 1,000 objects.
-PAPER_ALOI_OBJECTS = 1000
-TARGETS_PREFIX = "data/ris_targets/"
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
+_TRIAL_FOLDER = re.compile(r"^.*?_[0-9a-f]{5}_\d{5}_\d+_(.+)_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
 
 
-def comparability(rows: list[dict[str, Any]]) -> str:
-    """The targets each invariance was scored over here, and whether the paper's figures compare."""
-    counts: dict[str, set] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key.startswith(TARGETS_PREFIX):
-                counts.setdefault(key[len(TARGETS_PREFIX):], set()).add(int(value))
-    if not counts:
-        return ""
-    here = ", ".join(f"{name} {'/'.join(map(str, sorted(n)))}" for name, n in sorted(counts.items()))
-    return (f"Targets scored here: {here}. The paper's ALOI scores average over "
-            f"{PAPER_ALOI_OBJECTS:,} objects; RIS is comparable only at equal target counts "
-            "(each target's share P(y) sets its firing threshold), so read the paper's figures "
-            "for orientation, not as a target.")
+def failure_line(error: str, width: int = TERMINAL_WIDTH) -> str:
+    """One line for a failed trial (`<trial folder>: <Tune's error text>`): its folder's name
+    and the line that says why (an OOM kill, else the last exception raised), cut to `width`.
+    A traceback on the terminal would bury the result."""
+    path, _, text = error.partition(": ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    killed = [line for line in lines if "killed due to" in line]
+    raised = [line for line in lines if _EXCEPTION.match(line)]
+    reason = (killed or raised[-1:] or lines or ["unknown error"])[0]
+    # Tune names a trial's folder <trainable>_<id>_<index>_<its config>_<date>: the config says which.
+    name = Path(path).name
+    named = _TRIAL_FOLDER.match(name)
+    line = f"  {named.group(1) if named else name}: {reason}"
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
-def summary(outcome) -> str:
+def _order(value: Any) -> tuple:
+    """Numbers by value, anything else by text, numbers first."""
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def _values(rows: list[dict[str, Any]], key: str) -> str:
+    seen = sorted({row.get(key) for row in rows if row.get(key) is not None}, key=_order)
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in seen)
+
+
+def varies_line(rows: list[dict[str, Any]], knobs: list[str], fixed: dict[str, Any]) -> str:
+    """What differs between the rows (the knobs, by the short name rows are labelled with) and what not."""
+    named = [f"{short_key(k)} = {_values(rows, k)}" + (f" ({k})" if short_key(k) != k else "")
+             for k in knobs if k != SEED]
+    if SEED in knobs:
+        named.append(f"seed = {_values(rows, SEED)} (each row: the mean over its seeds)")
+    text = "Varies: " + ("; ".join(named) if named else "nothing (one trial)") + "."
+    if fixed:
+        text += " Same in every trial: " + ", ".join(f"{short_key(k)}={v}" for k, v in fixed.items())
+        text += ", and every other setting (the params of each run)."
+    return text
+
+
+def _wrap(text: str, width: int = TERMINAL_WIDTH) -> list[str]:
+    return textwrap.wrap(text, width, break_on_hyphens=False) if text else []
+
+
+def summary(outcome, paper: str = "table1") -> str:
+    """The sweep's result for a terminal: links first (they are long), the table last, at 100 columns."""
     knobs = outcome.knobs
-    rows = sorted(outcome.rows, key=lambda r: [str(r.get(k)) for k in knobs])
-    shown = [{k: v for k, v in row.items() if not k.startswith(TARGETS_PREFIX)} for row in rows]
-    paper = ", ".join(
-        f"{name} {t10:.2f}/{t25:.2f}" for name, (t10, t25) in PAPER_MOCO_V2_IMAGENET.items()
-    )
-    parts = [
-        f"Sweep {outcome.name}: {len(rows)} trials ({outcome.experiment_path})",
-        table(shown, knobs),
-        "",
-        f"Paper, MoCo v2 on ImageNet, ResNet-50 (RIS top10/top25 %): {paper}",
-        comparability(rows),
-        "",
-        f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}, "
-        f"store {outcome.tracking_uri}",
-    ]
+    rows = sorted(outcome.rows, key=lambda r: [_order(r.get(k)) for k in knobs])
+    failed = f", {len(outcome.errors)} failed" if outcome.errors else ""
+    if outcome.interrupted:
+        head = f"{len(rows)} trials{failed}, interrupted"
+    else:
+        head = f"{len(rows)} trials, {len(rows) - len(outcome.errors)} finished{failed}"
+    parts = [f"Sweep {outcome.name}: {head}."]
+    parts.append(f"Results: {outcome.experiment_path}")
+    if getattr(outcome, "log_path", ""):
+        parts.append(f"Log:     {outcome.log_path}")
+    parts += ["", f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id}",
+              f"Store:        {outcome.tracking_uri}"]
     if not is_server(outcome.tracking_uri):
         parts.append(f"Open the UI:  {ui_command(outcome.tracking_uri)}")
     if outcome.runs_url:
         parts.append(f"Trials:       {outcome.runs_url}")
-    parts.append(f"RIS tables:   tables/ on the parent run "
-                 f"(or: python -m orchestrator.tables {outcome.name} --out tables/)")
     if outcome.compare_url:
         parts.append(f"Compare:      {outcome.compare_url}")
         parts.append(f"              (later: python -m orchestrator.compare {outcome.name} --open)")
+    parts.append("Tables:       tables/ on the parent run (again: python -m orchestrator.tables <sweep>)")
     if outcome.tracking_errors:
-        parts.append(f"MLflow: {outcome.tracking_errors} write(s) failed after retries (see the log above)")
+        parts.append(f"MLflow: {outcome.tracking_errors} write(s) failed after retries (see the log)")
     if outcome.interrupted:
-        parts += ["", f"Interrupted: the parent run and its running trials are marked KILLED; "
-                      f"continue with --resume --name {outcome.name}"]
+        parts += [""] + _wrap(f"Interrupted: the parent run and its running trials are marked KILLED; "
+                              f"continue with --resume --name {outcome.name}")
     if outcome.errors:
-        parts += ["", f"{len(outcome.errors)} trial(s) failed:", *outcome.errors]
+        parts += ["", f"{len(outcome.errors)} trial(s) failed (the whole error: error.txt in the trial's "
+                      "folder under Results):", *(failure_line(e) for e in outcome.errors)]
+    parts += [""] + _wrap(varies_line(rows, knobs, getattr(outcome, "fixed", {})))
+    parts += _wrap(data_line(rows)) + _wrap(comparability(rows))
+    grouped = group_rows(rows, knobs)
+    if any(r.mean for r in grouped):
+        parts += ["", "RIS (%) per invariance as top-10/top-25, then the probes (%):",
+                  terminal_table(grouped, paper)]
     return "\n".join(parts)

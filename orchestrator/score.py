@@ -76,18 +76,19 @@ def _log_run(path, weights, trial, metrics, tracking_uri, experiment, run_name) 
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import git_commit, metrics_of
+    from orchestrator.tracking import git_commit, metrics_of, split_constants
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     run = client.create_run(experiment_id, run_name=run_name or f"score {Path(path).name}")
     params = evaluation_params(trial) | {"arch": weights.arch, "checkpoint.format": weights.source_format}
+    scores, figures = split_constants(metrics_of(metrics))
     tags = {"dssl.checkpoint": str(Path(path).resolve()), "dssl.checkpoint_digest": weights.digest,
-            "git_commit": git_commit()}
+            "git_commit": git_commit(), **figures}
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())],
                      tags=[RunTag(k, v) for k, v in tags.items()],
-                     metrics=[Metric(k, v, 0, 0) for k, v in metrics_of(metrics).items()])
+                     metrics=[Metric(k, v, 0, 0) for k, v in scores.items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class SweepOutcome:
     runs_url: str = ""
     interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or `ray job stop`: runs marked KILLED
     tracking_errors: int = 0  # MLflow writes lost after retries (the sweep went on)
+    fixed: dict[str, Any] = field(default_factory=dict)  # settings every trial shares (FIXED_SHOWN)
+    log_path: str = ""  # where Ray's and Tune's own output went (orchestrator.console)
+
+
+# Settings named in the summary's "same in every trial" line (the rest are the runs' params).
+FIXED_SHOWN = ("method", "arch", "image_size", "epochs", "batch_size", "data.pretrain")
 
 
 def default_storage_path(settings: SweepSettings) -> str:
@@ -64,7 +70,12 @@ def _experiment_path(storage: str, name: str) -> str:
 
 
 def _local_exists(path: str) -> bool:
-    return "://" not in path and Path(path).exists()
+    """A sweep folder with results: one holding only the log of a sweep stopped before Tune
+    started (orchestrator.console) is not a sweep to resume or to refuse a name for."""
+    from orchestrator.console import LOG_FILE
+
+    folder = Path(path)
+    return "://" not in path and folder.exists() and [p.name for p in folder.iterdir()] != [LOG_FILE]
 
 
 def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explicit: int) -> int | None:
@@ -126,6 +137,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from mlflow.entities import Metric, RunTag
     from ray import tune
 
+    from orchestrator.console import SweepProgress, active, log_path
+
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
@@ -139,7 +152,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         video_cache_problem,
     )
     from orchestrator.mlflow_server import check_tracking_uri
-    from orchestrator.compare import compare_url, sweep_runs_url, ui_base_url
+    from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
     from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
@@ -166,6 +179,11 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             tracking_uri,
         )
     check_tracking_uri(tracking_uri)  # an unreachable server: refused before any trial
+    console = active()  # the command line's: from here on, Ray's output goes to the sweep's log
+    if console is not None:
+        console.start(log_path(experiment_path, settings.name))
+        console.write(f"Sweep {settings.name}: {len(configs)} trials ({', '.join(swept) or 'one trial'}); "
+                      "starting Ray and preparing data (generated once into the cache)")
     resources = init_ray()  # first: a method's data preparation may run Ray Data on it
     # On several nodes: shared storage, data generated once on it, roots checked on every node.
     view = cluster_view()
@@ -213,7 +231,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             run_config=tune.RunConfig(
                 name=settings.name,
                 storage_path=storage,
-                callbacks=[callback],
+                callbacks=[callback, SweepProgress(len(configs), swept)],
                 # A lost trial driver (its node preempted) restarts; its Train run resumes.
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 verbose=1,
@@ -243,9 +261,18 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     client = tracker.client
     children = sorted(tracker.children(), key=lambda r: r.info.run_name or "")
     base = ui_base_url(tracking_uri)
-    url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
-    runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id,
-                              next((k for k in swept if k != "seed"), ""))
+    knob = next((k for k in swept if k != "seed"), "")
+    # The links open a shared view of the sweep: its trials, RIS and probe metrics as the first
+    # columns and charts. Without it (the tag not written), the plain runs and compare pages.
+    shared, key = with_retries("the sweep's MLflow view", lambda: log_sweep_view(
+        client, tracker.experiment_id, tracker.parent_run_id, knob,
+        {k for r in children for k in r.data.metrics}), (2.0,))
+    if shared:
+        runs_url = shared_view_url(base, tracker.experiment_id, key, "TABLE")
+        url = shared_view_url(base, tracker.experiment_id, key, "CHART")
+    else:
+        runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id, knob)
+        url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
     # The parent's summary is a courtesy: failing to write it must not hide the sweep's results.
     with_retries("the parent run's links and wall time", lambda: client.log_batch(
         tracker.parent_run_id,
@@ -265,6 +292,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
         knobs=swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
         compare_url=url, runs_url=runs_url, interrupted=interrupted, tracking_errors=int(lost),
+        fixed={k: v for k, v in configs[0].flat().items() if k in FIXED_SHOWN and k not in swept},
+        log_path=str(console.path) if console is not None and console.path else "",
     )
 
 

@@ -35,6 +35,8 @@ def summary_rows(children, knobs: list[str]) -> list[dict[str, Any]]:
                                "status": run.info.status}
         row |= {k: _typed(run.data.params.get(k)) for k in knobs}
         row |= dict(sorted(run.data.metrics.items()))
+        # Data figures are tags (orchestrator.tracking: constants of a trial, not metrics).
+        row |= {k: _typed(v) for k, v in sorted(run.data.tags.items()) if k.startswith("data/")}
         rows.append(row)
     return rows
 
@@ -152,7 +154,7 @@ def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, kno
         key, row = best
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in row.items()
-                   if isinstance(k, str) and k.startswith(("ris/", "probe/", "pretrain/", "data/"))
+                   if isinstance(k, str) and k.startswith(("ris/", "probe/", "pretrain/"))
                    and isinstance(v, float)]
         client.log_batch(parent_run_id, metrics=metrics,
                          tags=[RunTag(TAG_BEST_RUN, row["run_id"]), RunTag(TAG_BEST_BY, key),

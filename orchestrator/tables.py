@@ -27,9 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from datasets.invariance_sets import INVARIANCES
+from orchestrator.naming import trial_label
 
 TOPS = ("top10", "top25")
 SEED = "seed"
+PROBE_PREFIX = "probe/"
+# Column heads that fit a 100-column terminal; the Markdown keeps the full names.
+SHORT_INVARIANCES = {"occlusion": "occlusion", "viewpoint": "viewpoint", "illumination_direction": "illum dir",
+                     "illumination_color": "illum col", "instance": "instance", "instance_viewpoint": "inst+view"}
+SHORT_PROBES = {"probe/linear_top1": "linear", "probe/voc07_map": "voc07", "probe/voc07_boxes_map": "boxes",
+                "probe/voc07_pair_map": "xor", "probe/seg_miou": "seg miou", "probe/seg_pixel_acc": "seg acc"}
+TERMINAL_WIDTH = 100
+# Targets the paper's RIS averages over (Sec. 3.2): ALOI's 1,000 objects.
+PAPER_ALOI_OBJECTS = 1000
+TARGETS_PREFIX = "data/ris_targets/"
+DATA_PREFIX = "data/"
 
 # Purushwalkam & Gupta (2020), RIS %, (top10, top25) in the order of INVARIANCES
 # (occlusion, viewpoint, illumination_direction, illumination_color, instance,
@@ -64,9 +76,55 @@ def ris_key(invariance: str, top: str) -> str:
     return f"ris/{invariance}/{top}"
 
 
+def comparability(rows: list[dict[str, Any]]) -> str:
+    """The targets each invariance was scored over here, and whether the paper's figures compare."""
+    counts: dict[str, set] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(TARGETS_PREFIX) and value is not None:
+                counts.setdefault(key[len(TARGETS_PREFIX):], set()).add(int(value))
+    if not counts:
+        return ""
+    here = ", ".join(f"{name} {'/'.join(map(str, sorted(n)))}" for name, n in sorted(counts.items()))
+    return (f"Targets scored here: {here}. The paper's ALOI scores average over "
+            f"{PAPER_ALOI_OBJECTS:,} objects; RIS is comparable only at equal target counts "
+            "(each target's share P(y) sets its firing threshold), so read the paper's figures "
+            "for orientation, not as a target.")
+
+
+def data_figures(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The `data/*` figures equal in every run (said once, above a table), and the keys that differ."""
+    # Target counts are said by the comparability line, with what they mean.
+    keys = sorted({k for row in rows for k in row if isinstance(k, str) and k.startswith(DATA_PREFIX)
+                   and not k.startswith(TARGETS_PREFIX)})
+    same, differ = {}, []
+    for key in keys:
+        values = {repr(row.get(key)) for row in rows}
+        if len(values) == 1:
+            same[key] = rows[0].get(key)
+        else:
+            differ.append(key)
+    return same, differ
+
+
+def data_line(rows: list[dict[str, Any]]) -> str:
+    same, differ = data_figures(rows)
+    if not same and not differ:
+        return ""
+    text = ", ".join(f"{k[len(DATA_PREFIX):]} {_plain(v)}" for k, v in same.items())
+    line = f"Data, the same in every trial: {text}." if text else ""
+    if differ:
+        line += f" Differing by trial (see each run's tags): {', '.join(differ)}."
+    return line.strip()
+
+
+def _plain(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class TableRow:
-    """One model: the mean, spread and count of every RIS key over its runs (its seeds)."""
+    """One model: the mean, spread and count of every RIS and probe key over its runs (its seeds)."""
 
     model: str
     runs: int
@@ -89,25 +147,31 @@ def group_rows(rows: list[dict[str, Any]], knobs: list[str]) -> list[TableRow]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for i, row in enumerate(rows):
         if others:
-            name = ", ".join(f"{k}={row.get(k)}" for k in others if row.get(k) is not None)
+            name = trial_label(row, others)
         elif knobs:
             name = "all runs"
         else:
             name = str(row.get("run") or f"run {i}")
         groups[name].append(row)
+    probes = probe_keys(rows)
     table = []
     for name, members in groups.items():
         out = TableRow(model=name, runs=len(members))
-        for invariance in INVARIANCES:
-            for top in TOPS:
-                key = ris_key(invariance, top)
-                values = [float(r[key]) for r in members
-                          if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-                if values:
-                    out.mean[key] = statistics.fmean(values)
-                    out.std[key] = statistics.stdev(values) if len(values) > 1 else 0.0
+        for key in [ris_key(i, top) for i in INVARIANCES for top in TOPS] + probes:
+            values = [float(r[key]) for r in members
+                      if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if values:
+                out.mean[key] = statistics.fmean(values)
+                out.std[key] = statistics.stdev(values) if len(values) > 1 else 0.0
         table.append(out)
     return table
+
+
+def probe_keys(rows) -> list[str]:
+    """The probe metrics present, in the order of SHORT_PROBES, then any others by name."""
+    found = {k for row in rows for k in (row.mean if isinstance(row, TableRow) else row)
+             if isinstance(k, str) and k.startswith(PROBE_PREFIX)}
+    return [k for k in SHORT_PROBES if k in found] + sorted(found - set(SHORT_PROBES))
 
 
 def paper_rows(paper: str) -> list[TableRow]:
@@ -131,15 +195,60 @@ def _cell(row: TableRow, key: str) -> str:
     return f"{row.mean[key]:.2f} ± {row.std[key]:.2f}"
 
 
-def markdown(rows: list[TableRow], paper: str, note: str = "") -> str:
-    """The Table 1 / 4 layout: project rows, then the paper's rows, Top-10 / Top-25 per cell."""
-    header = ["model", "runs", *INVARIANCES]
+def markdown(rows: list[TableRow], paper: str, note: str = "", above: str = "") -> str:
+    """The Table 1 / 4 layout: project rows, then the paper's rows, Top-10 / Top-25 per cell,
+    then the probes (the paper's tables have none: `-`). `above`: what every row shares."""
+    probes = probe_keys(rows)
+    header = ["model", "runs", *INVARIANCES, *probes]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in [*rows, *paper_rows(paper)]:
         cells = [f"{_cell(row, ris_key(i, 'top10'))} / {_cell(row, ris_key(i, 'top25'))}" for i in INVARIANCES]
+        cells += [_cell(row, key) for key in probes]
         lines.append("| " + " | ".join([row.model, str(row.runs) if not row.paper else "paper", *cells]) + " |")
     title = f"RIS (%), Top-10 / Top-25, mean ± std over runs; paper rows from {paper.replace('table', 'Table ')}"
-    return "\n".join([f"## {title}", "", *lines, *([""] + [note] if note else [])]) + "\n"
+    return "\n".join([f"## {title}", "", *([above, ""] if above else []), *lines,
+                      *([""] + [note] if note else [])]) + "\n"
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def terminal_table(rows: list[TableRow], paper: str, width: int = TERMINAL_WIDTH) -> str:
+    """The Markdown's layout for a terminal of `width` columns: the invariances scored here as
+    top-10/top-25 (means, one decimal), then the probes; the paper's rows below a rule.
+
+    Labels are cut to fit before any column is dropped; the spread over seeds stays in the
+    Markdown on the parent run.
+    """
+    scored = [i for i in INVARIANCES if any(ris_key(i, "top10") in r.mean for r in rows)]
+    probes = probe_keys(rows)
+    shown_paper = [p for p in paper_rows(paper) if any(ris_key(i, "top10") in p.mean for i in scored)] if scored else []
+    heads = [SHORT_INVARIANCES.get(i, i[:9]) for i in scored] + [SHORT_PROBES.get(k, k[len(PROBE_PREFIX):][:8])
+                                                                for k in probes]
+
+    def cells(row: TableRow) -> list[str]:
+        pairs = ["/".join(f"{row.mean[ris_key(i, t)]:.1f}" if ris_key(i, t) in row.mean else "-" for t in TOPS)
+                 for i in scored]
+        return pairs + [f"{row.mean[k]:.1f}" if k in row.mean else "-" for k in probes]
+
+    # The heading above the paper's rows says "paper" and ResNet-50; a Table 1 row's
+    # "(ImageNet)" is every row's, so it goes too.
+    body = [(r.model.removeprefix("paper: ").removesuffix(" (ImageNet)") if r.paper else r.model, cells(r))
+            for r in [*rows, *shown_paper]]
+    widths = [max(len(h), *(len(c[j]) for _, c in body)) for j, h in enumerate(heads)]
+    label = max([len("top-10/top-25")] + [len(m) for m, _ in body])
+    label = max(12, min(label, width - sum(w + 1 for w in widths) - 1))
+    line = lambda first, values: (_fit(first, label).ljust(label) + "".join(  # noqa: E731
+        " " + v.rjust(w) for v, w in zip(values, widths))).rstrip()
+    out = [line("top-10/top-25", heads)]
+    out += [line(m, c) for m, c in body[:len(rows)]]
+    if shown_paper:
+        where = "ResNet-50, ImageNet" if paper == "table1" else "ResNet-50"
+        out.append(_fit(f"paper, {paper.replace('table', 'Table ')} ({where}; for orientation, not a target):",
+                        width))
+        out += [line(m, c) for m, c in body[len(rows):]]
+    return "\n".join(out)
 
 
 def csv_text(rows: list[TableRow], paper: str) -> str:
@@ -220,13 +329,12 @@ class Tables:
 
 def build(rows: list[dict[str, Any]], knobs: list[str], paper: str = "table1") -> Tables | None:
     """The report for flat run rows (knobs + metrics); None when no run has any RIS key."""
-    from orchestrator.report import comparability
-
     table = group_rows(rows, knobs)
     scored = [i for i in INVARIANCES if any(ris_key(i, "top10") in r.mean for r in table)]
     if not scored:
         return None
-    return Tables(markdown=markdown(table, paper, comparability(rows)), csv=csv_text(table, paper),
+    return Tables(markdown=markdown(table, paper, comparability(rows), data_line(rows)),
+                  csv=csv_text(table, paper),
                   charts={i: bar_chart(table, paper, i) for i in scored})
 
 

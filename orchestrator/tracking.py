@@ -41,12 +41,17 @@ from ray.tune import Callback
 
 from datasets.registry import ConfigError
 from orchestrator.cluster import REPO_ROOT
+from orchestrator.naming import trial_label
 from trainables.config import TrialConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/", "tracks/")
+# A trial's data figures (image counts, targets scored, skipped files) are constants of the
+# trial, not measurements over time: logged as tags, so MLflow's charts and compare page
+# show the science, not a bar chart of equal counts.
+CONSTANT_PREFIX = "data/"
 TAG_SWEEP = "dssl.sweep"
 TAG_SWEEP_DIR = "dssl.sweep_dir"
 TAG_TRIAL_ID = "dssl.trial_id"
@@ -226,6 +231,12 @@ def metrics_of(result: dict[str, Any]) -> dict[str, float]:
             if not isinstance(value, bool) and math.isfinite(value):
                 out[key] = float(value)
     return out
+
+
+def split_constants(metrics: dict[str, float]) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, tags): the `data/*` figures of a result become tag values."""
+    tags = {k: f"{v:g}" for k, v in metrics.items() if k.startswith(CONSTANT_PREFIX)}
+    return {k: v for k, v in metrics.items() if k not in tags}, tags
 
 
 def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: TrialConfig,
@@ -430,13 +441,8 @@ class MLflowTrialCallback(Callback):
         self.tracker  # connect (and create the parent run) before the first trial
 
     def run_name(self, params: dict[str, Any], fallback: str) -> str:
-        """The swept knobs' values, the seed last: trials that differ only by it read as repeats.
-
-        A knob this trial lacks (a key of another grid choice, e.g. one data source's
-        setting when the grid swaps sources) is left out rather than named ``=None``.
-        """
-        ordered = [k for k in self.knobs if k != "seed"] + [k for k in self.knobs if k == "seed"]
-        return " ".join(f"{k}={params[k]}" for k in ordered if params.get(k) is not None) or fallback
+        """The swept knobs' short labels (orchestrator.naming), seed last: `crop_min=0.08`."""
+        return trial_label(params, self.knobs, fallback)
 
     def _run_id(self, trial) -> str | None:
         if trial.trial_id not in self._runs:
@@ -469,10 +475,14 @@ class MLflowTrialCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("checkpoint_path"):  # added by Train's TuneReportCallback
             self._checkpoints[trial.trial_id] = str(result["checkpoint_path"])
-        metrics = metrics_of(result)
-        run_id = self._run_id(trial) if metrics else None
+        metrics, constants = split_constants(metrics_of(result))
+        run_id = self._run_id(trial) if metrics or constants else None
         if run_id is None:
             return
+        if constants:
+            self._log_constants(trial, run_id, constants)
+            if not metrics:
+                return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         if "pretrain/loss" in metrics:
             # A Train run restarted from an older checkpoint than its last report (a worker
@@ -488,6 +498,15 @@ class MLflowTrialCallback(Callback):
         batch = [Metric(k, v, timestamp, step) for k, v in metrics.items()]
         self._try(f"metrics of {trial.trial_id} (step {step})",
                   lambda: self.tracker.client.log_batch(run_id, metrics=batch))
+
+    def _log_constants(self, trial, run_id: str, constants: dict[str, str]) -> None:
+        """Data figures as tags; a non-zero skipped count also as a warning (files were left out)."""
+        self._try(f"data figures of {trial.trial_id}", lambda: self.tracker.client.log_batch(
+            run_id, tags=[RunTag(k, v) for k, v in constants.items()]))
+        for key, value in constants.items():
+            if "skipped" in key and float(value):
+                log.warning("trial %s: %s = %s (unreadable input left out; tag on its MLflow run)",
+                            self.run_name(TrialConfig.from_nested(trial.config).flat(), str(trial)), key, value)
 
     def _logged_epochs(self, trial_id: str, run_id: str) -> set[int]:
         """Epochs of `pretrain/loss` in the run: read once per driver (a resumed sweep's too)."""

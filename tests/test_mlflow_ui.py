@@ -4,6 +4,7 @@ an MLflow hiccup during the sweep; and a sweep stopped by SIGTERM."""
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from orchestrator import compare
 from orchestrator.cli import EXIT_INTERRUPTED, run_cli
 from orchestrator.config import SweepSettings
 from orchestrator.sweep import run_sweep
@@ -107,7 +109,7 @@ def test_the_parent_run_has_the_table_the_charts_and_the_best_trial(tiny_sweep):
     table = Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="tables/ris_table.md",
                                                      tracking_uri=tiny_sweep.uri)).read_text()
     for crop_min, run in zip(CROP_MINS, children):  # one row per crop range, seeds averaged
-        row = next(line for line in table.splitlines() if line.startswith(f"| method.crop_scale_min={crop_min} |"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| crop_min={crop_min} |"))
         assert f"{run.data.metrics['ris/viewpoint/top10']:.2f} / {run.data.metrics['ris/viewpoint/top25']:.2f}" in row
     assert "| paper: MoCo v2 (ImageNet) |" in table
     assert parent.data.tags["dssl.knobs"] == "method.crop_scale_min"
@@ -120,8 +122,18 @@ def test_the_parent_run_has_the_table_the_charts_and_the_best_trial(tiny_sweep):
     for key in RIS_KEYS + ["probe/linear_top1"]:
         assert parent.data.metrics[key] == best.data.metrics[key]
     assert parent.data.tags[TAG_COMPARE_URL] == outcome.compare_url
-    assert all(r.info.run_id in outcome.compare_url for r in children)
     assert parent.data.tags[TAG_RUNS_URL] == outcome.runs_url
+    # Both links open the sweep's shared view, stored on the experiment, of its trials only.
+    key = compare.share_key(parent.info.run_id)
+    assert outcome.runs_url.endswith(f"viewStateShareKey={key}&compareRunsMode=TABLE")
+    assert outcome.compare_url.endswith(f"viewStateShareKey={key}&compareRunsMode=CHART")
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags[f"mlflow.sharedViewState.{key}"])
+    assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    assert view["orderByKey"] == "params.`method.crop_scale_min`"
+    # The trials' data figures are tags, not metrics: no chart of equal counts.
+    for run in children:
+        assert not [k for k in run.data.metrics if k.startswith("data/")]
+        assert run.data.tags["data/skipped_images"] == "0" and run.data.tags["data/ris_targets/viewpoint"]
 
 
 def test_each_trial_logs_its_backbone_as_a_model_that_loads_back(tiny_sweep, data_cache):
@@ -218,36 +230,67 @@ def rendered_text(url: str, scratch: Path) -> str:
     dom = subprocess.run(
         [chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={scratch}", "--virtual-time-budget=20000", "--dump-dom", url],
+         # A tall window: the chart view draws only the charts in sight.
+         f"--user-data-dir={scratch}", "--window-size=1600,4000", "--virtual-time-budget=20000", "--dump-dom", url],
         capture_output=True, text=True, timeout=180,
     ).stdout
     dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " | ", dom)))
 
 
+def rendered_when(url: str, scratch: Path, ready, tries: int = 3) -> str:
+    """`rendered_text`, loaded again (up to `tries` times) until `ready(text)`: the chart view
+    loads its charts after the page, late on a loaded machine. The last text either way."""
+    for attempt in range(tries):
+        text = rendered_text(url, scratch / str(attempt))
+        if ready(text):
+            break
+    return text
+
+
 def with_base(url: str, base: str) -> str:
     return re.sub(r"^http://127\.0\.0\.1:\d+", base, url)
 
 
+METRIC_KEY = re.compile(r"\b(?:ris|probe|pretrain|data|tracks)/[a-z0-9_/]+")
+
+
 def test_the_ui_opens_on_training_runs_and_compares_the_trials(tiny_sweep, mlflow_ui, tmp_path):
     outcome, children = tiny_sweep.outcome, tiny_sweep.children
-    names = [f"method.crop_scale_min={v}" for v in CROP_MINS]
+    names = [f"crop_min={v}" for v in CROP_MINS]  # the knob's value within the Run Name column's width
     assert [r.info.run_name for r in children] == names
 
     trials = rendered_text(with_base(outcome.runs_url, mlflow_ui), tmp_path / "runs")
     assert "Runs - Experiment" in trials, trials[:600]  # the training-runs view, not the GenAI overview
     assert "Model registry" in trials and "Observability" not in trials, trials[:600]
+    assert "You're viewing a shared view" in trials, trials[:2000]  # the sweep's view, as stored
     assert re.search(r"\b2 \| matching runs", trials), trials[:2000]  # the two trials, no collapsed parent
-    for name in names:
-        assert name in trials
+    rows = [name for name in re.findall(r"crop_min=[0-9.]+", trials)]
+    assert rows[:2] == names, rows  # each trial's knob value in its row, in the knob's order
     assert "pretrain:synthetic-objects" in trials  # the Datasets column
+    columns = list(dict.fromkeys(METRIC_KEY.findall(trials)))
+    assert columns and all(k.startswith(("ris/", "probe/")) for k in columns), columns  # metric columns
 
-    compare = rendered_text(with_base(outcome.compare_url, mlflow_ui), tmp_path / "compare")
-    assert "Comparing 2 Runs from 1 Experiment" in compare, compare[:600]
+    # The chart view of the sweep: RIS and probe charts first, training last, no data counts.
+    def charts_in(text: str) -> list[str]:  # chart titles (and legends) below the runs list, in order
+        return list(dict.fromkeys(METRIC_KEY.findall(text.partition("matching runs")[2])))
+
+    charts = rendered_when(with_base(outcome.compare_url, mlflow_ui), tmp_path / "charts",
+                           lambda text: "probe/linear_top1" in charts_in(text))
+    assert "You're viewing a shared view" in charts, charts[:2000]
+    shown = charts_in(charts)
+    assert shown[:len(RIS_KEYS)] == [f"ris/{f}/top{k}" for f in FACTORS for k in (10, 25)], shown
+    assert shown[len(RIS_KEYS)] == "probe/linear_top1", shown
+    assert "pretrain/loss" in shown and not [k for k in shown if k.startswith("data/")], shown
+
+    # MLflow's own compare page (`python -m orchestrator.compare`) still compares the trials.
+    page = compare.compare_url(mlflow_ui, children[0].info.experiment_id, [r.info.run_id for r in children])
+    compared = rendered_text(page, tmp_path / "compare")
+    assert "Comparing 2 Runs from 1 Experiment" in compared, compared[:600]
     for name in names:
-        assert name in compare
+        assert name in compared
     for key in RIS_KEYS + ["probe/linear_top1"]:
-        assert key in compare, key
+        assert key in compared, key
 
 
 # --- Interrupted sweeps -----------------------------------------------------------------------

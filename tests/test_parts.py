@@ -187,7 +187,7 @@ def test_toy_parts_run_through_a_sweep_end_to_end(ray_session, data_cache, tmp_p
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("toys").experiment_id])
     children = [r for r in runs if r.data.tags.get(TAG_PARENT) == outcome.parent_run_id]
-    assert sorted(r.info.run_name for r in children) == ["method.width=32", "method.width=48"]
+    assert sorted(r.info.run_name for r in children) == ["width=32", "width=48"]  # short labels (orchestrator.naming)
     steps_per_epoch = 24 // 8  # 6 positions x 4 levels, batches of 8, one worker
     for run in children:
         width = int(run.data.params["method.width"])

@@ -28,13 +28,13 @@ KNOBS = ["method.crop_scale_min", "seed"]
 
 def test_runs_that_differ_only_by_seed_are_one_row_with_mean_and_spread():
     grouped = {r.model: r for r in tables.group_rows(ROWS, KNOBS)}
-    assert sorted(grouped) == ["method.crop_scale_min=0.2", "method.crop_scale_min=0.5"]
-    two = grouped["method.crop_scale_min=0.2"]
+    assert sorted(grouped) == ["crop_min=0.2", "crop_min=0.5"]
+    two = grouped["crop_min=0.2"]
     assert two.runs == 2
     assert two.mean["ris/viewpoint/top10"] == pytest.approx(61.0)
     assert two.std["ris/viewpoint/top10"] == pytest.approx(statistics.stdev([60.0, 62.0]))
     assert "ris/instance/top10" not in two.mean  # not scored: shown as "-"
-    assert grouped["method.crop_scale_min=0.5"].std["ris/viewpoint/top25"] == 0.0
+    assert grouped["crop_min=0.5"].std["ris/viewpoint/top25"] == 0.0
 
 
 def test_without_knobs_each_run_is_its_own_row():
@@ -46,12 +46,17 @@ def test_markdown_has_the_paper_layout_and_the_published_rows():
     text = tables.markdown(tables.group_rows(ROWS, KNOBS), "table1")
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert lines[0] == "| model | runs | " + " | ".join(INVARIANCES) + " |"
-    project = next(line for line in lines if line.startswith("| method.crop_scale_min=0.2 |"))
+    project = next(line for line in lines if line.startswith("| crop_min=0.2 |"))
     cells = [c.strip() for c in project.strip("|").split("|")]
     assert cells[1] == "2"
     assert cells[2 + INVARIANCES.index("viewpoint")] == "61.00 ± 1.41 / 76.00 ± 1.41"
     assert cells[2 + INVARIANCES.index("instance")] == "- / -"
     assert "| paper: supervised R50 (ImageNet) | paper | 80.89 / 74.21 | 89.54 / 82.62 |" in text
+    with_probe = [r | {"probe/linear_top1": 40.0 + r["seed"]} for r in ROWS]
+    lines = tables.markdown(tables.group_rows(with_probe, KNOBS), "table1").splitlines()
+    assert lines[2].endswith(" | instance_viewpoint | probe/linear_top1 |")  # the probes follow the invariances
+    assert next(line for line in lines if line.startswith("| crop_min=0.2 |")).endswith(" | 40.50 ± 0.71 |")
+    assert next(line for line in lines if line.startswith("| paper: PIRL")).endswith(" | - |")
     video = tables.markdown([], "table4")
     assert "| paper: Region Tracker | paper | 83.26 / 76.52 |" in video
 
@@ -61,7 +66,7 @@ def test_csv_has_one_line_per_row_and_scored_invariance():
     lines = list(csv.DictReader(io.StringIO(text)))
     project = [r for r in lines if r["source"] == "this project"]
     assert len(project) == 2 * 2  # two rows x (viewpoint, occlusion)
-    mine = next(r for r in project if r["model"] == "method.crop_scale_min=0.2" and r["invariance"] == "occlusion")
+    mine = next(r for r in project if r["model"] == "crop_min=0.2" and r["invariance"] == "occlusion")
     assert float(mine["top10"]) == pytest.approx(71.0) and mine["top25"] == ""
     assert len([r for r in lines if r["source"] == "paper"]) == 3 * len(INVARIANCES)
 
@@ -91,7 +96,7 @@ def test_the_command_reads_a_sweep_from_mlflow_and_logs_on_its_parent(tmp_path, 
                          params=[Param(k, str(row[k])) for k in KNOBS], tags=[RunTag("x", "y")])
     assert tables.main(["s1", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
-    assert "| method.crop_scale_min=0.5 | 1 |" in printed
+    assert "| crop_min=0.5 | 1 |" in printed
     assert (tmp_path / "out" / "ris_table.csv").exists()
     logged = {f.path for f in client.list_artifacts(parent.info.run_id, "tables")}
     assert {"tables/ris_table.md", "tables/ris_table.csv", "tables/ris_viewpoint.png"} <= logged

@@ -53,8 +53,33 @@ def test_run_names_leave_out_knobs_of_other_grid_choices(tmp_path):
                                    knobs=["seed", "data.pretrain", "data.pretrain.trainval", "data.pretrain.background"])
     params = {"seed": 1, "data.pretrain": "synthetic-objects", "data.pretrain.trainval": None,
               "data.pretrain.background": "clutter"}
-    assert callback.run_name(params, "t0") == "data.pretrain=synthetic-objects data.pretrain.background=clutter seed=1"
+    assert callback.run_name(params, "t0") == "pretrain=synthetic-objects background=clutter seed=1"
     assert callback.run_name({}, "t0") == "t0"
+
+
+def test_run_names_show_the_values_within_the_runs_tables_width(tmp_path):
+    video = MLflowTrialCallback("sqlite:///x.db", "exp", "s", str(tmp_path), knobs=["method", "method.frame_gap", "seed"])
+    assert video.run_name({"method": "fti", "method.frame_gap": 5, "seed": 1}, "t0") == "fti k=5 seed=1"
+    crop = MLflowTrialCallback("sqlite:///x.db", "exp", "s", str(tmp_path), knobs=["method.crop_scale_min"])
+    assert crop.run_name({"method.crop_scale_min": 0.08}, "t0") == "crop_min=0.08"
+
+
+def test_data_figures_are_tags_and_a_nonzero_skipped_count_warns(tmp_path, data_cache, caplog):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    callback = MLflowTrialCallback(uri, "exp", "figures", str(tmp_path / "figures"), knobs=["method.crop_scale_min"])
+    callback.setup()
+    trial = fake_trial("t_00009", data_cache, **{"method.crop_scale_min": 0.2})
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"epoch": 1, "ris/viewpoint/top10": 70.0, "data/ris_targets/viewpoint": 32,
+                                            "data/skipped_images": 0, "data/train_images": 1200})
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # zero: nothing to say
+    callback.on_trial_result(0, [], trial, {"epoch": 1, "data/skipped_images": 3})
+    run = MlflowClient(uri).get_run(callback._runs["t_00009"])
+    assert run.data.metrics == {"ris/viewpoint/top10": 70.0}  # the only metric; the figures are tags
+    assert {k: v for k, v in run.data.tags.items() if k.startswith("data/")} == {
+        "data/ris_targets/viewpoint": "32", "data/skipped_images": "3", "data/train_images": "1200"}
+    [warning] = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert warning.startswith("trial crop_min=0.2: data/skipped_images = 3")
 
 
 def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache):
@@ -89,7 +114,7 @@ def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache)
     assert child.data.params == {k: str(v) for k, v in TrialConfig.from_nested(trial.config).flat().items()}
     assert child.data.params["method.crop_scale_min"] == "0.3" and child.data.params["invariances"] == "viewpoint"
     assert not [k for k in child.data.params if k.startswith(("probes.", "data.probe"))]
-    assert child.info.run_name == "method.crop_scale_min=0.3"
+    assert child.info.run_name == "crop_min=0.3"  # the full key stays a param (above)
     assert child.info.status == "FINISHED"
     history = client.get_metric_history(child.info.run_id, "pretrain/loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 5.0), (1, 4.0)]
@@ -136,7 +161,7 @@ def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets
     trial = fake_trial("t_00001", data_cache, **{"method.crop_scale_min": 0.5, "seed": 2})
     callback.on_trial_start(0, [], trial)
     run = MlflowClient(uri).get_run(callback._runs["t_00001"])
-    assert run.info.run_name == "method.crop_scale_min=0.5 seed=2"
+    assert run.info.run_name == "crop_min=0.5 seed=2"
     assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.user"]
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"pretrain:synthetic-objects", "probe:synthetic-objects", "aloi:synthetic-aloi",
