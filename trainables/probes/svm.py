@@ -18,7 +18,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-ELEVEN_RECALLS = np.linspace(0.0, 1.0, 11)
+# k / 10, not linspace: linspace's 0.30000000000000004 would miss a recall of exactly 3/10
+# (a correctly rounded k/n equal to 0.3 is the double 3/10).
+ELEVEN_RECALLS = np.arange(11) / 10
 
 
 def voc07_average_precision(scores, labels, eleven_point: bool = True) -> float:
