@@ -371,3 +371,27 @@ def test_protocol_is_a_checked_logged_field_of_both_voc_probes():
     # The demo preset keeps the cheaper protocol; the class default is the paper's.
     assert {p.name: p.protocol for p in PRESETS["default"].probes if hasattr(p, "protocol")} == {
         "voc07": "fast", "voc07_boxes": "fast"}
+
+
+def test_ray_data_features_view_has_its_own_cache_key_and_actor_settings(tmp_path):
+    from dataclasses import dataclass
+
+    from trainables.features import RayDataFeatures
+    from trainables.models import resnet_backbone
+
+    @dataclass
+    class Weights:  # what RayDataFeatures needs of a backbone's weights
+        arch: str = "resnet18"
+        digest: str = "abc"
+
+        def build(self):
+            return resnet_backbone(self.arch)[0].eval()
+
+    shared = RayDataFeatures(Weights(), 32, 8, cache=str(tmp_path))
+    view = shared.view(True, "layer4_2x2")
+    assert shared.view(False, "pool") is shared
+    assert (view.whole_image, view.layer, view.parent) == (True, "layer4_2x2", shared)
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    assert view._key([image]) != shared._key([image])  # cached apart: another layer and transform
+    assert "CenterCrop" in repr(shared.transform) and "CenterCrop" not in repr(view.transform)
