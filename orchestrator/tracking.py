@@ -505,7 +505,7 @@ class MLflowTrialCallback(Callback):
             run_id, tags=[RunTag(k, v) for k, v in constants.items()]))
         for key, value in constants.items():
             if "skipped" in key and float(value):
-                log.warning("trial %s: %s = %s (unreadable input left out; tag on its MLflow run)",
+                log.warning("trial %s: %s = %s (input that could not be read was left out; tag on its MLflow run)",
                             self.run_name(TrialConfig.from_nested(trial.config).flat(), str(trial)), key, value)
 
     def _logged_epochs(self, trial_id: str, run_id: str) -> set[int]:

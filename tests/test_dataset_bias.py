@@ -43,6 +43,8 @@ def test_default_space_pretrains_three_equal_sized_sets_per_seed():
     for trial in trials:
         assert [p.name for p in trial.probes] == ["voc07", "voc07_boxes", "linear"] and trial.invariances == ()
         assert trial.probes[0].pair == "box,cone"
+        # Set beside the paper's Table 2: Goyal et al.'s SVM protocol, whatever the preset's.
+        assert [p.protocol for p in trial.probes[:2]] == ["goyal2019", "goyal2019"]
         # The VOC probe reads the same synthetic scenes the scene sets are cut from.
         assert trial.data["voc"].name == "synthetic-voc" and trial.data["voc"].trainval == 300
     assert {"data.pretrain", "seed"} <= set(knobs(trials))

@@ -51,11 +51,23 @@ def mocov2_transform(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.
     ])
 
 
-def eval_transform(image_size: int) -> v2.Compose:
-    """Deterministic view for frozen features: shorter side to `image_size`, centre square."""
+def eval_transform(image_size: int, whole_image: bool = False) -> v2.Compose:
+    """Deterministic view for frozen features: shorter side to `image_size`, centre square.
+
+    ``whole_image=True``: the whole image resized to `image_size` x `image_size` (aspect
+    ratio not kept, nothing cut), as Goyal et al. 2019's VOC07 SVM benchmark: shorter side
+    to 256/224 of the size, then both sides to the size (facebookresearch/
+    fair_self_supervision_benchmark ``data_input.py``: ``scale`` + ``global_resize``;
+    VISSL's ``Resize(256)`` + ``Resize([224, 224])``). The first resize changes only the
+    resampling, kept to match theirs.
+    """
+    if whole_image:
+        resize = [v2.Resize(round(image_size * 256 / 224), antialias=True),
+                  v2.Resize((image_size, image_size), antialias=True)]
+    else:
+        resize = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
     return v2.Compose([
-        v2.Resize(image_size, antialias=True),
-        v2.CenterCrop(image_size),
+        *resize,
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])

@@ -40,7 +40,9 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
     e.g. by the cached Ray Data path (`RayDataFeatures`) of the score command.
     """
     if features is None:
-        features = FeatureExtractor(scored_layer(backbone, trial.eval_layer), device, trial.eval_batch_size, eval_transform(trial.image_size))
+        features = FeatureExtractor(scored_layer(backbone, trial.eval_layer), device, trial.eval_batch_size,
+                                    eval_transform(trial.image_size), trunk=backbone, image_size=trial.image_size,
+                                    layer=trial.eval_layer)
     metrics: dict[str, float] = {}
     sets = [(invariance, invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects))
             for invariance in trial.invariances]

@@ -105,17 +105,42 @@ class FeatureExtractor:
     view, for parts that build their own datasets.
     """
 
-    def __init__(self, backbone: nn.Module, device: torch.device | str, batch_size: int, transform):
+    def __init__(self, backbone: nn.Module, device: torch.device | str, batch_size: int, transform,
+                 trunk: nn.Module | None = None, image_size: int = 0, layer: str = "pool",
+                 whole_image: bool = False):
+        """`trunk`, `image_size`, `layer` and `whole_image` describe the view, so that
+        :meth:`view` can give another (without `trunk` it can only give this one)."""
         self.backbone = backbone
         self.device = device
         self.batch_size = batch_size
         self.transform = transform
+        self.trunk, self.image_size, self.layer, self.whole_image = trunk, image_size, layer, whole_image
         self.skipped = 0
+        self.parent: FeatureExtractor | None = None
+
+    def view(self, whole_image: bool, layer: str) -> "FeatureExtractor":
+        """The same frozen trunk seen another way: the whole image resized instead of the
+        centre crop (`trainables.augment.eval_transform`), and/or another scored layer
+        (`trainables.models.scored_layer`). Its skipped images count here too."""
+        from trainables.augment import eval_transform
+        from trainables.models import scored_layer
+
+        if (whole_image, layer) == (self.whole_image, self.layer):
+            return self
+        if self.trunk is None or self.image_size < 1:
+            raise ValueError("FeatureExtractor: built without trunk= and image_size=, it has no other view")
+        child = FeatureExtractor(scored_layer(self.trunk, layer), self.device, self.batch_size,
+                                 eval_transform(self.image_size, whole_image), self.trunk, self.image_size,
+                                 layer, whole_image)
+        child.parent = self
+        return child
 
     def __call__(self, dataset_or_paths: Dataset | Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
         features, labels, skipped = extract_features(
             self.backbone, dataset_or_paths, self.batch_size, self.device, self.transform)
         self.skipped += skipped
+        if self.parent is not None:
+            self.parent.skipped += skipped
         return features, labels
 
 
@@ -139,25 +164,38 @@ class RayDataFeatures:
     """
 
     def __init__(self, weights, image_size: int, batch_size: int, cache: str = "", use_gpu: bool = False,
-                 max_actors: int = 0, layer: str = "pool"):
+                 max_actors: int = 0, layer: str = "pool", whole_image: bool = False):
         """`weights`: anything with ``build() -> nn.Module``, ``arch`` and ``digest`` (a
         `trainables.weights.BackboneWeights` or `trainables.evaluation.TrainedBackbone`);
-        `layer`: the scored layer (`trainables.models.SCORED_LAYERS`)."""
+        `layer`: the scored layer (`trainables.models.SCORED_LAYERS`); `whole_image`: the
+        whole image resized instead of the centre crop (`trainables.augment.eval_transform`)."""
         from trainables.augment import eval_transform
         from trainables.models import scored_layer
 
         self.weights = weights
         self.layer = layer
+        self.whole_image = whole_image
+        self.parent: RayDataFeatures | None = None
         self.backbone = scored_layer(weights.build(), layer)  # for parts that inspect the evaluated network
         self.image_size = image_size
         self.batch_size = batch_size
         self.cache = cache
         self.use_gpu = use_gpu
         self.max_actors = max_actors
-        self.transform = eval_transform(image_size)
+        self.transform = eval_transform(image_size, whole_image)
         self.skipped = self.extracted = self.reused = 0
         self._prefetched: dict[Path, np.ndarray] = {}
         self._prefetched_paths: set[Path] = set()
+
+    def view(self, whole_image: bool, layer: str) -> "RayDataFeatures":
+        """The same weights seen another way (as `FeatureExtractor.view`), cached under its
+        own key (the key holds the layer and the view); its skipped images count here too."""
+        if (whole_image, layer) == (self.whole_image, self.layer):
+            return self
+        child = RayDataFeatures(self.weights, self.image_size, self.batch_size, self.cache, self.use_gpu,
+                                self.max_actors, layer, whole_image)
+        child.parent = self
+        return child
 
     def prefetch(self, path_lists: list[list]) -> None:
         """Extract the union of several sets in one Ray Data run (one actor pool, one
@@ -185,6 +223,8 @@ class RayDataFeatures:
         if features is None or len(index) == 0:
             raise ValueError(f"RayDataFeatures: none of the {len(paths)} images could be decoded")
         self.skipped += len(paths) - len(index)
+        if self.parent is not None:
+            self.parent.skipped += len(paths) - len(index)
         return features, labels[index]
 
     def _cached(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +273,7 @@ class RayDataFeatures:
         embedded = items.map_batches(
             _EmbedImages, batch_size=self.batch_size, batch_format="numpy", concurrency=(1, actors),
             fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
-                                   "use_gpu": use_gpu, "layer": self.layer},
+                                   "use_gpu": use_gpu, "layer": self.layer, "whole_image": self.whole_image},
             num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1,
             **({} if use_gpu else cpu_stage_args()),  # CPU actors stay off GPU nodes
         )
@@ -253,7 +293,7 @@ class RayDataFeatures:
 class _EmbedImages:
     """A Ray Data actor: the backbone built once, then batches of paths -> features."""
 
-    def __init__(self, weights, image_size: int, use_gpu: bool, layer: str = "pool"):
+    def __init__(self, weights, image_size: int, use_gpu: bool, layer: str = "pool", whole_image: bool = False):
         import ray
 
         from trainables.augment import eval_transform
@@ -263,7 +303,7 @@ class _EmbedImages:
             weights = ray.get(weights)
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.model = scored_layer(weights.build(), layer).to(self.device)
-        self.transform = eval_transform(image_size)
+        self.transform = eval_transform(image_size, whole_image)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from datasets.image_folder import load_rgb
