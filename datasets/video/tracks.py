@@ -99,15 +99,8 @@ def track_scores(features: np.ndarray, span: int, starts: np.ndarray | list[int]
         ``(len(starts), R, R)``: entry ``[p, r, s]`` scores the track from region r of frame
         ``starts[p]`` to region s of frame ``starts[p] + span``.
     """
-    features = np.asarray(features)
-    if features.ndim != 3:
-        raise ValueError(f"features must be (frames, regions, dims), got shape {features.shape}")
+    features, starts = _checked_chunk(features, span, starts)
     frames, regions, _ = features.shape
-    if span < 1:
-        raise ValueError(f"span must be >= 1, got {span}")
-    starts = np.arange(0, frames - span, span) if starts is None else np.asarray(starts, dtype=np.int64)
-    if starts.size and (starts.min() < 0 or starts.max() + span >= frames):
-        raise ValueError(f"starts {starts.tolist()} with span {span} leave the chunk of {frames} frames")
     counts = np.full(frames, regions) if counts is None else np.asarray(counts, dtype=np.float64)
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         return _track_scores(features, span, starts, counts, normalize)
@@ -191,15 +184,8 @@ def greedy_tracks(features: np.ndarray, span: int, starts: np.ndarray | list[int
         ``(ends, scores)``, each ``(len(starts), R)``: entry ``[p, r]`` is the end region
         s_n of region r of frame ``starts[p]`` and its track's score.
     """
-    features = np.asarray(features)
-    if features.ndim != 3:
-        raise ValueError(f"features must be (frames, regions, dims), got shape {features.shape}")
+    features, starts = _checked_chunk(features, span, starts)
     frames, regions, _ = features.shape
-    if span < 1:
-        raise ValueError(f"span must be >= 1, got {span}")
-    starts = np.arange(0, frames - span, span) if starts is None else np.asarray(starts, dtype=np.int64)
-    if starts.size and (starts.min() < 0 or starts.max() + span >= frames):
-        raise ValueError(f"starts {starts.tolist()} with span {span} leave the chunk of {frames} frames")
     counts = np.full(frames, regions) if counts is None else np.asarray(counts, dtype=np.int64)
     dtype = np.float64 if features.dtype == np.float64 else np.float32
     unit = _unit_rows(features.astype(dtype, copy=False))
@@ -313,3 +299,17 @@ def precision_recall(counts: dict[str, float]) -> dict[str, float]:
     return {"tracks/precision": counts["correct"] / kept if kept else nan,
             "tracks/chance_precision": counts["chance_pairs"] / kept if kept else nan,
             "tracks/recall": counts["recalled"] / trackable if trackable else nan}
+
+
+def _checked_chunk(features, span: int, starts) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's (frames, regions, dims) features and the start frames of its tracks, checked."""
+    features = np.asarray(features)
+    if features.ndim != 3:
+        raise ValueError(f"features must be (frames, regions, dims), got shape {features.shape}")
+    frames = features.shape[0]
+    if span < 1:
+        raise ValueError(f"span must be >= 1, got {span}")
+    starts = np.arange(0, frames - span, span) if starts is None else np.asarray(starts, dtype=np.int64)
+    if starts.size and (starts.min() < 0 or starts.max() + span >= frames):
+        raise ValueError(f"starts {starts.tolist()} with span {span} leave the chunk of {frames} frames")
+    return features, starts
