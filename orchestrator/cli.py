@@ -32,8 +32,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
                      help="trial settings to start from (default: %(default)s)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one trial config key, e.g. --set epochs=5 or --set "
-                          "method.queue_size=512 (repeatable, applied in order; keys in "
-                          "docs/internals.md)")
+                          "method.queue_size=512 (repeatable, in any order: the selections "
+                          "method=, invariances=, probes=, data.ROLE= apply before settings; "
+                          "keys in docs/internals.md)")
     run.add_argument("--name", default="", help="sweep name (default: <sweep>-<time>)")
     run.add_argument("--resume", action="store_true",
                      help="continue the sweep --name: unfinished and failed trials resume "
@@ -76,6 +77,7 @@ def run_cli(
     from orchestrator.console import Console
     from orchestrator.paper_tables import PARENT_REPORTS
     from orchestrator.report import summary
+    from orchestrator.search import sweep_selections
     from orchestrator.sweep import default_sweep_name, run_sweep
 
     parser = common_parser(description)
@@ -87,8 +89,11 @@ def run_cli(
     if args.resume and not args.name:
         parser.error("--resume needs --name of the sweep to continue")
     try:
-        base = preset(args.preset).override(parse_overrides(args.overrides))
         space = search_space(args)
+        start = preset(args.preset)
+        # The sweep's own part selections first: --set may then name the data roles and
+        # settings of the parts it trains (orchestrator.search.sweep_selections).
+        base = start.override({**sweep_selections(start, space), **parse_overrides(args.overrides)})
         settings = SweepSettings(
             name=args.name or default_sweep_name(sweep),
             storage_path=args.storage_path,

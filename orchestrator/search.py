@@ -24,7 +24,7 @@ from typing import Any
 from ray.tune.search.sample import Domain
 
 from datasets.registry import ConfigError
-from trainables.config import PART_NAME_KEY, SOURCE_KEY, TrialConfig
+from trainables.config import PART_NAME_KEY, PART_SELECTIONS, SOURCE_KEY, TrialConfig
 
 GRID = "grid_search"
 SELECTIONS = ("invariances", "probes")
@@ -65,6 +65,40 @@ def knobs(trials: list[TrialConfig]) -> list[str]:
     flats = [t.flat() for t in trials]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
     return [k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1]
+
+
+def grid_keys(space: dict[str, Any], trial: TrialConfig) -> list[str]:
+    """The dotted keys a sweep's grids set, as `trial` names them (in its config order).
+
+    The sweep's knobs when none varies (a grid of one value, ``--crop-scale-mins 0.5``):
+    its child run is still named by what the sweep set, not by Ray's trial id. A grid at
+    a section sets every key its options name (``name`` as ``method``, ``source`` as
+    ``data.<role>``); one at ``invariances``/``probes`` sets the selection.
+    """
+    keys: set[str] = set()
+    for path, options in _grids(space, ()):
+        dotted = ".".join(map(str, path))
+        for option in options:
+            if not isinstance(option, dict) or dotted in SELECTIONS:
+                keys.add(dotted)
+                continue
+            for key in option:
+                keys.add(dotted if key in (PART_NAME_KEY, SOURCE_KEY) else f"{dotted}.{key}")
+    return [k for k in trial.flat() if k in keys]
+
+
+def sweep_selections(base: TrialConfig, space: dict[str, Any]) -> dict[str, str]:
+    """The part selections (``method``, ``invariances``, ``probes``) of the sweep's first
+    trial that differ from `base`, as ``--set`` values.
+
+    The command line applies them before the user's overrides, so that ``--set`` may name
+    the data roles and settings of the parts the sweep trains (``frame_gap.py --set
+    data.video.root=DIR``: FTI reads ``data.video``, the preset's MoCo v2 does not). A
+    ``--set`` of the same key wins.
+    """
+    first = trials_of(base, space)[1][0].flat()
+    mine = base.flat()
+    return {k: str(first[k]) for k in PART_SELECTIONS if first[k] != mine[k]}
 
 
 def _overlay(base: dict[str, Any], space: Any, path: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ConfigError, SweepSettings, TrialConfig, advisories, check
-from orchestrator.search import knobs, trials_of
+from orchestrator.search import grid_keys, knobs, trials_of
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +69,25 @@ def _experiment_path(storage: str, name: str) -> str:
     return f"{storage.rstrip('/')}/{name}"
 
 
-def _local_exists(path: str) -> bool:
-    """A sweep folder with results: one holding only the log of a sweep stopped before Tune
-    started (orchestrator.console) is not a sweep to resume or to refuse a name for."""
+def _sweep_exists(path: str) -> bool:
+    """Whether a sweep with results is at `path`, so that its name is taken (or it resumes).
+
+    On object storage (``s3://``, ``gs://``, any URI pyarrow opens) a folder is no more
+    than a key prefix, so the test is Tune's own: its state file is there
+    (``Tuner.can_restore``). A local folder counts unless it holds only the log of a
+    sweep stopped before Tune started (orchestrator.console).
+    """
     from orchestrator.console import LOG_FILE
 
+    if "://" in path:
+        from ray.tune import Tuner
+
+        try:
+            return Tuner.can_restore(path)
+        except Exception as err:  # pyarrow's errors for an unknown scheme, bucket or credentials
+            raise ConfigError(f"cannot read the storage path {path}: {err}") from err
     folder = Path(path)
-    return "://" not in path and folder.exists() and [p.name for p in folder.iterdir()] != [LOG_FILE]
+    return folder.exists() and [p.name for p in folder.iterdir()] != [LOG_FILE]
 
 
 def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explicit: int) -> int | None:
@@ -107,13 +119,24 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     starts; on a multi-node cluster the trials' cache is on shared storage
     (`orchestrator.cluster.shared_data_cache`), so workers read what was built here. Then
     each method prepares its own cached data (the video methods' region features and
-    tracks), so no trial runs Ray Data of its own.
+    tracks), so no trial runs Ray Data of its own, and its training set is built once and
+    refused (ConfigError) if it cannot fill one global batch (``trainables.pretrain.train_set``).
     """
+    from trainables.pretrain import train_set
+
     roots: dict[str, str] = {}
+    checked: set[str] = set()
     for trial in trials:
         for role in trial.data:
             roots[f"data.{role}"] = str(trial.root(role).resolve())
         trial.method.prepare(trial)
+        # The training set against one global batch: the workers' own check, run here so
+        # that a set too small is refused before any trial (once per distinct set).
+        key = repr((trial.method, [trial.data[role] for role in trial.method.roles], trial.batch_size,
+                    trial.data_cache))
+        if key not in checked:
+            checked.add(key)
+            train_set(trial)
     return roots
 
 
@@ -121,17 +144,19 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     """Run (or resume) one sweep: the search `space` (orchestrator.search) laid over `base`."""
     param_space, configs = trials_of(base, space)
     check(configs)  # every config problem, before Ray starts
-    swept = knobs(configs)
+    # A one-value grid varies nothing: its trial is still named by what the sweep set.
+    swept = knobs(configs) or grid_keys(space, configs[0])
     for note in dict.fromkeys(n for c in configs for n in advisories(c)):
         log.warning("%s", note)
     storage = default_storage_path(settings)
     experiment_path = _experiment_path(storage, settings.name)
-    if not settings.resume and _local_exists(experiment_path):
+    exists = _sweep_exists(experiment_path)
+    if not settings.resume and exists:
         raise ConfigError(
             f"a sweep named {settings.name!r} already exists at {experiment_path}; "
             "pass --resume to continue it or choose another --name"
         )
-    if settings.resume and "://" not in experiment_path and not _local_exists(experiment_path):
+    if settings.resume and not exists:
         raise ConfigError(f"--resume: no sweep to resume at {experiment_path}")
 
     from mlflow.entities import Metric, RunTag

@@ -82,10 +82,10 @@ def test_without_a_console_progress_draws_nothing(data_cache):
 
 
 def test_a_folder_holding_only_the_log_of_a_sweep_stopped_before_tune_is_not_a_sweep(tmp_path):
-    from orchestrator.sweep import _local_exists
+    from orchestrator.sweep import _sweep_exists
 
     (tmp_path / "stopped").mkdir()
     (tmp_path / "stopped" / "sweep.log").write_text("error: MLflow tracking server unreachable\n")
-    assert not _local_exists(str(tmp_path / "stopped"))  # its name may be used again
+    assert not _sweep_exists(str(tmp_path / "stopped"))  # its name may be used again
     (tmp_path / "stopped" / "tuner.pkl").write_bytes(b"")
-    assert _local_exists(str(tmp_path / "stopped"))
+    assert _sweep_exists(str(tmp_path / "stopped"))

@@ -12,7 +12,7 @@ a typed, validated section (``datasets.registry``):
 It has three views, one spelling each (docs/internals.md):
 
 - nested (``to_nested``/``from_nested``): plain dicts, Ray Tune's ``param_space``;
-- flat dotted (``flat``/``override``): ``method.queue_size``, ``data.pretrain.classes``,
+- flat dotted (``flat``/``override``, selections before settings): ``method.queue_size``, ``data.pretrain.classes``,
   ``invariances=viewpoint,illumination_color``: the command line's ``--set`` and the
   MLflow params, where a trial logs only the keys of the parts it uses;
 - the typed object itself, which the Train workers receive.
@@ -278,18 +278,58 @@ class TrialConfig:
         return out
 
     def override(self, changes: dict[str, Any]) -> "TrialConfig":
-        """This trial with dotted `changes` applied in order (values typed, or strings to parse).
+        """This trial with dotted `changes` applied (values typed, or strings to parse).
 
-        ``method=<name>`` (or ``data.<role>=<source>``) switches the part, with its defaults;
-        ``invariances=a,b`` / ``probes=a`` select parts, keeping the settings of those kept.
+        They apply in a fixed order, whatever order the user gave them in: the part
+        selections (``method=<name>``, ``invariances=a,b``, ``probes=a``), then the data
+        sources (``data.<role>=<source>``, for the roles the selected parts read), then
+        every setting. So ``data.video=video`` may come before ``method=fti``. A selection
+        switches the part, with its defaults; ``invariances``/``probes`` keep the settings
+        of the parts they keep.
         """
         nested = self.to_nested()
-        for key, value in changes.items():
+        ordered = sorted(changes.items(), key=lambda item: _override_stage(item[0]))
+        for key, value in ordered:
             _set_dotted(nested, key, value)
-            if key in ("method", "invariances", "probes"):
+            if key in PART_SELECTIONS:
                 # The selection changed: the roles the parts read (and their sources) follow.
                 nested = TrialConfig.from_nested(nested).to_nested()
         return TrialConfig.from_nested(nested)
+
+
+# The keys selecting parts, applied first by `TrialConfig.override`.
+PART_SELECTIONS = ("method", "invariances", "probes")
+
+
+def _override_stage(key: str) -> int:
+    """Where `key` goes in `override`'s order: part selections, data sources, settings."""
+    if key in PART_SELECTIONS:
+        return 0
+    head, _, rest = key.partition(".")
+    if head == "data":
+        return 1 if "." not in rest else 2
+    return 3
+
+
+def readers_of(role: str) -> list[str]:
+    """The selections whose part reads data `role`, as ``--set`` values: ``method=fti``,
+    ``invariances=viewpoint``... (every registered part, in registry order)."""
+    return [f"{kind}={name}" for kind, registry in (("method", METHODS), ("invariances", INVARIANCE_SETS),
+                                                    ("probes", PROBES))
+            for name in registry.names() if role in registry.get(name).roles]
+
+
+def _unread_role(key: str, role: str, nested: dict[str, Any]) -> ConfigError:
+    """The error for a data role no selected part reads: which selections would read it."""
+    readers = readers_of(role)
+    read = f"roles read: {', '.join(nested['data']) or 'none'}"
+    if not readers:
+        return ConfigError(f"{key}: no part of this trial reads data.{role}, nor does any registered part ({read})")
+    kind, _, name = readers[0].partition("=")
+    current = list(nested[kind]) if kind != "method" else []
+    hint = f"{kind}={','.join([*current, name])}"
+    return ConfigError(f"{key}: no part of this trial reads data.{role}; it is read by {', '.join(readers)} "
+                       f"({read}) - add --set {hint}")
 
 
 def _run_fields() -> list[dataclasses.Field]:
@@ -366,8 +406,7 @@ def _set_dotted(nested: dict[str, Any], key: str, value: Any) -> None:
     elif head == "data":
         role, _, setting = rest.partition(".")
         if role not in nested["data"]:
-            raise ConfigError(f"{key}: no part of this trial reads data.{role!s} "
-                              f"(roles: {', '.join(nested['data']) or 'none'})")
+            raise _unread_role(key, role, nested)
         if not setting:
             if value != nested["data"][role][SOURCE_KEY]:
                 nested["data"][role] = {SOURCE_KEY: value}

@@ -28,9 +28,10 @@ import ray.train
 import ray.train.torch
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datasets.image_folder import ReplaceCorrupt
+from datasets.registry import ConfigError
 from trainables import distributed
 from trainables.config import TrialConfig, per_worker_batch
 
@@ -121,25 +122,39 @@ def train_step(method, model: nn.Module, optimizer, scaler, inputs, labels, devi
     return loss
 
 
+def train_set(trial: TrialConfig) -> Dataset:
+    """The method's training set, refused (ConfigError) when it cannot fill one global batch.
+
+    The sweep's driver calls it before any trial starts (``orchestrator.sweep.prepare_data``),
+    so a set that is too small is a configuration error there, not a traceback in a Train
+    worker after the workers came up; each worker calls it again to build its loader.
+    With ``drop_last`` sharding and batches, a rank gets no batch exactly when the set
+    holds fewer items than the global batch.
+    """
+    roots = {role: trial.root(role) for role in trial.method.roles}
+    dataset = trial.method.train_dataset(roots, trial)
+    if len(dataset) < trial.batch_size:
+        where = ", ".join(f"data.{role} at {root}" for role, root in roots.items()) or f"method={trial.method.name}"
+        raise ConfigError(f"{where}: {len(dataset)} training items for method={trial.method.name}, fewer than "
+                          f"one global batch of {trial.batch_size} (batch_size); lower --set batch_size or add data")
+    return dataset
+
+
 def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_workers: int,
                     pin_memory: bool = False) -> DataLoader:
-    """This worker's shard of the method's training set, in full batches.
+    """This worker's shard of the method's training set (:func:`train_set`), in full batches.
 
     The DistributedSampler is built here (not by `prepare_data_loader`) so that its
     shuffle is seeded from the trial's seed; `prepare_data_loader` then only moves the
     batches to the device.
     """
-    roots = {role: trial.root(role) for role in trial.method.roles}
-    dataset = trial.method.train_dataset(roots, trial)
+    dataset = train_set(trial)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=trial.seed, drop_last=True)
     loader = DataLoader(ReplaceCorrupt(dataset), batch_size=per_worker_batch(trial.batch_size, world_size),
                         sampler=sampler, drop_last=True, num_workers=loader_workers, pin_memory=pin_memory)
-    where = str(getattr(dataset, "root", next(iter(roots.values()), "")))
-    if len(loader) == 0:
-        raise ValueError(f"{where}: {len(dataset)} images are fewer than one global batch of "
-                         f"{trial.batch_size}; lower batch_size or add images")
     if rank == 0:
+        where = str(getattr(dataset, "root", f"method={trial.method.name}"))
         for warning in trial.method.data_warnings(len(dataset), where):
             log.warning(warning)
     return loader
