@@ -3,16 +3,17 @@
 
 Pretrains MoCo v2 once per pretraining set and seed: (a) whole scene images, (b) the
 annotated boxes of the same scenes, cut out, as many as there are scenes, (c) an
-object-centric set of the same size. Scores each on Pascal VOC07 (SVM mAP), the cropped
-boxes (SVM mAP), linear top-1 on an object-centric set, and the co-occurrence check
-(VOC07 test images showing one of a co-occurring pair but not both), both SVM probes under
-the ``goyal2019`` protocol (trainables/probes/svm.py). The parent run
-holds the Table 2 layout beside the paper's rows (tables/table2_dataset_bias.md).
+object-centric set of the same size (synthetic: each scene's one object alone and centred,
+same renderer; the synthetic scenes are disjoint from the VOC07 probe's). Scores each on
+Pascal VOC07 (SVM mAP), the cropped boxes (SVM mAP), linear top-1 on an object-centric
+set, and the co-occurrence check (VOC07 test images showing one of a co-occurring pair but
+not both), both SVM probes under the ``goyal2019`` protocol (trainables/probes/svm.py). The
+parent run holds the Table 2 layout beside the paper's rows (tables/table2_dataset_bias.md).
 
     python sweeps/dataset_bias.py                       # synthetic scenes, 2 seeds, laptop
     python sweeps/dataset_bias.py --seeds 0 1 2 --epochs 30
     ray job submit --working-dir . -- python sweeps/dataset_bias.py --preset paper \\
-        --coco-root /data/coco --objects-root /data/imagenet --objects-per-class 92 \\
+        --coco-root /data/coco --objects-root /data/imagenet \\
         --pair chair,diningtable --set probes=linear,voc07,voc07_boxes \\
         --set data.voc=voc2007 --set data.voc.root=/data/VOCdevkit \\
         --set data.probe.root=/data/imagenet
@@ -31,19 +32,17 @@ from orchestrator.cli import run_cli  # noqa: E402
 # The synthetic scenes' defaults (data.<role>.trainval) and their first co-occurring pair.
 SCENES = 300
 PAIR = "box,cone"
-OBJECT_CLASSES = 6
 
 
 def options(group):
     group.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (default: %(default)s)")
     group.add_argument("--coco-root", default="", help="a COCO root for (a) and (b) (default: synthetic scenes)")
     group.add_argument("--coco-split", default="train2017", help="its split (default: %(default)s)")
-    group.add_argument("--objects-root", default="", help="an ImageNet-style root for (c) (default: synthetic objects)")
+    group.add_argument("--objects-root", default="",
+                       help="an ImageNet-style root for (c) (default: the synthetic scenes' centred objects)")
     group.add_argument("--scenes", type=int, default=SCENES,
                        help="images per pretraining set: (b) keeps this many boxes, (c) is built or "
                             "should hold this many (default: %(default)s, the synthetic scenes' trainval)")
-    group.add_argument("--objects-per-class", type=int, default=SCENES // OBJECT_CLASSES,
-                       help="synthetic (c): images per class, x %d classes (default: %%(default)s)" % OBJECT_CLASSES)
     group.add_argument("--epochs", type=int, default=None,
                        help="pretraining epochs (default: 10 on the synthetic sets, else the preset's)")
     group.add_argument("--queue-size", type=int, default=None,
@@ -63,8 +62,7 @@ def search_space(args):
     if args.objects_root:
         objects = {"source": "image-folder", "root": args.objects_root}
     else:
-        objects = {"source": "synthetic-objects", "classes": OBJECT_CLASSES, "train_per_class": args.objects_per_class,
-                   "background": "clutter"}
+        objects = {"source": "synthetic-coco-objects", "trainval": args.scenes}
     synthetic = not (args.coco_root or args.objects_root)
     space = {
         "data": {"pretrain": tune.grid_search([scenes, boxes, objects])},

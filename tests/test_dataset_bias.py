@@ -1,14 +1,19 @@
 """The dataset-bias sweep's search space, its pretraining sources and its Table 2 artifact (no Ray)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
+from datasets.coco import read_coco_instances
 from datasets.image_folder import ImageFolderDataset
 from datasets.synthetic.scenes import write_scenes
+from datasets.voc import voc_dir
 from orchestrator.config import TrialConfig, check, preset
 from orchestrator.paper_tables import PAPER_TABLE2, log_paper_table, table2_text
 from orchestrator.search import knobs, trials_of
@@ -37,7 +42,7 @@ def test_default_space_pretrains_three_equal_sized_sets_per_seed():
     check(trials)  # every trial valid before any work
     assert len(trials) == 6
     assert [t.data["pretrain"].name for t in trials[:3]] == ["synthetic-coco-scenes", "synthetic-coco-boxes",
-                                                            "synthetic-objects"]
+                                                            "synthetic-coco-objects"]
     sizes = {t.data["pretrain"].name: t.data["pretrain"].num_images("train") for t in trials}
     assert set(sizes.values()) == {300}, sizes
     for trial in trials:
@@ -45,9 +50,73 @@ def test_default_space_pretrains_three_equal_sized_sets_per_seed():
         assert trial.probes[0].pair == "box,cone"
         # Set beside the paper's Table 2: Goyal et al.'s SVM protocol, whatever the preset's.
         assert [p.protocol for p in trial.probes[:2]] == ["goyal2019", "goyal2019"]
-        # The VOC probe reads the same synthetic scenes the scene sets are cut from.
-        assert trial.data["voc"].name == "synthetic-voc" and trial.data["voc"].trainval == 300
+        # The VOC probe reads other synthetic scenes than the pretraining sets (another seed),
+        # VOC-like where they are COCO-like.
+        voc, pretrain = trial.data["voc"], trial.data["pretrain"]
+        assert voc.name == "synthetic-voc" and voc.trainval == 300 and voc.scenes_seed != pretrain.scenes_seed
+        assert (voc.objects_per_scene, pretrain.objects_per_scene) == (2, 7)
     assert {"data.pretrain", "seed"} <= set(knobs(trials))
+
+
+def small_trials(tmp_path, **changes):
+    """The default sweep's three arms at 32 px on a few scenes (probe and pretraining)."""
+    _, trials = trials_of(preset("default"), space_of(["--scenes", "8", "--seeds", "0"]))
+    small = {"image_size": 32, "data_cache": str(tmp_path / "cache"), "data.voc.trainval": 8, "data.voc.test": 4,
+             **changes}
+    return [t.override(small) for t in trials]
+
+
+def pixel_hashes(paths) -> dict[str, Path]:
+    """Decoded-pixel digests (so a re-encoded copy still matches) of images, to their path."""
+    return {hashlib.sha1(np.asarray(Image.open(p).convert("RGB")).tobytes()).hexdigest(): p for p in paths}
+
+
+def images_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".png") and "annotations" not in p.parts)
+
+
+def test_pretraining_images_share_no_content_with_the_probe(tmp_path):
+    trials = small_trials(tmp_path)
+    check(trials)
+    probe = voc_dir(trials[0].root("voc"))
+    probe_hashes = pixel_hashes(sorted((probe / "JPEGImages").glob("*.jpg")))
+    assert len(probe_hashes) == 12  # trainval + test, all distinct
+    scenes, boxes, objects = trials
+    pretraining = {
+        "scenes": images_under(scenes.root("pretrain") / "train"),
+        # The boxes are crops: their source scenes must not be probe images either.
+        "boxes' source scenes": images_under(boxes.data["pretrain"].scenes_root(boxes) / "coco" / "train2017"),
+        "objects": images_under(objects.root("pretrain") / "train"),
+    }
+    for arm, paths in pretraining.items():
+        assert len(paths) == 8, arm
+        shared = set(pixel_hashes(paths)) & set(probe_hashes)
+        assert not shared, f"{arm}: {len(shared)} images are the VOC probe's, e.g. {probe_hashes[shared.pop()]}"
+    # Asking for the probe's seed is refused before any work.
+    same = scenes.override({"data.pretrain.scenes_seed": scenes.data["voc"].scenes_seed})
+    with pytest.raises(ValueError, match=r"data.pretrain.scenes_seed=0 is data.voc's \(synthetic-voc\): the "
+                                         r"pretraining scenes would be that probe's own images"):
+        check([same])
+
+
+def test_object_arm_shows_the_scenes_objects_centred_at_equal_count(tmp_path):
+    scenes, boxes, objects = small_trials(tmp_path)
+    # The same scene settings (seed, density, classes, count): the same scenes behind both arms.
+    assert objects.data["pretrain"].settings() == {k: v for k, v in scenes.data["pretrain"].settings().items()
+                                                    if k != "max_images"}
+    coco = read_coco_instances(objects.data["pretrain"].scenes_root(objects) / "coco", "train2017")
+    scene_of = {image.id: image for image in coco.images}
+    centred = images_under(objects.root("pretrain") / "train")
+    assert len(centred) == len(images_under(scenes.root("pretrain") / "train")) == 8
+    for path in centred:
+        scene = scene_of[int(path.stem)]  # n.png is the object of scene n
+        # Its class is one of that scene's objects' (the same object pool).
+        assert path.parent.name in {b.category for b in scene.boxes}, path
+        # Same renderer and background: outside the objects the two images agree.
+        a = np.asarray(Image.open(path).convert("RGB"), np.int16)
+        b = np.asarray(Image.open(scene.path).convert("RGB"), np.int16)
+        agree = (np.abs(a - b).max(axis=2) <= 12).mean()
+        assert agree > 0.3, (path, agree)
 
 
 def test_real_roots_are_config_values(tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ from datasets.ade20k import load_mask, read_ade20k
 from datasets.coco import coco_image_folder, read_coco_instances
 from datasets.errors import DatasetFormatError
 from datasets.image_folder import ImageFolderDataset
-from datasets.synthetic.scenes import cooccurring_pairs, write_scenes
+from datasets.synthetic.objects import object_classes
+from datasets.synthetic.scenes import (OBJECTS_PER_SCENE, centred_object_of_scene, cooccurring_pairs,
+                                       ensure_synthetic_scenes, object_count, render_scene, scene_rng, write_scenes)
 from datasets.voc import parse_annotation, read_voc_split, voc_dir
 
 
@@ -80,6 +82,41 @@ def test_paired_classes_cooccur_far_more_often(tmp_path):
     paired, unpaired = cooccurrence_counts(write_scenes(tmp_path / "none", num_classes=4, trainval=120, test=2,
                                                         image_size=32, cooccurrence=0.0, processes=1))
     assert max(paired) == 0 and min(unpaired) > 0, (paired, unpaired)
+
+
+def objects_per_scene(root: Path) -> list[int]:
+    split = read_voc_split(root, "trainval")
+    return [len(parse_annotation(split.annotation_path(i)).objects) for i in split.ids]
+
+
+def test_scene_density_is_a_knob_with_a_coco_like_default(scenes, tmp_path):
+    assert OBJECTS_PER_SCENE == 7
+    counts = [object_count(np.random.default_rng(k), 7) for k in range(2000)]
+    assert min(counts) == 1 and max(counts) == 13 and abs(np.mean(counts) - 7) < 0.3
+    # Annotated objects per scene (a few hidden ones dropped): COCO-like by default.
+    dense = objects_per_scene(scenes)
+    assert 5.5 < np.mean(dense) <= 7.5 and max(dense) >= 10, dense
+    sparse = objects_per_scene(write_scenes(tmp_path / "one", num_classes=4, trainval=10, test=2, image_size=32,
+                                            objects_per_scene=1, processes=1))
+    assert sparse == [1] * 10
+    for bad in (0, 16):
+        with pytest.raises(ValueError, match=rf"objects_per_scene must be from 1 to 15 .*got {bad}"):
+            write_scenes(tmp_path / "bad", objects_per_scene=bad)
+        with pytest.raises(ValueError, match=rf"objects_per_scene must be from 1 to 15 .*got {bad}"):
+            ensure_synthetic_scenes(objects_per_scene=bad, cache=str(tmp_path))
+
+
+def test_centred_object_is_a_scene_object_at_its_scale(tmp_path):
+    classes = object_classes(4)
+    in_scenes, alone = [], []
+    for index in range(24):
+        _, _, objects = render_scene(scene_rng(3, "trainval", index), classes, 0.8, 48)
+        cls, image, share = centred_object_of_scene(3, index, classes, 0.8, 48, OBJECTS_PER_SCENE)
+        assert cls in {o["class"] for o in objects} and image.shape == (48, 48, 3)
+        in_scenes += [o["silhouette"] for o in objects]
+        alone.append(share)
+    ratio = np.mean(alone) / np.mean(in_scenes)
+    assert 0.75 < ratio < 1.33, ratio  # the same objects and scales, only moved to the centre
 
 
 def test_coco_views_are_image_folders(scenes, tmp_path, monkeypatch):

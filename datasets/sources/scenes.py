@@ -5,9 +5,15 @@ COCO feeds pretraining, which reads ImageNet-style folders: ``coco-scenes`` is t
 split's whole images, ``coco-boxes`` its annotated boxes cut out (paper Sec. 4.3, Table 2),
 each built once as a folder in the cache (``datasets.coco.coco_image_folder``).
 
-The synthetic sources all read one generated set of scenes (same settings, same images):
-VOC ``trainval`` = COCO ``train2017`` = ADE ``training``, rendered at twice the trial's
-``image_size`` (scenes are larger than the network's input, as COCO's are).
+The synthetic probe sources (``synthetic-voc``, ``synthetic-ade20k``) read one generated
+set of scenes (VOC ``trainval`` = COCO ``train2017`` = ADE ``training``), VOC-like (2
+objects per scene on average). The synthetic pretraining sources read another set,
+generated from another seed (``scenes_seed``), so no pretraining image is a probe image,
+and COCO-like (7 objects per scene on average): ``synthetic-coco-scenes`` its whole
+images, ``synthetic-coco-boxes`` its boxes cut out, and ``synthetic-coco-objects`` its
+object-centric twin (each scene's one object alone and centred, same renderer, objects,
+poses and backgrounds). All are rendered at twice the trial's ``image_size`` (scenes are
+larger than the network's input, as COCO's are).
 """
 from __future__ import annotations
 
@@ -103,6 +109,11 @@ class CocoBoxes(CocoView):
     min_box_side: int = 8
 
 
+# The VOC probe's scenes come from seed 0, the pretraining sets' from seed 1: disjoint images.
+PROBE_SCENES_SEED = 0
+PRETRAIN_SCENES_SEED = 1
+
+
 @dataclass(frozen=True)
 class SyntheticScenes(DataSource):
     """Settings of the generated scenes (datasets.synthetic.scenes), shared by the sources below."""
@@ -111,14 +122,20 @@ class SyntheticScenes(DataSource):
     trainval: int = 300
     test: int = 300
     cooccurrence: float = 0.8  # probability that a scene's primary class brings its partner
+    objects_per_scene: int = 2  # the mean; VOC 2007 has 2.5 objects per image
+    scenes_seed: int = PROBE_SCENES_SEED  # the generator's seed (not the trial's)
 
     def problems(self, trial: Any) -> list[str]:
+        from datasets.synthetic.scenes import MAX_OBJECTS_PER_SCENE
         from datasets.synthetic.shapes import CATEGORIES
 
         out = [] if 2 <= self.classes <= len(CATEGORIES) else [f"classes={self.classes} must be from 2 to {len(CATEGORIES)}"]
         out += [f"{k}={getattr(self, k)} must be at least 2" for k in ("trainval", "test") if getattr(self, k) < 2]
         if not 0.0 <= self.cooccurrence <= 1.0:
             out.append(f"cooccurrence={self.cooccurrence} must be in [0, 1]")
+        if not 1 <= self.objects_per_scene <= MAX_OBJECTS_PER_SCENE:
+            out.append(f"objects_per_scene={self.objects_per_scene} must be from 1 to {MAX_OBJECTS_PER_SCENE} "
+                       "(the mean number of objects in a scene)")
         return out
 
     def scenes_root(self, trial: Any) -> Path:
@@ -126,8 +143,28 @@ class SyntheticScenes(DataSource):
 
         return ensure_synthetic_scenes(num_classes=self.classes, trainval=self.trainval, test=self.test,
                                        image_size=2 * int(trial.image_size), cooccurrence=self.cooccurrence,
-                                       cache=str(trial.data_cache))
+                                       seed=self.scenes_seed, cache=str(trial.data_cache),
+                                       objects_per_scene=self.objects_per_scene)
 
+
+@dataclass(frozen=True)
+class SyntheticPretrainScenes(SyntheticScenes):
+    """Scenes for pretraining: COCO-like density, and a seed no probe's scenes use (a trial
+    whose probe scenes share ``scenes_seed`` is rejected: the same seed draws the same
+    backgrounds and layouts, so the pretraining set would hold the probe's images)."""
+
+    test: int = 2  # pretraining reads train2017 only
+    objects_per_scene: int = 7  # COCO's mean (7.3 instances per image)
+    scenes_seed: int = PRETRAIN_SCENES_SEED
+
+    def problems(self, trial: Any) -> list[str]:
+        out = super().problems(trial)
+        for role, source in getattr(trial, "data", {}).items():
+            if (isinstance(source, SyntheticScenes) and not isinstance(source, SyntheticPretrainScenes)
+                    and source.scenes_seed == self.scenes_seed):
+                out.append(f"scenes_seed={self.scenes_seed} is data.{role}'s ({source.name}): the pretraining "
+                           f"scenes would be that probe's own images; set another seed")
+        return out
 
 @DATA_SOURCES.register
 @dataclass(frozen=True)
@@ -150,7 +187,7 @@ class SyntheticAde20k(SyntheticScenes):
 
 
 @dataclass(frozen=True)
-class SyntheticCocoView(CocoImageFolder, SyntheticScenes):
+class SyntheticCocoView(CocoImageFolder, SyntheticPretrainScenes):
     """The synthetic scenes' COCO ``train2017`` as an image folder (see ``CocoView``)."""
 
     max_images: int = 0
@@ -180,3 +217,24 @@ class SyntheticCocoBoxes(SyntheticCocoView):
     name: ClassVar[str] = "synthetic-coco-boxes"
     view: ClassVar[str] = "boxes"
     min_box_side: int = 8
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticCocoObjects(SyntheticPretrainScenes):
+    """The object-centric twin of ``synthetic-coco-scenes`` (same settings): one image per
+    scene, showing one of its objects alone and centred, in ``train/<class>/``."""
+
+    name: ClassVar[str] = "synthetic-coco-objects"
+    layout: ClassVar[str] = IMAGE_FOLDER
+
+    def num_images(self, split: str) -> int | None:
+        return self.trainval if split == "train" else None
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.scenes import ensure_centred_objects
+
+        return ensure_centred_objects(num_classes=self.classes, images=self.trainval,
+                                      image_size=2 * int(trial.image_size), cooccurrence=self.cooccurrence,
+                                      seed=self.scenes_seed, cache=str(trial.data_cache),
+                                      objects_per_scene=self.objects_per_scene)
