@@ -497,8 +497,9 @@ def paired_figure(result: StudyResult):
     axes.axvline(0.0, color="black", linewidth=1)
     axes.set_yticks(range(len(claims)), [f"{r.claim.name}\n({r.claim.direction})" for r in claims], fontsize="small")
     axes.invert_yaxis()
-    axes.set_xlabel("paired difference, the paper's direction positive (points)")
-    axes.set_title("Paired differences with 95% intervals (green reproduced, red contradicted)")
+    axes.set_xlabel("paired difference a - b (b - a where the paper says a < b), points")
+    axes.set_title("Paired differences, mean and 95% interval\n(green: reproduced, red: contradicted, "
+                   "blue: inconclusive; grey: one seed)", fontsize="medium")
     axes.grid(alpha=0.3, axis="x")
     return figure
 
