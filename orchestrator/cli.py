@@ -14,6 +14,7 @@ import sys
 from typing import Any, Callable
 
 from orchestrator.config import PRESETS, ConfigError, SweepSettings, parse_overrides, preset
+from orchestrator.study import DEFAULT_SEEDS, TAG_STUDY
 
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
@@ -62,6 +63,46 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_study_options(parser: argparse.ArgumentParser, study) -> tuple[bool, list[int] | None]:
+    """``--study`` and, unless the sweep has its own, ``--seeds``; returns whether the sweep
+    has its own ``--seeds`` and its default (which applies without --study)."""
+    group = parser.add_argument_group("study")
+    group.add_argument("--study", action="store_true",
+                       help=f"run as a study: arms {', '.join(study.arms)} of {study.knob} x seeds "
+                            f"(default {' '.join(map(str, DEFAULT_SEEDS))}) plus an epochs=0 (random "
+                            "initialisation) row each, with the study's settings (then --set); prints "
+                            "and logs a verdict per claim (README, Studies)")
+    own_default = parser.get_default("seeds")
+    try:
+        group.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S",
+                           help="with --study: the paired seeds (default: %s)" % " ".join(map(str, DEFAULT_SEEDS)))
+        has_own = False
+    except argparse.ArgumentError:  # the sweep's search space has --seeds already
+        has_own = True
+    parser.set_defaults(seeds=None)  # None after parsing: not given on the command line
+    return has_own, own_default
+
+
+def study_verdict(outcome, study) -> str:
+    """Log the verdict on the sweep's parent run (read back from its child runs) and return
+    the lines to print; MLflow failing leaves a line saying so, not a lost summary."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.study import log_verdict, verdict_text
+    from orchestrator.tracking import TAG_PARENT
+
+    try:
+        client = MlflowClient(tracking_uri=outcome.tracking_uri)
+        children = client.search_runs([outcome.experiment_id], max_results=10000,
+                                      filter_string=f"tags.`{TAG_PARENT}` = '{outcome.parent_run_id}'")
+        result = log_verdict(client, outcome.parent_run_id, study, children, outcome.name)
+    except Exception as err:  # noqa: BLE001 - the sweep's results stand; the verdict can be rebuilt
+        return (f"Study verdict not written ({type(err).__name__}: {err}); rebuild it with: "
+                f"python -m orchestrator.study {outcome.parent_run_id} --tracking-uri {outcome.tracking_uri}")
+    return (verdict_text(result) + "\nOn the parent run: tables/verdict.md, tables/paired_differences.png; "
+            f"rebuild: python -m orchestrator.study {outcome.name}")
+
+
 def run_cli(
     sweep: str,
     description: str,
@@ -69,11 +110,15 @@ def run_cli(
     search_space: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None = None,
     paper_table: str = "table1",
+    study=None,
 ) -> int:
     """Parse, validate, run the sweep and print its summary; returns the exit status.
 
     `paper_table` names the published rows printed beside the sweep's RIS table
-    (orchestrator.tables: "table1" image models, "table4" video models)."""
+    (orchestrator.tables: "table1" image models, "table4" video models). A sweep that is
+    also a study (`study`: an orchestrator.study.Study) gets ``--study`` (and ``--seeds``
+    where it has none): its arms x seeds and epochs=0 rows, its settings, and the verdict
+    printed and logged at the end."""
     from orchestrator.console import Console
     from orchestrator.paper_tables import PARENT_REPORTS
     from orchestrator.report import summary
@@ -82,18 +127,31 @@ def run_cli(
 
     parser = common_parser(description)
     add_options(parser.add_argument_group("search space"))
+    own_seeds, sweep_seeds = add_study_options(parser, study) if study is not None else (False, None)
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.resume and not args.name:
         parser.error("--resume needs --name of the sweep to continue")
+    studying = study is not None and args.study
+    if study is not None:
+        if args.seeds is not None and not (studying or own_seeds):
+            parser.error("--seeds needs --study")
+        if args.seeds is None:  # not given: the study's seeds, or the sweep's own default
+            args.seeds = list(DEFAULT_SEEDS) if studying else sweep_seeds
+    tags = {"sweep_kind": sweep, "preset": args.preset}
     try:
         space = search_space(args)
         start = preset(args.preset)
         # The sweep's own part selections first: --set may then name the data roles and
         # settings of the parts it trains (orchestrator.search.sweep_selections).
-        base = start.override({**sweep_selections(start, space), **parse_overrides(args.overrides)})
+        start = start.override(sweep_selections(start, space))
+        if studying:
+            base, space = study.plan(start, space, parse_overrides(args.overrides), args.seeds)
+            tags[TAG_STUDY] = study.to_json()
+        else:
+            base = start.override(parse_overrides(args.overrides))
         settings = SweepSettings(
             name=args.name or default_sweep_name(sweep),
             storage_path=args.storage_path,
@@ -102,7 +160,7 @@ def run_cli(
             resume=args.resume,
             max_concurrent_trials=args.max_concurrent_trials,
             max_failures=args.max_failures,
-            tags={"sweep_kind": sweep, "preset": args.preset},
+            tags=tags,
             log_models=args.log_models,
             paper_table=paper_table,
             register_model=args.register_model,
@@ -118,6 +176,8 @@ def run_cli(
     print(summary(outcome, paper_table))
     if sweep in PARENT_REPORTS and outcome.rows:
         print("\n" + PARENT_REPORTS[sweep].text(outcome.rows))
+    if studying and outcome.rows:
+        print("\n" + study_verdict(outcome, study))
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return 1 if outcome.errors else 0

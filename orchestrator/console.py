@@ -208,6 +208,8 @@ class _Trial:
         self.started = time.time()
 
     def status(self) -> str:
+        if self.epochs == 0:  # no training: the initial weights are evaluated
+            return f"{self.label}  evaluating the random initialisation"
         if self.epoch is None:
             return f"{self.label}  starting"
         if self.epoch + 1 >= self.epochs:

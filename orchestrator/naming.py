@@ -19,6 +19,8 @@ SHORT_KEYS = {
 # Knobs whose value names itself (a method's registered name): shown without `key=`.
 BARE_KEYS = frozenset({"method"})
 SEED = "seed"
+# An epochs=0 trial trains nothing: a study's random-initialisation row (orchestrator.study).
+RANDOM_INIT_LABEL = "random-init"
 
 
 def short_key(key: str) -> str:
@@ -35,6 +37,7 @@ def trial_label(values: dict[str, Any], knobs: list[str], fallback: str = "") ->
     A knob the trial lacks (a setting of another grid choice) is left out, not shown as None.
     """
     ordered = [k for k in knobs if k != SEED] + [k for k in knobs if k == SEED]
-    parts = [_value(values[k]) if k in BARE_KEYS else f"{short_key(k)}={_value(values[k])}"
+    parts = [RANDOM_INIT_LABEL if k == "epochs" and values[k] == 0
+             else _value(values[k]) if k in BARE_KEYS else f"{short_key(k)}={_value(values[k])}"
              for k in ordered if values.get(k) is not None]
     return " ".join(parts) or fallback

@@ -55,13 +55,16 @@ def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
 
 def table2_text(rows: list[dict[str, Any]]) -> str:
     """The dataset-bias sweep's rows in Table 2's layout (markdown), the paper's rows below."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[str(row.get(PRETRAIN_KNOB, "?"))].append(row)
+        # A study's epochs=0 rows (orchestrator.study) are the initial weights: a row of their own.
+        groups[(str(row.get(PRETRAIN_KNOB, "?")), row.get("epochs") == 0)].append(row)
     seeds = sorted({str(row.get("seed", "")) for row in rows if row.get("seed") is not None})
-    ours = [[f"{pretraining_kind(source)} (`{source}`)", "MoCo v2",
+    ours = [[f"{pretraining_kind(source)} (`{source}`)" + (", random init (not trained)" if untrained else ""),
+             "none" if untrained else "MoCo v2",
              *(mean_spread([r.get(k) for r in members]) for k in TABLE2_METRICS)]
-            for source, members in sorted(groups.items(), key=lambda item: pretraining_kind(item[0]))]
+            for (source, untrained), members in sorted(groups.items(),
+                                                       key=lambda item: (item[0][1], pretraining_kind(item[0][0])))]
     paper = [[data, method, *(f"{v:.2f}" if v is not None else "-" for v in values)]
              for data, method, *values in PAPER_TABLE2]
     header = ["pretraining data", "method", *TABLE2_HEADER]

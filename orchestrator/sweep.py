@@ -144,8 +144,10 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     """Run (or resume) one sweep: the search `space` (orchestrator.search) laid over `base`."""
     param_space, configs = trials_of(base, space)
     check(configs)  # every config problem, before Ray starts
-    # A one-value grid varies nothing: its trial is still named by what the sweep set.
-    swept = knobs(configs) or grid_keys(space, configs[0])
+    # A one-value grid varies nothing: its trial is still named by what the sweep set. A
+    # study's epochs=0 rows (random initialisation, orchestrator.study) are rows beside its
+    # arms: its knob, not epochs, is the x axis of the charts and the rows' first name.
+    swept = sorted(knobs(configs), key=lambda k: k == "epochs") or grid_keys(space, configs[0])
     for note in dict.fromkeys(n for c in configs for n in advisories(c)):
         log.warning("%s", note)
     storage = default_storage_path(settings)

@@ -9,6 +9,7 @@ representation's viewpoint, illumination-direction and illumination-colour invar
     python sweeps/crop_scale.py                                   # laptop, embedded defaults
     python sweeps/crop_scale.py --crop-scale-mins 0.2 0.5 --set epochs=5
     python sweeps/crop_scale.py --crop-scales 0.08:0.5 0.5:1.0    # coupled (min, max) pairs
+    python sweeps/crop_scale.py --study                           # the study: 0.2 vs 0.9, seeds 0 1 2, verdict
     ray job submit --working-dir . -- python sweeps/crop_scale.py --preset paper \\
         --set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet \\
         --set data.aloi=aloi --set data.aloi.root=/data/aloi --storage-path s3://bucket/runs
@@ -23,6 +24,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
+from orchestrator.study import Claim, Study  # noqa: E402
+
+# The study (--study): the learning test's regime (benchmarks/bench_learning.py QUICK_CHANGES:
+# 32 px, plain background, tau 0.1, K = 128, 40 epochs of 6 steps), scoring the four
+# invariances the paper's crop-scale claim is about.
+STUDY_SETTINGS = {
+    "image_size": 32,
+    "epochs": 40,
+    "cpus_per_worker": 2,
+    "checkpoint_every": 1000,
+    "method.temperature": 0.1,
+    "method.queue_size": 128,
+    "data.pretrain.classes": 4,
+    "data.pretrain.train_per_class": 100,
+    "data.pretrain.val_per_class": 150,
+    "data.pretrain.background": "plain",
+    "data.probe.classes": 4,
+    "data.probe.train_per_class": 100,
+    "data.probe.val_per_class": 150,
+    "data.probe.background": "plain",
+    "invariances": "occlusion,viewpoint,illumination_direction,illumination_color",
+    "probes": "linear",
+    "data.aloi.objects": 8,
+    "ris_max_objects": 0,
+}
+# Sec. 4 and Table 1: aggressive crops (a small minimum area) buy occlusion invariance and
+# cost viewpoint and illumination invariance.
+STUDY = Study(
+    knob="method.crop_scale_min",
+    arms=("0.2", "0.9"),
+    claims=(
+        Claim("occlusion", "ris/occlusion/top10", "0.2", "0.9"),
+        Claim("viewpoint", "ris/viewpoint/top10", "0.9", "0.2"),
+        Claim("illumination direction", "ris/illumination_direction/top10", "0.9", "0.2"),
+        Claim("illumination colour", "ris/illumination_color/top10", "0.9", "0.2"),
+    ),
+    settings=STUDY_SETTINGS,
+)
 
 
 def crop_pair(text):
@@ -50,4 +89,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("crop_scale", __doc__, options, search_space))
+    sys.exit(run_cli("crop_scale", __doc__, options, search_space, study=STUDY))

@@ -12,6 +12,7 @@ parent run holds the Table 2 layout beside the paper's rows (tables/table2_datas
 
     python sweeps/dataset_bias.py                       # synthetic scenes, 2 seeds, laptop
     python sweeps/dataset_bias.py --seeds 0 1 2 --epochs 30
+    python sweeps/dataset_bias.py --study               # scenes vs boxes, seeds 0 1 2, verdict
     ray job submit --working-dir . -- python sweeps/dataset_bias.py --preset paper \\
         --coco-root /data/coco --objects-root /data/imagenet \\
         --pair chair,diningtable --set probes=linear,voc07,voc07_boxes \\
@@ -28,10 +29,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
+from orchestrator.study import Claim, Study  # noqa: E402
 
 # The synthetic scenes' defaults (data.<role>.trainval) and their first co-occurring pair.
 SCENES = 300
 PAIR = "box,cone"
+
+
+# The study (--study): the learning test's regime (benchmarks/bench_learning.py QUICK_CHANGES:
+# 32 px, tau 0.1, K = 128 below the 300 images) on the two pretraining sets; the SVM probes
+# under the `fast` protocol (Goyal et al.'s grid costs several times more per trial).
+STUDY_SETTINGS = {
+    "image_size": 32,
+    "epochs": 50,  # 300 images: 4 steps an epoch, about 200 steps
+    "cpus_per_worker": 2,
+    "checkpoint_every": 1000,
+    "method.temperature": 0.1,
+    "method.queue_size": 128,
+    "probes.voc07.protocol": "fast",
+    "probes.voc07_boxes.protocol": "fast",
+    "data.probe.classes": 4,
+    "data.probe.train_per_class": 100,
+    "data.probe.val_per_class": 150,
+    "data.probe.background": "plain",
+    "invariances": "viewpoint",  # the learning gate's RIS
+    "data.aloi.objects": 8,
+    "ris_max_objects": 0,
+}
+# Table 2: object-centric pretraining data discriminates cropped boxes better, scene images
+# whole scenes (VOC07).
+STUDY = Study(
+    knob="data.pretrain",
+    arms=("synthetic-coco-scenes", "synthetic-coco-boxes"),
+    claims=(
+        Claim("boxes probe", "probe/voc07_boxes_map", "synthetic-coco-boxes", "synthetic-coco-scenes"),
+        Claim("VOC07 probe", "probe/voc07_map", "synthetic-coco-scenes", "synthetic-coco-boxes"),
+    ),
+    settings=STUDY_SETTINGS,
+)
 
 
 def options(group):
@@ -81,4 +116,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("dataset_bias", __doc__, options, search_space))
+    sys.exit(run_cli("dataset_bias", __doc__, options, search_space, study=STUDY))

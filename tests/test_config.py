@@ -86,7 +86,8 @@ def test_architecture_must_be_a_torchvision_resnet():
 
 
 def test_run_numbers_are_checked():
-    assert problems(epochs=0) == ["epochs=0 must be at least 1"]
+    assert problems(epochs=-1) == ["epochs=-1 must be at least 0 (0: no training, the initial weights are evaluated)"]
+    assert problems(epochs=0) == []  # a study's random-initialisation row
     assert problems(image_size=16) == ["image_size=16 is too small for a ResNet (at least 32)"]
     assert problems(ris_max_objects=-1) == ["ris_max_objects=-1 must be >= 0 (0 = all)"]
 
@@ -152,9 +153,9 @@ def test_unknown_parts_and_keys_are_rejected_with_their_dotted_names():
 def test_check_collects_every_problem_of_every_trial():
     with pytest.raises(ConfigError) as err:
         check([TrialConfig().override({"method.crop_scale_min": 0.5, "method.crop_scale_max": 0.4}),
-               TrialConfig(epochs=0)])
+               TrialConfig(epochs=-1)])
     text = str(err.value)
-    assert "trial 0: method.crop_scale_min=0.5 is larger" in text and "trial 1: epochs=0" in text
+    assert "trial 0: method.crop_scale_min=0.5 is larger" in text and "trial 1: epochs=-1" in text
 
 
 def test_overrides_are_typed_in_order_and_malformed_ones_rejected():

@@ -68,7 +68,7 @@ class TrialConfig:
 
     arch: str = "resnet18"  # torchvision ResNet-family trunk
     image_size: int = 64  # crop output size (pretraining) and evaluation resize
-    epochs: int = 2
+    epochs: int = 2  # 0: no training; the seed's initial weights are evaluated (a random-init row)
     batch_size: int = 64  # global, split evenly over the workers
     lr: float = 0.03  # SGD, for the global batch
     momentum: float = 0.9
@@ -160,10 +160,12 @@ class TrialConfig:
     def problems(self) -> list[str]:
         """Everything wrong with this trial, as readable sentences naming dotted keys (empty: valid)."""
         out: list[str] = []
-        for name in ("image_size", "epochs", "batch_size", "num_workers", "cpus_per_worker",
+        for name in ("image_size", "batch_size", "num_workers", "cpus_per_worker",
                      "eval_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 out.append(f"{name}={getattr(self, name)} must be at least 1")
+        if self.epochs < 0:
+            out.append(f"epochs={self.epochs} must be at least 0 (0: no training, the initial weights are evaluated)")
         if self.image_size >= 1 and self.image_size < 32:
             out.append(f"image_size={self.image_size} is too small for a ResNet (at least 32)")
         if (problem := arch_problem(self.arch)) is not None:

@@ -170,6 +170,12 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, epoch: i
     torch.save(state, path)
 
 
+def save_initial_checkpoint(path: Path, trial: TrialConfig) -> None:
+    """The weights a run of `trial` starts from (`build_model`, seeded as in
+    `setup_training`), as a checkpoint the evaluation stage reads: an epochs=0 trial's."""
+    torch.save({"model": build_model(trial).state_dict(), "epoch": -1}, path)
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler=None) -> int:
     """Restore model (for MoCo: encoders, heads, queue, queue_ptr), optimizer, schedule and
     loss scaler (when the checkpoint has one); return the epoch."""

@@ -12,9 +12,14 @@ Evaluation is the trial's second stage: on the Train run's last checkpoint, with
 from Ray Data actors (`trainables.evaluation.evaluate_checkpoint`), reported to Tune as
 one more result at the last epoch's step, with `data/skipped_images` (unreadable images
 of the last pretraining epoch and of the evaluation).
+
+An ``epochs=0`` trial trains nothing: its checkpoint is the initial weights `build_model`
+gives its seed (the weights its trained siblings of that seed start from), evaluated the
+same way and reported at step 0 (a study's random-initialisation row, orchestrator.study).
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from trainables.config import TrialConfig, import_part_modules
 from trainables.evaluation import evaluate_checkpoint
-from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
+from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
 
 
 def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
@@ -49,8 +54,21 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     """
     import_part_modules(part_modules)
     trial = TrialConfig.from_nested(config)
+    if trial.epochs == 0:
+        report_initial_weights(trial)
+        return
     result = pretrain_trainer(trial, storage_path, max_failures).fit()
     tune.report(evaluation_report(trial, result))
+
+
+def report_initial_weights(trial: TrialConfig) -> None:
+    """An epochs=0 trial: its seed's initial weights as the checkpoint, evaluated and reported."""
+    with tempfile.TemporaryDirectory() as checkpoint_dir:
+        checkpoint_file = Path(checkpoint_dir) / CHECKPOINT_FILE
+        save_initial_checkpoint(checkpoint_file, trial)
+        metrics = evaluate_checkpoint(trial, checkpoint_file)
+        metrics |= trial.method.prepare(trial)  # its data's figures, as a trained trial reports them
+        tune.report(metrics | {"epoch": 0}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
 
 def pretrain_trainer(trial: TrialConfig, storage_path: str, max_failures: int = 0) -> TorchTrainer:
