@@ -133,10 +133,14 @@ class Study:
         a key) or over `base` (where it does not), the seeds and an ``epochs=0`` row."""
         from ray import tune
 
+        from orchestrator.search import SELECTIONS
+
         space = keep_arms(space, self.knob, self.arms)
         changes: dict[str, Any] = {}
         for key, value in {**self.settings, **overrides}.items():
-            if not set_in_space(space, key, value):
+            # A selection (which invariance sets, which probes) goes to the base as well: the
+            # base's own checks (a data role no selected part reads) must see it.
+            if not set_in_space(space, key, value) or key in SELECTIONS:
                 changes[key] = value
         base = base.override(changes)
         epochs = space.get(EPOCHS, base.epochs)
