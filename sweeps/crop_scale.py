@@ -9,7 +9,7 @@ representation's viewpoint, illumination-direction and illumination-colour invar
     python sweeps/crop_scale.py                                   # laptop, embedded defaults
     python sweeps/crop_scale.py --crop-scale-mins 0.2 0.5 --set epochs=5
     python sweeps/crop_scale.py --crop-scales 0.08:0.5 0.5:1.0    # coupled (min, max) pairs
-    python sweeps/crop_scale.py --study                           # the study: 0.2 vs 0.9, seeds 0 1 2, verdict
+    python sweeps/crop_scale.py --study                           # the study: 0.4 vs 0.9, seeds 0 1 2, verdict
     ray job submit --working-dir . -- python sweeps/crop_scale.py --preset paper \\
         --set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet \\
         --set data.aloi=aloi --set data.aloi.root=/data/aloi --storage-path s3://bucket/runs
@@ -50,18 +50,23 @@ STUDY_SETTINGS = {
     "ris_max_objects": 0,
 }
 # Sec. 4 and Table 1: aggressive crops (a small minimum area) buy occlusion invariance and
-# cost viewpoint and illumination invariance.
+# cost viewpoint and illumination invariance. The aggressive arm is 0.4, not MoCo v2's 0.2:
+# at 32 px and 240 steps crops down to 0.2 leave the loss at 4.39 (ln 129 = 4.86), 0.4 at
+# 4.07, while both beat random init on the probe and viewpoint RIS (BENCHMARKS.md, "Settings
+# that learn"); a harder pretext task keeps its loss higher, hence the 0.5-nat loss margin.
 STUDY = Study(
     knob="method.crop_scale_min",
-    arms=("0.2", "0.9"),
+    arms=("0.4", "0.9"),
     claims=(
-        Claim("occlusion", "ris/occlusion/top10", "0.2", "0.9"),
-        Claim("viewpoint", "ris/viewpoint/top10", "0.9", "0.2"),
-        Claim("illumination direction", "ris/illumination_direction/top10", "0.9", "0.2"),
-        Claim("illumination colour", "ris/illumination_color/top10", "0.9", "0.2"),
+        Claim("occlusion", "ris/occlusion/top10", "0.4", "0.9"),
+        Claim("viewpoint", "ris/viewpoint/top10", "0.9", "0.4"),
+        Claim("illumination direction", "ris/illumination_direction/top10", "0.9", "0.4"),
+        Claim("illumination colour", "ris/illumination_color/top10", "0.9", "0.4"),
     ),
     settings=STUDY_SETTINGS,
+    loss_margin=0.5,
 )
+DEFAULT_MINS = [0.08, 0.2, 0.5, 0.9]
 
 
 def crop_pair(text):
@@ -72,8 +77,9 @@ def crop_pair(text):
 
 
 def options(group):
-    group.add_argument("--crop-scale-mins", nargs="+", type=float, default=[0.08, 0.2, 0.5, 0.9],
-                       metavar="S", help="lower bounds of the crop area (default: %(default)s)")
+    group.add_argument("--crop-scale-mins", nargs="+", type=float, default=None, metavar="S",
+                       help=f"lower bounds of the crop area (default: {DEFAULT_MINS}; with --study, "
+                            f"the study's arms {', '.join(STUDY.arms)})")
     group.add_argument("--crop-scale-max", type=float, default=1.0, metavar="S",
                        help="upper bound of the crop area (default: %(default)s)")
     group.add_argument("--crop-scales", nargs="+", type=crop_pair, default=None, metavar="MIN:MAX",
@@ -84,7 +90,9 @@ def search_space(args):
     if args.crop_scales:
         return {"method": tune.grid_search(
             [{"crop_scale_min": lo, "crop_scale_max": hi} for lo, hi in args.crop_scales])}
-    return {"method": {"crop_scale_min": tune.grid_search(list(args.crop_scale_mins)),
+    mins = args.crop_scale_mins or ([float(a) for a in STUDY.arms] if getattr(args, "study", False)
+                                    else DEFAULT_MINS)
+    return {"method": {"crop_scale_min": tune.grid_search(list(mins)),
                        "crop_scale_max": args.crop_scale_max}}
 
 
