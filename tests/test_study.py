@@ -209,7 +209,9 @@ def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
     module = sweep_module(name)
     parser = argparse.ArgumentParser()
     module.options(parser)
-    base, space = module.STUDY.plan(preset("default"), module.search_space(parser.parse_args([])), {}, [0, 1, 2])
+    args = parser.parse_args([])
+    args.study = True  # run_cli's flag: a sweep may default its grid to the study's arms
+    base, space = module.STUDY.plan(preset("default"), module.search_space(args), {}, [0, 1, 2])
     _, configs = trials_of(base, space)
     check(configs)
     study = module.STUDY
