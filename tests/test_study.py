@@ -201,7 +201,7 @@ def sweep_module(name):
         sys.path.pop(0)
 
 
-@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 12), ("video_methods", 18)])
+@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 18), ("video_methods", 18)])
 def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
     from orchestrator.config import check, preset
     from orchestrator.search import trials_of
@@ -278,7 +278,7 @@ def test_study_flags_on_the_command_line(monkeypatch, capsys):
     assert run_cli(*bias_args, argv=["--study"], study=bias.STUDY) == 130
     assert seen["space"]["seed"] == {"grid_search": [0, 1, 2]}
     assert seen["space"]["data"]["pretrain"]["grid_search"][0]["source"] == "synthetic-coco-scenes"
-    assert len(seen["space"]["data"]["pretrain"]["grid_search"]) == 2
+    assert len(seen["space"]["data"]["pretrain"]["grid_search"]) == 3
 
 
 # -- random initialisation (epochs=0) ----------------------------------------------------
