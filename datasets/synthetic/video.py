@@ -182,6 +182,26 @@ def render_video(number: int, frames: int, width: int, height: int, seed: int = 
     return name, images, boxes
 
 
+def shared_background(images: list[np.ndarray], boxes: np.ndarray, gap: int) -> float:
+    """Mean Pearson correlation of the background pixels of frames ``gap`` apart, (z_i, z_{i+k})
+    with i mod k == 0, at the same places: outside both frames' object boxes and outside
+    pixels that never change (the occluding bar). 1: the pair shares its background (FTI's
+    shortcut); about 0: nothing of it."""
+    stack = np.stack(images).astype(np.float32)
+    moving = np.any(stack != stack[:1], axis=(0, 3))  # the bar is the same in every frame
+    values = []
+    for i in range(0, len(images) - gap, gap):
+        mask = moving.copy()
+        for x, y, w, h in (boxes[i], boxes[i + gap]):
+            mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = False
+        a, b = stack[i][mask].ravel(), stack[i + gap][mask].ravel()
+        if a.size > 1 and a.std() > 0 and b.std() > 0:
+            values.append(float(np.corrcoef(a, b)[0, 1]))
+    if not values:
+        raise ValueError(f"no frame pair {gap} apart with background pixels in {len(images)} frames")
+    return float(np.mean(values))
+
+
 def _write_video(number: int, root: Path, frames: int, width: int, height: int, seed: int,
                  background_motion: str, background_speed: float) -> str:
     name, images, boxes = render_video(number, frames, width, height, seed, background_motion, background_speed)
