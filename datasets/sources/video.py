@@ -13,6 +13,9 @@ on the driver before any trial starts.
   (``datasets.synthetic.video``), generated once into the cache. Its defaults are sized
   for a 2-core laptop: 24 videos x 80 frames at 128x96, 4 chunks of 20 frames each,
   12 baseline frames per video, the top 100 regions of each chunk frame.
+  ``background_motion`` / ``background_speed``: how the background moves (``"pan"`` at
+  0.25 frame widths per frame by default, so FTI's pairs at k >= 4 share no background;
+  ``"drift"``: the old data, whose frames k apart share almost all of it).
 - ``video``: a real root (``root``; ``format`` auto-detected or one of
   ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
 """
@@ -60,11 +63,12 @@ class VideoSettings(DataSource):
             frame_gap=frame_gap, proposals_per_frame=self.proposals_per_frame,
             proposal_max_side=self.proposal_max_side, data_cache=str(trial.data_cache), **self.source_fields(trial))
 
-    def run_pipeline(self, trial: Any, frame_gap: int = 1):
-        """Frames, pairs at gap k and proposals (cached stages; Ray only for what is missing)."""
-        from datasets.video.pipeline import run_video_pipeline
+    def run_pipeline(self, trial: Any, frame_gap: int = 1, stages: tuple[str, ...] | None = None):
+        """The ``stages`` (default all: frames, pairs at gap k, proposals), cached; Ray only for what is missing."""
+        from datasets.video.pipeline import PIPELINE_STAGES, run_video_pipeline
 
-        return run_video_pipeline(self.pipeline_config(trial, frame_gap), echo=False)
+        return run_video_pipeline(self.pipeline_config(trial, frame_gap), echo=False,
+                                  stages=PIPELINE_STAGES if stages is None else stages)
 
     def resolve(self, trial: Any) -> Path:
         """The root of the videos (synthetic ones generated once); the stages are the method's
@@ -88,9 +92,14 @@ class SyntheticVideo(VideoSettings):
     baseline_frames: int = 12  # as many frames as pairs at k = 5 (the paper: 118K of each)
     proposals_per_frame: int = 100
     proposal_max_side: int = 0
+    background_motion: str = "pan"  # datasets.synthetic.video.BACKGROUND_MOTIONS; "drift" = the old data
+    background_speed: float = 0.25  # frame widths per frame ("pan"): frames k >= 4 apart share no background
 
     def problems(self, trial: Any) -> list[str]:
+        from datasets.synthetic.video import background_problems
+
         out = super().problems(trial)
+        out += background_problems(self.background_motion, self.background_speed)
         out += [f"{k}={getattr(self, k)} must be at least 1" for k in ("videos", "frames") if getattr(self, k) < 1]
         if self.width < 32 or self.height < 32:
             out.append(f"width x height = {self.width}x{self.height} must be at least 32x32")
@@ -102,7 +111,9 @@ class SyntheticVideo(VideoSettings):
         from datasets.video.config import SYNTHETIC_SOURCE
 
         return {"source": SYNTHETIC_SOURCE, "synthetic_videos": self.videos, "synthetic_frames": self.frames,
-                "synthetic_width": self.width, "synthetic_height": self.height}
+                "synthetic_width": self.width, "synthetic_height": self.height,
+                "synthetic_background_motion": self.background_motion,
+                "synthetic_background_speed": float(self.background_speed)}
 
 
 @DATA_SOURCES.register

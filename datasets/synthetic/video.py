@@ -1,12 +1,30 @@
 """Synthetic tracking videos in TrackingNet's on-disk layout, with exact boxes.
 
 Each video shows one procedurally generated object (``datasets.synthetic.shapes``)
-moving across a textured background that the camera slowly pans over; the object turns
+moving in front of a cluttered background; the object turns
 about its vertical axis (viewpoint change), its lamp swings round and changes colour
 temperature (illumination change), and it passes behind an occluding bar. The box of
 the tracked object is the bounding box of its whole silhouette (occluded parts
 included), computed from the rasteriser's face-id buffer, so ground-truth tracks are
-exact. Layout (``datasets.video.sources`` reads it):
+exact.
+
+How the background moves is a knob (``background_motion``), because it decides what a
+positive pair of Frame Temporal Invariance, (z_i, z_{i+k}), has in common:
+
+- ``"pan"`` (the default): the camera follows the object, so the background streams
+  past at ``background_speed`` frame widths per frame, across a long strip of
+  independent clutter tiles. At the default 0.25, frames k >= 4 apart show disjoint
+  background (k = 2: half of it is shared), so what a pair at the source's default
+  k = 5 must bridge is the object's change (7.5-22.5 degrees of turn, relighting), not
+  a background both frames share. ``background_speed=0`` is a static background.
+- ``"drift"``: the generator's first version: the camera drifts across one background
+  1.3x the frame over the whole video (about 0.2 px per frame at 128 px), so frames k
+  apart share almost all of their background: a shortcut for FTI (issue 21;
+  ``benchmarks/bench_video_background.py`` measures it).
+
+The object, its path, turn, lamp and the occluding bar are drawn from the same random
+stream in both modes: only the background differs. Layout (``datasets.video.sources``
+reads it):
 
     root/TRAIN_0/frames/<video>/0.jpg 1.jpg ... (N-1).jpg
     root/TRAIN_0/anno/<video>.txt          one "x,y,w,h" line per frame
@@ -36,6 +54,11 @@ CHUNK_FOLDER = "TRAIN_0"
 _SEED_STREAM = 3  # keeps these seeds apart from the other generators'
 _SUPERSAMPLE = 2
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+BACKGROUND_MOTIONS = ("pan", "drift")
+DEFAULT_BACKGROUND_MOTION = "pan"
+DEFAULT_BACKGROUND_SPEED = 0.25  # frame widths per frame: disjoint backgrounds at k >= 4
+_BACKGROUND_STREAM = 1  # the pan's strip: its own random stream, so the object's draws match "drift"'s
+_SEAM = 0.25  # neighbouring tiles of the strip cross-fade over this fraction of a tile (no hard edge)
 
 
 def video_name(rng: np.random.Generator) -> str:
@@ -43,20 +66,60 @@ def video_name(rng: np.random.Generator) -> str:
     return "".join(_ID_ALPHABET[i] for i in rng.integers(0, len(_ID_ALPHABET), 11)) + "_0"
 
 
-def render_video(number: int, frames: int, width: int, height: int, seed: int = 0
-                 ) -> tuple[str, list[np.ndarray], np.ndarray]:
+def background_problems(motion: str, speed: float) -> list[str]:
+    """Readable problems with a background motion and speed (empty when usable)."""
+    out = []
+    if motion not in BACKGROUND_MOTIONS:
+        out.append(f"background_motion={motion!r} must be one of {', '.join(BACKGROUND_MOTIONS)}")
+    if not np.isfinite(speed) or speed < 0:
+        out.append(f"background_speed={speed} must be a finite number >= 0 (frame widths per frame)")
+    elif motion == "drift" and speed != DEFAULT_BACKGROUND_SPEED:
+        out.append(f"background_speed={speed} is only read by background_motion='pan' (drift's speed is fixed)")
+    return out
+
+
+def clutter_strip(rng: np.random.Generator, side: int, length: int) -> np.ndarray:
+    """A ``side`` x ``length`` RGB strip of independent clutter tiles, cross-faded at the seams."""
+    overlap = max(1, int(side * _SEAM))
+    step = side - overlap
+    tiles = 1 + max(0, -(-(length - side) // step))
+    strip = np.zeros((side, step * (tiles - 1) + side, 3), np.float32)
+    fade = np.linspace(0.0, 1.0, overlap, dtype=np.float32)[None, :, None]
+    for i in range(tiles):
+        tile = clutter_background(rng, side).astype(np.float32)
+        if i:
+            tile[:, :overlap] = strip[:, i * step:i * step + overlap] * (1 - fade) + tile[:, :overlap] * fade
+        strip[:, i * step:i * step + side] = tile
+    return strip[:, :length]
+
+
+def render_video(number: int, frames: int, width: int, height: int, seed: int = 0,
+                 background_motion: str = DEFAULT_BACKGROUND_MOTION,
+                 background_speed: float = DEFAULT_BACKGROUND_SPEED) -> tuple[str, list[np.ndarray], np.ndarray]:
     """``(name, RGB frames, boxes (frames, 4) x, y, w, h)`` of synthetic video ``number``."""
+    problems = background_problems(background_motion, background_speed)
+    if problems:
+        raise ValueError("synthetic video: " + "; ".join(problems))
     rng = np.random.default_rng([seed, _SEED_STREAM, number])
     name = video_name(rng)
     mesh = make_object(CATEGORIES[number % len(CATEGORIES)], rng)
     sprite = int(min(width, height) * rng.uniform(0.45, 0.65))
     raster = sprite * _SUPERSAMPLE
 
-    # A background larger than the frame, panned over by the camera.
+    # "drift": a background larger than the frame, drifted over by the camera. Drawn in
+    # either mode, so the object's draws below are the same in both.
     side = int(max(width, height) * 1.3)
     background = clutter_background(rng, side)
     pan_start = rng.uniform(0, [side - width, side - height])
     pan_end = rng.uniform(0, [side - width, side - height])
+    if background_motion == "pan":
+        strip_rng = np.random.default_rng([seed, _SEED_STREAM, number, _BACKGROUND_STREAM])
+        travel = background_speed * width * max(0, frames - 1)
+        background = clutter_strip(strip_rng, side, width + int(np.ceil(travel)) + 1)
+        row = strip_rng.uniform(0, side - height)
+        pan_start, pan_end = np.array([0.0, row]), np.array([travel, row])
+        if strip_rng.random() < 0.5:  # streaming right to left or left to right
+            pan_start, pan_end = pan_end, pan_start
 
     # The object crosses the frame left to right or back, bobbing up and down.
     x_from, x_to = sprite * 0.45, width - sprite * 0.45
@@ -119,8 +182,29 @@ def render_video(number: int, frames: int, width: int, height: int, seed: int = 
     return name, images, boxes
 
 
-def _write_video(number: int, root: Path, frames: int, width: int, height: int, seed: int) -> str:
-    name, images, boxes = render_video(number, frames, width, height, seed)
+def shared_background(images: list[np.ndarray], boxes: np.ndarray, gap: int) -> float:
+    """Mean Pearson correlation of the background pixels of frames ``gap`` apart, (z_i, z_{i+k})
+    with i mod k == 0, at the same places: outside both frames' object boxes and outside
+    pixels that never change (the occluding bar). 1: the pair shares its background (FTI's
+    shortcut); about 0: nothing of it."""
+    stack = np.stack(images).astype(np.float32)
+    moving = np.any(stack != stack[:1], axis=(0, 3))  # the bar is the same in every frame
+    values = []
+    for i in range(0, len(images) - gap, gap):
+        mask = moving.copy()
+        for x, y, w, h in (boxes[i], boxes[i + gap]):
+            mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = False
+        a, b = stack[i][mask].ravel(), stack[i + gap][mask].ravel()
+        if a.size > 1 and a.std() > 0 and b.std() > 0:
+            values.append(float(np.corrcoef(a, b)[0, 1]))
+    if not values:
+        raise ValueError(f"no frame pair {gap} apart with background pixels in {len(images)} frames")
+    return float(np.mean(values))
+
+
+def _write_video(number: int, root: Path, frames: int, width: int, height: int, seed: int,
+                 background_motion: str, background_speed: float) -> str:
+    name, images, boxes = render_video(number, frames, width, height, seed, background_motion, background_speed)
     folder = root / CHUNK_FOLDER / "frames" / name
     folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
@@ -132,8 +216,13 @@ def _write_video(number: int, root: Path, frames: int, width: int, height: int, 
 
 
 def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
-                      seed: int = 0, processes: int | None = None) -> Path:
+                      seed: int = 0, processes: int | None = None,
+                      background_motion: str = DEFAULT_BACKGROUND_MOTION,
+                      background_speed: float = DEFAULT_BACKGROUND_SPEED) -> Path:
     """Write ``videos`` synthetic videos in TrackingNet's layout under ``root``; return ``root``."""
+    problems = background_problems(background_motion, background_speed)
+    if problems:
+        raise ValueError("synthetic video: " + "; ".join(problems))
     if videos < 1 or frames < 1:
         raise ValueError(f"need at least one video of one frame, got {videos} videos of {frames} frames")
     if width < 32 or height < 32:
@@ -142,17 +231,26 @@ def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int
     (root / CHUNK_FOLDER / "frames").mkdir(parents=True, exist_ok=True)
     (root / CHUNK_FOLDER / "anno").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run_jobs(partial(_write_video, root=root, frames=frames, width=width, height=height, seed=seed),
+    run_jobs(partial(_write_video, root=root, frames=frames, width=width, height=height, seed=seed,
+                     background_motion=background_motion, background_speed=background_speed),
              list(range(videos)), processes)
-    log.info("wrote %d synthetic videos (%d frames, %dx%d) to %s in %.1f s",
-             videos, frames, width, height, root, time.perf_counter() - started)
+    log.info("wrote %d synthetic videos (%d frames, %dx%d, background %s) to %s in %.1f s",
+             videos, frames, width, height, background_motion, root, time.perf_counter() - started)
     return root
 
 
 def ensure_synthetic_trackingnet(videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
-                                 seed: int = 0, cache: str = "", processes: int | None = None) -> Path:
+                                 seed: int = 0, cache: str = "", processes: int | None = None,
+                                 background_motion: str = DEFAULT_BACKGROUND_MOTION,
+                                 background_speed: float = DEFAULT_BACKGROUND_SPEED) -> Path:
     """The synthetic TrackingNet root (containing ``TRAIN_0/``), generated once into the cache."""
+    problems = background_problems(background_motion, background_speed)
+    if problems:
+        raise ValueError("synthetic video: " + "; ".join(problems))
+    # "drift" keeps the first version's folder (its output is unchanged); "pan" names its speed.
+    background = {} if background_motion == "drift" else {"background": f"pan{background_speed:g}"}
     key = cache_key("synthetic-trackingnet", GENERATOR_VERSION, videos=videos, frames=frames,
-                    width=width, height=height, seed=seed)
+                    width=width, height=height, seed=seed, **background)
     return build_once(cache_root(cache) / key,
-                      lambda tmp: write_trackingnet(tmp, videos, frames, width, height, seed, processes))
+                      lambda tmp: write_trackingnet(tmp, videos, frames, width, height, seed, processes,
+                                                    background_motion, background_speed))

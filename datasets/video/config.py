@@ -32,6 +32,8 @@ class VideoPipelineConfig:
     synthetic_frames: int = 300
     synthetic_width: int = 160
     synthetic_height: int = 120
+    synthetic_background_motion: str = "pan"  # "pan" or "drift" (the old data); datasets.synthetic.video
+    synthetic_background_speed: float = 0.25  # frame widths per frame, for "pan"
     seed: int = 0
     # Where stages and generated videos are cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl).
     data_cache: str = ""
@@ -58,6 +60,10 @@ class VideoPipelineConfig:
             problems.append(f"jpeg_quality must be in 1..100, got {self.jpeg_quality}")
         if self.synthetic_width < 32 or self.synthetic_height < 32:
             problems.append(f"synthetic frames must be at least 32x32, got {self.synthetic_width}x{self.synthetic_height}")
+        from datasets.synthetic.video import background_problems
+
+        problems += [f"synthetic_{p}" for p in background_problems(self.synthetic_background_motion,
+                                                                     self.synthetic_background_speed)]
         if self.proposal_actors < 0:
             problems.append(f"proposal_actors must be >= 0, got {self.proposal_actors}")
         return problems

@@ -4,7 +4,8 @@ The paper's video half (Purushwalkam & Gupta 2020, Sec. 5 and Appendix B) pretra
 TrackingNet: each video cut into 4 chunks of 60 frames, 3 uniformly spaced frames per
 video for the baseline, frame pairs (z_i, z_{i+k}) for Frame Temporal Invariance, and
 the top 300 selective-search regions of every chunk frame for the Region Tracker.
-Three cached stages (``datasets.video.stages``) build that:
+Three cached stages (``datasets.video.stages``) build that; a run computes only the stages
+it is asked for (``stages``: a method's ``pipeline_stages``, the ones it reads):
 
 1. ``frames`` (Ray Data tasks, one video per task): plan chunks and baseline frames from
    the frame count, decode those frames once and store them as JPEG bytes in Parquet
@@ -51,6 +52,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FRAMES_VERSION = 1
 PAIRS_VERSION = 1
 PROPOSALS_VERSION = 1
+PIPELINE_STAGES = ("frames", "pairs", "proposals")  # pairs and proposals read frames
 MAX_PROBLEMS_KEPT = 1000
 FRAME_ROW_GROUP = 32  # frames per Parquet row group: the unit of work of a proposal actor
 
@@ -326,7 +328,11 @@ class PipelineResult:
     stages: list[StageResult] = field(default_factory=list)
 
     def stage(self, name: str) -> StageResult:
-        return next(s for s in self.stages if s.name == name)
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"video pipeline stage {name!r} was not run (ran: {', '.join(s.name for s in self.stages)}); "
+                       "a method lists the stages it reads in its pipeline_stages")
 
     @property
     def computed(self) -> list[str]:
@@ -351,7 +357,9 @@ def resolve_source(config: VideoPipelineConfig) -> tuple[Path, str]:
         from datasets.synthetic.video import ensure_synthetic_trackingnet
 
         root = ensure_synthetic_trackingnet(config.synthetic_videos, config.synthetic_frames, config.synthetic_width,
-                                            config.synthetic_height, config.seed, config.data_cache)
+                                            config.synthetic_height, config.seed, config.data_cache,
+                                            background_motion=config.synthetic_background_motion,
+                                            background_speed=config.synthetic_background_speed)
         return root, "trackingnet"
     return Path(config.source).expanduser().resolve(), config.source_format
 
@@ -386,9 +394,14 @@ def run_frames_stage(config: VideoPipelineConfig, videos: list[VideoSource], num
 
 
 def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int | None = None,
-                       echo: bool = True) -> PipelineResult:
-    """Run (or reuse) every stage for ``config``; print each stage's summary when ``echo``."""
+                       echo: bool = True, stages: tuple[str, ...] = PIPELINE_STAGES) -> PipelineResult:
+    """Run (or reuse) the ``stages`` for ``config`` (frames always: the others read it); print
+    each stage's summary when ``echo``. A stage not named is neither computed nor read."""
     config = config or VideoPipelineConfig()
+    unknown = [name for name in stages if name not in PIPELINE_STAGES]
+    if unknown:
+        raise ValueError(f"unknown video pipeline stage(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(PIPELINE_STAGES)}")
     problems = config.validate()
     if problems:
         raise ValueError("invalid video pipeline config:\n  " + "\n  ".join(problems))
@@ -404,12 +417,14 @@ def run_video_pipeline(config: VideoPipelineConfig | None = None, num_cpus: int 
         return stage
 
     frames = report(run_frames_stage(config, videos, num_cpus))
-    report(run_stage(cache, "pairs", PAIRS_VERSION, {"frame_gap": config.frame_gap, "chunk_frames": config.chunk_frames},
-                     [frames.key], lambda data: compute_pairs(frames, config, data)))
-    report(run_stage(cache, "proposals", PROPOSALS_VERSION,
-                     {"proposals_per_frame": config.proposals_per_frame, "proposal_max_side": config.proposal_max_side,
-                      "method": "opencv-selective-search-fast"},
-                     [frames.key], lambda data: compute_proposals(frames, config, data, num_cpus)))
+    if "pairs" in stages:
+        report(run_stage(cache, "pairs", PAIRS_VERSION, {"frame_gap": config.frame_gap, "chunk_frames": config.chunk_frames},
+                         [frames.key], lambda data: compute_pairs(frames, config, data)))
+    if "proposals" in stages:
+        report(run_stage(cache, "proposals", PROPOSALS_VERSION,
+                         {"proposals_per_frame": config.proposals_per_frame,
+                          "proposal_max_side": config.proposal_max_side, "method": "opencv-selective-search-fast"},
+                         [frames.key], lambda data: compute_proposals(frames, config, data, num_cpus)))
     return result
 
 

@@ -23,6 +23,7 @@ class FrameTemporalInvariance(VideoMethod):
     """``method=fti``: MoCo v2 with (z_i, z_{i+k}) as the query and key images."""
 
     name: ClassVar[str] = "fti"
+    pipeline_stages: ClassVar[tuple[str, ...]] = ("frames", "pairs")
     frame_gap: int = 5  # k; the paper: 40 of 60-frame chunks (tracks degrade with k: datasets.video.tracks)
 
     def problems(self, trial: Any) -> list[str]:

@@ -97,6 +97,7 @@ class RegionTracker(RegionPairsMethod):
     """``method=region_tracker``: frame pairs plus unsupervised region tracks."""
 
     name: ClassVar[str] = "region_tracker"
+    pipeline_stages: ClassVar[tuple[str, ...]] = ("frames", "pairs", "proposals")  # proposals: its tracks' regions
     track_threshold: float = 0.25  # per-step track score a kept pair must exceed, in [0, 1) (BENCHMARKS.md)
     tracker_weights: str = ""  # baseline checkpoint for the track features ("" = random init)
     tracker_seed: int = 0  # the random tracker's weights when tracker_weights is ""

@@ -3,7 +3,10 @@
 Every video method reads the data role ``video`` (layout ``video``: a source from
 ``datasets.sources.video``, ``synthetic-video`` by default) through the video pipeline's
 cached stages (frames, pairs, proposals; for the trackers also region features and
-tracks). :meth:`VideoMethod.prepare` builds or reuses those stages and returns their
+tracks). Each method names the pipeline stages it reads (``pipeline_stages``) and only
+those are computed: the baseline reads frames, FTI frames and pairs, the Region Tracker
+also proposals (selective search, the costliest stage). :meth:`VideoMethod.prepare`
+builds or reuses those stages and returns their
 counters as metrics; the sweep calls it on the driver before any trial starts (so Ray
 Data never runs inside a trial on a small machine), and the trial calls it again when it
 reports (everything is cached by then) to log the same figures in its MLflow run.
@@ -28,6 +31,7 @@ class VideoMethod(MoCoV2):
 
     roles: ClassVar[dict[str, DataRole]] = {VIDEO_ROLE: DataRole(VIDEO, "synthetic-video")}
     queue_size: int = 128  # the synthetic default has 288 training samples; K stays well below them
+    pipeline_stages: ClassVar[tuple[str, ...]] = ("frames",)  # the video pipeline's stages this method reads
 
     def source(self, trial: Any):
         return trial.data[VIDEO_ROLE]
@@ -36,8 +40,8 @@ class VideoMethod(MoCoV2):
         return 1
 
     def pipeline(self, trial: Any):
-        """Frames, pairs (at this method's gap) and proposals, cached."""
-        return self.source(trial).run_pipeline(trial, self.pipeline_frame_gap())
+        """The pipeline stages this method reads (``pipeline_stages``; pairs at its gap), cached."""
+        return self.source(trial).run_pipeline(trial, self.pipeline_frame_gap(), self.pipeline_stages)
 
     def prepare(self, trial: Any) -> dict[str, float]:
         metrics = self.pipeline(trial).metrics()
