@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import TAG_PARENT
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TRAIN_POLL_S, TRAIN_POLL_VAR
 from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def ray_head():
     """A separate head on loopback (`ray start --head --block`), stopped by its process group."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths are limited
     dashboard = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {TRAIN_POLL_VAR: TRAIN_POLL_S}
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
          "--node-ip-address=127.0.0.1", "--include-dashboard=true",
