@@ -19,6 +19,7 @@ from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 
 def free_port() -> int:
@@ -32,7 +33,11 @@ def ray_head():
     """A separate head on loopback (`ray start --head --block`), stopped by its process group."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths are limited
     dashboard = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {TRAIN_POLL_VAR: TRAIN_POLL_S}
+    # A HOME without ~/.ray/auth_token: with that file `ray start` turns token auth on, the
+    # token-less `ray job list` below is refused, and the fixture waited out its 120 s.
+    # (tests/test_cluster_head.py covers the token head.)
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS} | {
+        "HOME": tempfile.mkdtemp(prefix="home", dir="/tmp"), TRAIN_POLL_VAR: TRAIN_POLL_S}
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
          "--node-ip-address=127.0.0.1", "--include-dashboard=true",
