@@ -48,17 +48,22 @@ def ray_head():
         start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        probe = subprocess.run([RAY, "job", "list", "--address", address], env=env,
-                               capture_output=True, text=True)
-        if probe.returncode == 0:
-            break
-        if head.poll() is not None:
-            pytest.fail(f"ray head exited: {head.stdout.read()}")
-        time.sleep(2)
-    else:
-        pytest.fail("ray head did not come up in 120 s")
+    try:  # a head that never came up is stopped too (it kept its raylet and dashboard)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            probe = subprocess.run([RAY, "job", "list", "--address", address], env=env,
+                                   capture_output=True, text=True)
+            if probe.returncode == 0:
+                break
+            if head.poll() is not None:
+                pytest.fail(f"ray head exited: {head.stdout.read()}")
+            time.sleep(2)
+        else:
+            pytest.fail("ray head did not come up in 120 s")
+    except BaseException:
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGKILL)
+        raise
     yield address, env
     os.killpg(head.pid, signal.SIGTERM)
     try:
