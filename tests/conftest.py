@@ -1,12 +1,15 @@
-"""Shared fixtures: one local Ray instance per test session, small synthetic data."""
+"""Shared fixtures: one local Ray instance per test session, small synthetic data, and one
+tiny crop-scale sweep that several test files read (a sweep costs tens of seconds)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_POLL_VAR, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"  # see ray_session
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +22,10 @@ def ray_session():
 
     from orchestrator.cluster import init_ray
 
+    # Train's controller polls its workers every 2 s by default, and a tiny run waits on
+    # the polls (its reports, its end): 0.5 s saved about 4 s of a 20 s one-trial sweep on
+    # 2 cores. Set before Ray starts, so the raylet and its actors inherit it.
+    os.environ.setdefault(TRAIN_POLL_VAR, TRAIN_POLL_S)
     init_ray(num_cpus=2, quiet=True)
     yield ray
     ray.shutdown()
@@ -40,3 +47,69 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The shared crop-scale sweep: two trials, the three ALOI invariances (MLflow's compare page
+# lists a limited number of metrics, and tests/test_mlflow_ui.py reads them off the page).
+CROP_SWEEP_FACTORS = ("viewpoint", "illumination_direction", "illumination_color")
+CROP_SWEEP_RIS_KEYS = [f"ris/{f}/top{k}" for f in CROP_SWEEP_FACTORS for k in (10, 25)]
+CROP_SWEEP_MINS = [0.2, 0.5]
+
+
+def sweep_children(client, parent_run_id):
+    """The parent's child runs, by run name (the knob's value: the grid's order)."""
+    from orchestrator.tracking import TAG_PARENT
+
+    parent = client.get_run(parent_run_id)
+    return sorted((r for r in client.search_runs([parent.info.experiment_id])
+                   if r.data.tags.get(TAG_PARENT) == parent_run_id), key=lambda r: r.info.run_name)
+
+
+@pytest.fixture(scope="session")
+def crop_sweep(ray_session, data_cache, tmp_path_factory):
+    """ONE tiny two-trial crop-scale sweep for the session, taken through every path a sweep
+    has: both trials fail after epoch 0 (checkpointed), the sweep is resumed, and during the
+    resume each trial's final metrics fail once to reach MLflow (a server's hiccup).
+
+    `failed*` are what MLflow held after the failed run (read before the resume);
+    `outcome` and `children` are the resumed sweep's. tests/test_sweep.py reads the failure
+    and the resume, tests/test_mlflow_ui.py the finished store (UI, tables, models).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from orchestrator.config import SweepSettings
+    from orchestrator.sweep import run_sweep
+    from orchestrator.tracking import MLflowTrialCallback
+    from tests.tiny import tiny_config
+
+    root = tmp_path_factory.mktemp("crop-sweep")
+    uri = f"sqlite:///{root}/mlflow.db"
+    base = tiny_config(data_cache, inject_failure_at_epoch=0).override(
+        {"invariances": ",".join(CROP_SWEEP_FACTORS)})
+    grid = {"method": {"crop_scale_min": tune.grid_search(CROP_SWEEP_MINS), "crop_scale_max": 1.0}}
+    settings = SweepSettings(name="crop", storage_path=str(root / "results"), tracking_uri=uri, experiment="crop")
+    client = MlflowClient(uri)
+
+    failed = run_sweep(base, grid, settings)
+    failed_children = sweep_children(client, failed.parent_run_id)
+    failed_loss_steps = {r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "pretrain/loss")]
+                         for r in failed_children}
+
+    hiccups: list[str] = []
+    real_log_batch = MlflowClient.log_batch
+
+    def flaky_log_batch(self, run_id, metrics=(), *args, **kwargs):
+        if run_id not in hiccups and any(m.key in CROP_SWEEP_RIS_KEYS and m.step == 1 for m in metrics):
+            hiccups.append(run_id)
+            raise MlflowException("injected: 503 Service Unavailable")
+        return real_log_batch(self, run_id, metrics, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
+        patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
+        outcome = run_sweep(base, grid, SweepSettings(**{**settings.__dict__, "resume": True}))
+    return SimpleNamespace(failed=failed, failed_children=failed_children, failed_loss_steps=failed_loss_steps,
+                           outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
+                           children=sweep_children(client, outcome.parent_run_id))

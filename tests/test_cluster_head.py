@@ -29,11 +29,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.test_job_submit import RAY, free_port
+from tests.test_job_submit import AUTH_VARS, RAY, free_port
 from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
-AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 EPOCHS = 2  # a worker dies mid-epoch 1 and resumes from epoch 0's checkpoint
 
 

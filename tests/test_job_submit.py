@@ -14,11 +14,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.tracking import TAG_PARENT
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TRAIN_POLL_S, TRAIN_POLL_VAR
 from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 
 
 def free_port() -> int:
@@ -32,7 +33,11 @@ def ray_head():
     """A separate head on loopback (`ray start --head --block`), stopped by its process group."""
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths are limited
     dashboard = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # A HOME without ~/.ray/auth_token: with that file `ray start` turns token auth on, the
+    # token-less `ray job list` below is refused, and the fixture waited out its 120 s.
+    # (tests/test_cluster_head.py covers the token head.)
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS} | {
+        "HOME": tempfile.mkdtemp(prefix="home", dir="/tmp"), TRAIN_POLL_VAR: TRAIN_POLL_S}
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--num-cpus=2", f"--port={free_port()}",
          "--node-ip-address=127.0.0.1", "--include-dashboard=true",
@@ -43,17 +48,22 @@ def ray_head():
         start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        probe = subprocess.run([RAY, "job", "list", "--address", address], env=env,
-                               capture_output=True, text=True)
-        if probe.returncode == 0:
-            break
-        if head.poll() is not None:
-            pytest.fail(f"ray head exited: {head.stdout.read()}")
-        time.sleep(2)
-    else:
-        pytest.fail("ray head did not come up in 120 s")
+    try:  # a head that never came up is stopped too (it kept its raylet and dashboard)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            probe = subprocess.run([RAY, "job", "list", "--address", address], env=env,
+                                   capture_output=True, text=True)
+            if probe.returncode == 0:
+                break
+            if head.poll() is not None:
+                pytest.fail(f"ray head exited: {head.stdout.read()}")
+            time.sleep(2)
+        else:
+            pytest.fail("ray head did not come up in 120 s")
+    except BaseException:
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGKILL)
+        raise
     yield address, env
     os.killpg(head.pid, signal.SIGTERM)
     try:

@@ -1,6 +1,8 @@
 """MLflow as its users see it, over the store of ONE tiny sweep (module fixture): the UI in a
 headless browser, the parent's table and charts, each trial's logged model and datasets,
-an MLflow hiccup during the sweep; and a sweep stopped by SIGTERM."""
+an MLflow hiccup during the sweep; and a sweep stopped by SIGTERM. The sweep is the
+session's shared one (`crop_sweep`, tests/conftest.py; tests/test_sweep.py reads its failure
+and resume)."""
 from __future__ import annotations
 
 import html
@@ -15,7 +17,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import mlflow.pytorch
@@ -23,66 +24,32 @@ import pytest
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from ray import tune
 
 from orchestrator import compare
 from orchestrator.cli import EXIT_INTERRUPTED, run_cli
-from orchestrator.config import SweepSettings
-from orchestrator.sweep import run_sweep
 from orchestrator.tracking import (
     TAG_CHECKPOINT,
     TAG_COMPARE_URL,
     TAG_MODEL_URI,
     TAG_PARENT,
     TAG_RUNS_URL,
-    MLflowTrialCallback,
     listing_digest,
 )
+from tests.conftest import CROP_SWEEP_FACTORS, CROP_SWEEP_MINS, CROP_SWEEP_RIS_KEYS
 from tests.tiny import tiny_config, tiny_overrides
 from trainables.evaluation import load_backbone
 from trainables.pretrain import CHECKPOINT_FILE
 
 pytestmark = pytest.mark.slow
 
-FACTORS = ("viewpoint", "illumination_direction", "illumination_color")
-RIS_KEYS = [f"ris/{f}/top{k}" for f in FACTORS
-            for k in (10, 25)]
-CROP_MINS = [0.2, 0.5]
-
-
-def children_of(client, parent_run_id):
-    parent = client.get_run(parent_run_id)
-    return sorted((r for r in client.search_runs([parent.info.experiment_id])
-                   if r.data.tags.get(TAG_PARENT) == parent_run_id), key=lambda r: r.info.run_name)
+FACTORS, RIS_KEYS, CROP_MINS = CROP_SWEEP_FACTORS, CROP_SWEEP_RIS_KEYS, CROP_SWEEP_MINS
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(ray_session, data_cache, tmp_path_factory):
-    """Two tiny trials; each trial's final metrics fail once to reach MLflow (a server's hiccup)."""
-    root = tmp_path_factory.mktemp("ui-sweep")
-    uri = f"sqlite:///{root}/mlflow.db"
-    hiccups: list[str] = []
-    real_log_batch = MlflowClient.log_batch
-
-    def flaky_log_batch(self, run_id, metrics=(), *args, **kwargs):
-        if run_id not in hiccups and any(m.key in RIS_KEYS and m.step == 1 for m in metrics):
-            hiccups.append(run_id)
-            raise MlflowException("injected: 503 Service Unavailable")
-        return real_log_batch(self, run_id, metrics, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
-        patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
-        outcome = run_sweep(
-            # The three ALOI invariances: MLflow's compare page lists a limited number of
-            # metrics, and the test reads them off the rendered page.
-            tiny_config(data_cache).override({"invariances": ",".join(FACTORS)}),
-            {"method": {"crop_scale_min": tune.grid_search(CROP_MINS), "crop_scale_max": 1.0}},
-            SweepSettings(name="ui", storage_path=str(root / "results"), tracking_uri=uri, experiment="ui"),
-        )
-    client = MlflowClient(uri)
-    return SimpleNamespace(outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
-                           children=children_of(client, outcome.parent_run_id))
+def tiny_sweep(crop_sweep):
+    """The session's two-trial sweep (tests/conftest.py): failed, then resumed through an
+    MLflow hiccup per trial; these tests read the finished store."""
+    return crop_sweep
 
 
 def test_an_mlflow_hiccup_is_retried_and_every_metric_is_logged_once(tiny_sweep):

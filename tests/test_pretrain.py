@@ -1,4 +1,5 @@
-"""The Ray Train pretraining loop end to end: reports, checkpoints, resume, two workers."""
+"""The Ray Train pretraining loop end to end, in one two-worker run: reports, checkpoints,
+resume, the shared queue, skipped images, and the evaluation of all six invariances."""
 from __future__ import annotations
 
 import json
@@ -14,14 +15,13 @@ from ray.train.torch import TorchTrainer
 from torch.utils.data import DistributedSampler
 
 from datasets.image_folder import scan_image_folder
+from datasets.invariance_sets import INVARIANCES
 from tests.tiny import tiny_config
 from trainables.config import TrialConfig
 from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
 from trainables.trial import evaluation_report
 
 pytestmark = pytest.mark.slow
-
-FACTORS = ("viewpoint", "illumination_direction", "illumination_color")
 
 
 def with_corrupt_images(source: Path, target: Path, train: int, val: int) -> Path:
@@ -79,7 +79,7 @@ def assert_final_metrics(result, config: TrialConfig, skipped: int) -> None:
     assert math.isfinite(metrics["pretrain/loss"]) and metrics["pretrain/images_per_second"] > 0
     evaluation = evaluation_report(config, result)
     assert evaluation["epoch"] == 1
-    for factor in FACTORS:
+    for factor in INVARIANCES:  # the paper's six (the tiny config's default)
         for k in (10, 25):
             assert 0.0 <= evaluation[f"ris/{factor}/top{k}"] <= 100.0
     assert 0.0 <= evaluation["probe/linear_top1"] <= 100.0
@@ -95,26 +95,11 @@ def config(data_cache, tmp_path_factory) -> TrialConfig:
     return config.override({"data.probe": "image-folder", "data.probe.root": str(probe_root)})
 
 
-def test_one_worker_reports_loss_per_epoch_checkpoints_and_final_evaluation(ray_session, config, tmp_path):
-    result, events = fit(config, tmp_path, "one-worker")
-    reports = [e["report"] for e in events if "report" in e]
-    assert [r[0]["epoch"] for r in reports] == [0, 1]
-    assert all(e["checkpoint"] for e in events if "report" in e)
-    assert all(math.isfinite(r[0]["pretrain/loss"]) for r in reports)
-    assert_final_metrics(result, config, skipped=2)  # the probe set's two corrupt images
-
-    first, last = load(tmp_path / "one-worker", 0), load(tmp_path / "one-worker", 1)
-    assert (first["epoch"], last["epoch"]) == (0, 1)
-    assert set(last) == {"model", "optimizer", "scheduler", "epoch", "scaler"}
-    assert {"queue", "queue_ptr"} <= set(last["model"])
-    assert any(k.startswith("encoder_k.") for k in last["model"])
-    assert any(k.startswith("encoder_q.head.") for k in last["model"])
-    # 32 images in batches of 16: each epoch enqueues 32 keys into the queue of 64.
-    assert int(first["model"]["queue_ptr"]) == 32 and int(last["model"]["queue_ptr"]) == 0
-    assert not torch.equal(first["model"]["queue"], last["model"]["queue"])
-
-
-def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_images(ray_session, config, tmp_path):
+def test_two_workers_resume_after_a_failure_share_the_queue_checkpoint_and_count_skipped_images(ray_session, config,
+                                                                                                 tmp_path):
+    """One Train run for every claim about the loop (a run costs tens of seconds): per-epoch
+    reports and checkpoints, the resume, the shared queue, skipped images, the evaluation.
+    (One worker without a failure is what every sweep trial runs: tests/test_sweep.py.)"""
     pretrain_root = with_corrupt_images(config.root("pretrain"), tmp_path / "objects", train=3, val=0)
     config = config.override({"data.pretrain": "image-folder", "data.pretrain.root": str(pretrain_root),
                               "inject_failure_at_epoch": 0})
@@ -128,6 +113,8 @@ def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_im
     assert [r[0]["epoch"] for r in reports] == [0, 1]
     for per_worker in reports:  # both ranks report the same metrics
         assert len(per_worker) == 2 and per_worker[0] == per_worker[1]
+        assert math.isfinite(per_worker[0]["pretrain/loss"])
+    assert all(e["checkpoint"] for e in events if "report" in e)  # every epoch checkpointed
 
     # The images the last epoch's samplers hand to each worker, in full batches of 8. An
     # unreadable image is replaced by the next readable one, each file stepped over counted.
@@ -147,12 +134,17 @@ def test_two_workers_resume_after_a_failure_share_the_queue_and_count_skipped_im
     assert_final_metrics(result, config, skipped=expected_skipped + 2)
 
     saved, resumed = load(tmp_path / "two-workers", 0), load(tmp_path / "two-workers", 1)
+    assert (saved["epoch"], resumed["epoch"]) == (0, 1)
+    assert set(resumed) == {"model", "optimizer", "scheduler", "epoch", "scaler"}
+    assert {"queue", "queue_ptr"} <= set(resumed["model"])
+    assert any(k.startswith("encoder_k.") for k in resumed["model"])
+    assert any(k.startswith("encoder_q.head.") for k in resumed["model"])
     # Every batch is full (unreadable images are replaced), so epoch 0 filled slots
     # [0, 32). Resumed with the saved queue and pointer, epoch 1 appended the next 32 keys
     # after them and left those slots alone.
     ptr, queue = int(saved["model"]["queue_ptr"]), resumed["model"]["queue"]
     added = (int(resumed["model"]["queue_ptr"]) - ptr) % 64
-    assert ptr == 32 and added == 32
+    assert ptr == 32 and added == 32 and int(resumed["model"]["queue_ptr"]) == 0  # 64 keys: wrapped around
     assert torch.equal(queue[:, :ptr], saved["model"]["queue"][:, :ptr])
     assert not torch.equal(queue[:, ptr:ptr + added], saved["model"]["queue"][:, ptr:ptr + added])
     # The schedule went on from the saved one: two cosine steps over two epochs end at 0.
