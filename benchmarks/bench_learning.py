@@ -60,6 +60,17 @@ QUICK_CHANGES = {
 }
 
 
+def quick_changes(changes: dict | None = None) -> dict:
+    """QUICK_CHANGES, then `changes`. When `changes` selects another method (e.g.
+    ``method=supervised``), QUICK_CHANGES' MoCo settings (``method.*``) stay out: overrides
+    apply the selection first, and another method has no ``queue_size`` to take them."""
+    changes = dict(changes or {})
+    quick = QUICK_CHANGES
+    if changes.get("method", "mocov2") != "mocov2":
+        quick = {k: v for k, v in QUICK_CHANGES.items() if not k.startswith("method.")}
+    return quick | changes
+
+
 def trial_config(preset_name: str = "default", changes: dict | None = None):
     """The benchmarked trial: a preset, the benchmark's defaults, then dotted `changes`."""
     config = preset(preset_name).override(DEFAULT_CHANGES | (changes or {}))
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="override one trial-config key (dotted, repeatable), as in sweeps/*.py")
     args = parser.parse_args(argv)
     try:
-        run(args.preset, (QUICK_CHANGES if args.quick else {}) | parse_overrides(args.set))
+        run(args.preset, quick_changes(parse_overrides(args.set)) if args.quick else parse_overrides(args.set))
     except ConfigError as e:
         parser.exit(2, f"error: {e}\n")
 

@@ -59,7 +59,7 @@ def test_pretrained_encoder_beats_its_random_initialisation_on_held_out_images(r
 def test_supervised_reference_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache):
     """`method=supervised` (the paper's "Sup." rows) learns through the same Train path."""
     config = bench_learning.trial_config(
-        "default", bench_learning.QUICK_CHANGES | {"seed": 0, "data_cache": str(data_cache), "method": "supervised"})
+        "default", bench_learning.quick_changes({"seed": 0, "data_cache": str(data_cache), "method": "supervised"}))
     untrained = bench_learning.random_init_metrics(config)
     trained = bench_learning.pretrained_metrics(config)
     margin = trained["probe/linear_top1"] - untrained["probe/linear_top1"]
