@@ -90,6 +90,9 @@ def test_region_tracker_gradients_reach_the_region_branch():
     model.zero_grad()
     out = model(im_q, im_k, box_q, box_k, torch.zeros(4, dtype=torch.bool))
     assert out.region_loss.item() == 0.0
+    # One tracked region alone (batch norm cannot train on one sample): left out, no error.
+    out = model(im_q, im_k, box_q, box_k, torch.tensor([False, True, False, False]))
+    assert out.region_loss.item() == 0.0 and out.region_keys.shape[0] == 0
 
 
 class FakeStore:

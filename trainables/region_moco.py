@@ -65,6 +65,10 @@ class RegionMoCo(MoCo):
         if valid is None or box_q is None:
             valid = torch.zeros(im_q.shape[0], dtype=torch.bool, device=im_q.device)
         valid = valid.bool()
+        # Batch norm in training mode needs two or more samples: a lone tracked region in this
+        # worker's batch is left out of the region term (its frame pair still counts).
+        if int(valid.sum()) < 2:
+            valid = torch.zeros_like(valid)
         q_region = self.embed_regions(encoder_q, feature_map[valid], box_q[valid]) if valid.any() else q[:0]
 
         with torch.no_grad():
