@@ -527,22 +527,14 @@ def log_verdict(client, parent_run_id: str, study: Study, children, title: str =
 
 
 def find_parent(client, reference: str):
-    """The parent run of a study: by run id, else by sweep name (the newest of that name)."""
-    from mlflow.exceptions import MlflowException
-
-    from orchestrator.tracking import TAG_PARENT, TAG_SWEEP
+    """The parent run of a study: by run id, else by sweep name (the newest of that name);
+    `orchestrator.compare.find_parent`, its not-found error as a ConfigError."""
+    from orchestrator.compare import SweepNotFound, find_parent as find_sweep_parent
 
     try:
-        return client.get_run(reference)
-    except MlflowException:
-        pass
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = [r for r in client.search_runs(experiments, filter_string=f"tags.`{TAG_SWEEP}` = '{reference}'",
-                                          order_by=["attributes.start_time DESC"], max_results=1000)
-            if TAG_PARENT not in r.data.tags]
-    if not runs:
-        raise ConfigError(f"no sweep named {reference!r} and no run with that id in {client.tracking_uri}")
-    return runs[0]
+        return find_sweep_parent(client, reference)
+    except SweepNotFound as err:
+        raise ConfigError(f"{err} ({client.tracking_uri})") from None
 
 
 def rebuild(reference: str, tracking_uri: str = "") -> StudyResult:
