@@ -28,35 +28,20 @@ import torch
 from benchmarks.machine import command_line, machine
 from orchestrator.cli import parse_overrides
 from orchestrator.config import ConfigError, advisories, check, preset
+from orchestrator.study import SMALL_PRETRAIN_OBJECTS, SMALL_REGIME
 
 DEFAULT_CHANGES = {"epochs": 20, "checkpoint_every": 1000}
 
 # Where MoCo v2 learns in about 5 minutes of 2 CPU cores (measured in BENCHMARKS.md,
 # "Does pretraining learn?"): 240 steps of 64 images at 32 px. Each change removes a
 # reason the default preset learns slowly on a CPU budget:
-QUICK_CHANGES = {
-    "image_size": 32,
-    "data.pretrain.classes": 4,
-    "data.pretrain.train_per_class": 100,  # 400 images: each is seen 38 times in 240 steps
-    "data.pretrain.val_per_class": 150,
-    "data.pretrain.background": "plain",  # clutter lets MoCo tell images apart by background
-    # The probe reads the same generated set: 600 held-out images, a tighter estimate.
-    "data.probe.classes": 4,
-    "data.probe.train_per_class": 100,
-    "data.probe.val_per_class": 150,
-    "data.probe.background": "plain",
+QUICK_CHANGES = SMALL_REGIME | SMALL_PRETRAIN_OBJECTS | {
     "method.crop_scale_min": 0.9,  # the sweep's gentlest crops; at 0.2 the loss barely moves
-    "method.temperature": 0.1,  # sharper than MoCo v2's 0.2, as usual for small data
-    "method.queue_size": 128,  # below the 400 images (trainables.moco.queue_overlap_warning)
     "epochs": 40,  # 6 steps each
-    "cpus_per_worker": 2,
     "invariances": "viewpoint",  # RIS on a small turntable set: not the point here
     # The claim is the linear probe and RIS; the default preset's VOC07 SVM probes would
     # generate scenes and fit SVMs at each of the three evaluations (~50 s per test).
     "probes": "linear",
-    "data.aloi.objects": 8,
-    "ris_max_objects": 0,
-    "checkpoint_every": 1000,
 }
 
 

@@ -51,6 +51,36 @@ NOT_LEARNED = "inconclusive: not learned"
 FEW_SEEDS = f"inconclusive: fewer than {MIN_SEEDS} seeds"
 VERDICT_FILES = ("tables/verdict.md", "tables/verdict.csv", "tables/paired_differences.png")
 
+# The regime in which MoCo v2 learns within minutes on 2 CPU cores (BENCHMARKS.md, "Does
+# pretraining learn?" and "Settings that learn"): each setting removes a reason the
+# default preset learns slowly on a CPU budget. The studies and the learning benchmark
+# (`benchmarks.bench_learning.QUICK_CHANGES`) start from it and add their own data, epochs
+# and readings.
+SMALL_REGIME = {
+    "image_size": 32,
+    "cpus_per_worker": 2,
+    "checkpoint_every": 1000,  # the last epoch only: a study reads the final weights
+    "method.temperature": 0.1,  # sharper than MoCo v2's 0.2, as usual for small data
+    "method.queue_size": 128,  # below the pretraining images (trainables.moco.queue_overlap_warning)
+    # The probe's generated set: 600 held-out images on a plain background, a tighter estimate.
+    "data.probe.classes": 4,
+    "data.probe.train_per_class": 100,
+    "data.probe.val_per_class": 150,
+    "data.probe.background": "plain",
+    # RIS on a small turntable set, every object scored.
+    "data.aloi.objects": 8,
+    "ris_max_objects": 0,
+}
+# The pretraining set of that regime when it is the generated objects (the crop-scale study,
+# the learning test): 400 images on a plain background (clutter lets MoCo tell images
+# apart by their backgrounds), each seen 38 times in 240 steps.
+SMALL_PRETRAIN_OBJECTS = {
+    "data.pretrain.classes": 4,
+    "data.pretrain.train_per_class": 100,
+    "data.pretrain.val_per_class": 150,
+    "data.pretrain.background": "plain",
+}
+
 
 def arm_label(value: Any) -> str:
     """One spelling of a knob value: 0.2 and "0.2" (a param read back) are the same arm."""

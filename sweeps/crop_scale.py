@@ -24,30 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
-from orchestrator.study import Claim, Study  # noqa: E402
+from orchestrator.study import SMALL_PRETRAIN_OBJECTS, SMALL_REGIME, Claim, Study  # noqa: E402
 
-# The study (--study): the learning test's regime (benchmarks/bench_learning.py QUICK_CHANGES:
+# The study (--study): the small regime (orchestrator.study.SMALL_REGIME, the learning test's:
 # 32 px, plain background, tau 0.1, K = 128, 40 epochs of 6 steps), scoring the four
 # invariances the paper's crop-scale claim is about.
-STUDY_SETTINGS = {
-    "image_size": 32,
-    "epochs": 40,
-    "cpus_per_worker": 2,
-    "checkpoint_every": 1000,
-    "method.temperature": 0.1,
-    "method.queue_size": 128,
-    "data.pretrain.classes": 4,
-    "data.pretrain.train_per_class": 100,
-    "data.pretrain.val_per_class": 150,
-    "data.pretrain.background": "plain",
-    "data.probe.classes": 4,
-    "data.probe.train_per_class": 100,
-    "data.probe.val_per_class": 150,
-    "data.probe.background": "plain",
+STUDY_SETTINGS = SMALL_REGIME | SMALL_PRETRAIN_OBJECTS | {
+    "epochs": 40,  # 6 steps an epoch, 240 steps
     "invariances": "occlusion,viewpoint,illumination_direction,illumination_color",
     "probes": "linear",
-    "data.aloi.objects": 8,
-    "ris_max_objects": 0,
 }
 # Sec. 4 and Table 1: aggressive crops (a small minimum area) buy occlusion invariance and
 # cost viewpoint and illumination invariance. The aggressive arm is 0.4, not MoCo v2's 0.2:

@@ -29,32 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
-from orchestrator.study import Claim, Study  # noqa: E402
+from orchestrator.study import SMALL_REGIME, Claim, Study  # noqa: E402
 
 # The synthetic scenes' defaults (data.<role>.trainval) and their first co-occurring pair.
 SCENES = 300
 PAIR = "box,cone"
 
 
-# The study (--study): the learning test's regime (benchmarks/bench_learning.py QUICK_CHANGES:
+# The study (--study): the small regime (orchestrator.study.SMALL_REGIME, the learning test's:
 # 32 px, tau 0.1, K = 128 below the 300 images) on the two pretraining sets; the SVM probes
 # under the `fast` protocol (Goyal et al.'s grid costs several times more per trial).
-STUDY_SETTINGS = {
-    "image_size": 32,
+STUDY_SETTINGS = SMALL_REGIME | {
     "epochs": 50,  # 300 images: 4 steps an epoch, about 200 steps
-    "cpus_per_worker": 2,
-    "checkpoint_every": 1000,
-    "method.temperature": 0.1,
-    "method.queue_size": 128,
     "probes.voc07.protocol": "fast",
     "probes.voc07_boxes.protocol": "fast",
-    "data.probe.classes": 4,
-    "data.probe.train_per_class": 100,
-    "data.probe.val_per_class": 150,
-    "data.probe.background": "plain",
     "invariances": "viewpoint",  # the learning gate's RIS
-    "data.aloi.objects": 8,
-    "ris_max_objects": 0,
 }
 # Table 2: object-centric pretraining data discriminates cropped boxes better, scene images
 # whole scenes (VOC07). Two object-centric arms: the scenes' own boxes cut out (the paper's

@@ -20,29 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
-from orchestrator.study import Claim, Study  # noqa: E402
+from orchestrator.study import SMALL_REGIME, Claim, Study  # noqa: E402
 
 METHODS = ["mocov2_frames", "fti", "region_tracker", "gt_tracks"]
 
 
-# The study (--study): the learning test's regime (benchmarks/bench_learning.py QUICK_CHANGES:
+# The study (--study): the small regime (orchestrator.study.SMALL_REGIME, the learning test's:
 # 32 px, tau 0.1, K = 128) for the three methods; RIS of viewpoint and illumination (the
 # paper's Table 4 claim), the linear probe on plain-background objects for the gate.
-STUDY_SETTINGS = {
-    "image_size": 32,
+STUDY_SETTINGS = SMALL_REGIME | {
     "epochs": 40,
-    "cpus_per_worker": 2,
-    "checkpoint_every": 1000,
-    "method.temperature": 0.1,
-    "method.queue_size": 128,
-    "data.probe.classes": 4,
-    "data.probe.train_per_class": 100,
-    "data.probe.val_per_class": 150,
-    "data.probe.background": "plain",
     "invariances": "viewpoint,illumination_direction,illumination_color",
     "probes": "linear",
-    "data.aloi.objects": 8,
-    "ris_max_objects": 0,
 }
 _TEMPORAL = ("fti", "region_tracker")
 # Table 4: frame pairs (FTI) and tracked regions (Region Tracker) raise viewpoint and
