@@ -15,6 +15,7 @@ crops; :data:`QUICK_CHANGES`); `tests/test_learning.py` asserts its margin.
     python -m benchmarks.bench_learning                              # default preset, 20 epochs
     python -m benchmarks.bench_learning --quick                      # the learning test's setting
     python -m benchmarks.bench_learning --quick --set method.crop_scale_min=0.2
+    python -m benchmarks.bench_learning --study dataset_bias --set data.pretrain=synthetic-coco-scenes --set probes=linear
     python -m benchmarks.run learning
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -54,6 +56,28 @@ def quick_changes(changes: dict | None = None) -> dict:
     if changes.get("method", "mocov2") != "mocov2":
         quick = {k: v for k, v in QUICK_CHANGES.items() if not k.startswith("method.")}
     return quick | changes
+
+
+def study_changes(sweep: str, changes: dict | None = None) -> dict:
+    """A study's settings (``sweeps/<sweep>.py``'s ``STUDY.settings``), then `changes`: one arm
+    of a study piloted, seed by seed, before the study runs. The study's part settings
+    (``probes.voc07.protocol``...) stay out when `changes` selects other probes."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "sweeps" / f"{sweep}.py"
+    if not path.is_file():
+        raise ConfigError(f"--study {sweep}: no sweep file {path}")
+    spec = importlib.util.spec_from_file_location(f"_study_{sweep}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    study = getattr(module, "STUDY", None)
+    if study is None:
+        raise ConfigError(f"--study {sweep}: {path} defines no STUDY")
+    changes = dict(changes or {})
+    settings = dict(study.settings)
+    if "probes" in changes:
+        settings = {k: v for k, v in settings.items() if not k.startswith("probes.")}
+    return settings | changes
 
 
 def trial_config(preset_name: str = "default", changes: dict | None = None):
@@ -149,11 +173,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", default="default")
     parser.add_argument("--quick", action="store_true",
                         help="the learning test's setting (QUICK_CHANGES), before any --set")
+    parser.add_argument("--study", metavar="SWEEP",
+                        help="start from a study's settings (sweeps/SWEEP.py STUDY), before any --set: "
+                             "a pilot of one arm")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one trial-config key (dotted, repeatable), as in sweeps/*.py")
     args = parser.parse_args(argv)
     try:
-        run(args.preset, quick_changes(parse_overrides(args.set)) if args.quick else parse_overrides(args.set))
+        if args.quick and args.study:
+            parser.error("--quick and --study are two starting points; give one")
+        changes = parse_overrides(args.set)
+        if args.quick:
+            changes = quick_changes(changes)
+        elif args.study:
+            changes = study_changes(args.study, changes)
+        run(args.preset, changes)
     except ConfigError as e:
         parser.exit(2, f"error: {e}\n")
 

@@ -63,3 +63,23 @@ def test_the_baseline_evaluates_the_weights_the_train_loop_starts_from(monkeypat
     assert all(torch.equal(seen["weights"][k], start[k]) for k in start)
     other = build_model(config.override({"seed": 8})).backbone.state_dict()  # the comparison can fail
     assert not all(torch.equal(other[k], start[k]) for k in start)
+
+
+def test_study_starts_from_a_studys_settings_so_one_arm_can_be_piloted(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(bench_learning, "run", lambda preset_name, changes: calls.append(changes))
+    bench_learning.main(["--study", "dataset_bias", "--set", "data.pretrain=synthetic-coco-scenes",
+                         "--set", "probes=linear"])
+    from orchestrator.study import SMALL_REGIME
+
+    (changes,) = calls
+    assert changes["data.pretrain"] == "synthetic-coco-scenes" and changes["probes"] == "linear"
+    assert SMALL_REGIME.items() <= changes.items()
+    assert not any(k.startswith("probes.") for k in changes)  # the study's SVM settings left with its probes
+    config = bench_learning.trial_config("default", changes)
+    assert config.method.crop_scale_min == 0.4 and [p.name for p in config.probes] == ["linear"]
+    for argv in (["--study", "no_such_sweep"], ["--study", "dataset_bias", "--quick"]):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_learning.main(argv)
+        assert exit_info.value.code == 2
+    assert "no sweep file" in capsys.readouterr().err
