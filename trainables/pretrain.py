@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datasets.image_folder import ReplaceCorrupt
 from datasets.registry import ConfigError
-from trainables import distributed
+from trainables import distributed, optim
 from trainables.config import TrialConfig, per_worker_batch
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ def build_model(trial: TrialConfig) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, trial: TrialConfig):
-    """SGD on the trainable parameters, with per-epoch cosine decay to 0 (or a constant rate)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=trial.lr, momentum=trial.momentum, weight_decay=trial.weight_decay)
+    """The trial's optimizer (``trainables.optim``) on the method's parameter groups, with
+    per-epoch cosine decay to 0 (or a constant rate)."""
+    optimizer = optim.build(trial.optimizer, trial.method.parameter_groups(model, trial),
+                            lr=trial.lr, momentum=trial.momentum, weight_decay=trial.weight_decay)
     if trial.cosine_schedule:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=trial.epochs)
     else:

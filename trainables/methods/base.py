@@ -11,6 +11,8 @@ method for:
 - ``training_step(model, inputs, labels)``: the loss of one batch (``model`` is the
   DDP-wrapped module, so gradients synchronise; ``labels`` are the dataset's, which
   self-supervised methods ignore);
+- ``parameter_groups(model, trial)``: what the optimiser (the trial's ``optimizer``)
+  steps, as torch parameter groups (default: every trainable parameter, one group);
 - ``on_step_end(model, step, total_steps)``: a per-step hook (e.g. a momentum schedule);
 - ``backbone(model)``: the trunk whose frozen features evaluation scores;
 - ``data_warnings(num_images, where)``: settings that run but hurt with this much data;
@@ -29,6 +31,7 @@ from torch.utils.data import Dataset
 
 from datasets.registry import Part, Registry
 from datasets.sources.base import DataRole
+from trainables.optim import trainable_parameters
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,12 @@ class Method(Part):
 
     def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def parameter_groups(self, model: nn.Module, trial: Any) -> list[dict]:
+        """The optimiser's parameter groups of `model` (the unwrapped module); one group of
+        every trainable parameter by default. ``trainables.optim.exclude_bias_and_norm``
+        gives the SimCLR/BYOL convention."""
+        return trainable_parameters(model)
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimiser step (``step`` counts from 1); nothing by default."""
