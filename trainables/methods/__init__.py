@@ -5,6 +5,6 @@ the video methods (paper Sec. 5) ``mocov2_frames``, ``fti``, ``region_tracker`` 
 ``gt_tracks``.
 """
 from trainables.methods import fti, gt_tracks, mocov2, mocov2_frames, region_tracker, supervised  # noqa: F401
-from trainables.methods.base import METHODS, Method
+from trainables.methods.base import METHODS, Method, StepOutput
 
-__all__ = ["METHODS", "Method"]
+__all__ = ["METHODS", "Method", "StepOutput"]

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
 from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
-from trainables.methods.base import METHODS, Method
+from trainables.methods.base import METHODS, Method, StepOutput
 from trainables.moco import MoCo, moco_problems, queue_overlap_warning
 
 
@@ -58,9 +58,11 @@ class MoCoV2(Method):
         view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
         return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
 
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         im_q, im_k = inputs
-        return model(im_q, im_k).loss
+        out = model(im_q, im_k)
+        # The mean cosine of a query and its positive key (column 0 of the logits, times tau).
+        return StepOutput(out.loss, {"positive_similarity": out.logits[:, 0].detach().mean() * self.temperature})
 
     def data_warnings(self, num_images: int, where: str) -> list[str]:
         warning = queue_overlap_warning(self.queue_size, num_images, where)
