@@ -21,6 +21,14 @@ from trainables.methods.base import METHODS, Method, StepOutput
 from trainables.moco import MoCo, moco_problems, queue_overlap_warning
 
 
+def two_view_dataset(root: Path, image_size: int, crop_scale: tuple[float, float]) -> Dataset:
+    """The ``train/`` split of an image folder, each item two independent MoCo v2 views
+    (the two-view methods' data: MoCo v2, SimCLR, BYOL)."""
+    from datasets.image_folder import ImageFolderDataset
+
+    return ImageFolderDataset(split_dir(root, "train"), transform=TwoCropsTransform(mocov2_transform(image_size, crop_scale)))
+
+
 @METHODS.register
 @dataclass(frozen=True)
 class MoCoV2(Method):
@@ -53,10 +61,7 @@ class MoCoV2(Method):
                     shuffle_bn_groups=self.shuffle_bn_groups)
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
-        from datasets.image_folder import ImageFolderDataset
-
-        view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
-        return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
+        return two_view_dataset(roots["pretrain"], int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
 
     def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         im_q, im_k = inputs
