@@ -61,3 +61,34 @@ def test_simclr_settings_are_checked_before_ray():
         check([TrialConfig().override({"method": "simclr", "method.temperature": 0})])
     with pytest.raises(ConfigError, match="unknown trial config key 'method.queue_size'"):
         TrialConfig().override({"method": "simclr", "method.queue_size": 64})
+
+
+def _rank_loss(rank: int, world_size: int, store: str, out_dir: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
+    try:
+        z1, z2 = _global_views()
+        half = slice(2 * rank, 2 * rank + 2)  # each rank holds 2 of the 4 images
+        z1, z2 = z1[half].clone().requires_grad_(), z2[half].clone().requires_grad_()
+        loss = global_nt_xent(z1, z2, 0.5)
+        (loss / world_size).backward()  # DDP's mean over ranks
+        torch.save({"loss": loss.detach(), "grad1": z1.grad, "grad2": z2.grad}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _global_views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return tuple(F.normalize(torch.randn(4, 5, generator=g), dim=1) for _ in range(2))
+
+
+def test_two_ranks_contrast_against_the_global_batch_as_one_worker_would(tmp_path):
+    torch.multiprocessing.spawn(_rank_loss, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    z1, z2 = (z.clone().requires_grad_() for z in _global_views())
+    loss = global_nt_xent(z1, z2, 0.5)  # one worker holding all 4 images
+    loss.backward()
+    # Each rank's negatives are the global batch's: the mean of the ranks' losses is the loss,
+    # and the gradients that flowed back through the gather are the one-worker gradients.
+    assert ((ranks[0]["loss"] + ranks[1]["loss"]) / 2).item() == pytest.approx(loss.item(), rel=1e-5)
+    torch.testing.assert_close(torch.cat([ranks[0]["grad1"], ranks[1]["grad1"]]), z1.grad)
+    torch.testing.assert_close(torch.cat([ranks[0]["grad2"], ranks[1]["grad2"]]), z2.grad)
