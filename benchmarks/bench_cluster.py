@@ -30,6 +30,7 @@ from orchestrator.config import SweepSettings, parse_overrides, preset
 
 def plain_loop(trial, folder: Path) -> float:
     """The pretraining of `trainables.pretrain.train_loop_per_worker`, without Ray."""
+    from trainables.methods.base import step_output
     from trainables.pretrain import build_model, build_optimizer, cpu_split, pretrain_loader, save_checkpoint
 
     threads, loader_workers = cpu_split(trial.cpus_per_worker, torch.device("cpu"))
@@ -44,7 +45,7 @@ def plain_loop(trial, folder: Path) -> float:
         loader.sampler.set_epoch(epoch)
         model.train()
         for inputs, labels, _ in loader:
-            loss = trial.method.training_step(model, inputs, labels)
+            loss = step_output(trial.method.training_step(model, inputs, labels)).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

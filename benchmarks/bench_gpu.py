@@ -226,7 +226,7 @@ def make_step(trial, device: torch.device, amp_dtype, channels_last: bool, compi
     labels = torch.zeros(trial.batch_size, dtype=torch.long, device=device)
 
     def step(im_q: torch.Tensor, im_k: torch.Tensor) -> torch.Tensor:
-        return train_step(trial.method, model, optimizer, scaler, (im_q, im_k), labels, device.type, settings)
+        return train_step(trial.method, model, optimizer, scaler, (im_q, im_k), labels, device.type, settings).loss
 
     return step
 

@@ -37,7 +37,7 @@ def test_a_resumed_optimizer_keeps_its_state_on_the_parameters_device(tmp_path, 
     model, optimizer, scheduler, first = setup_training(trial, torch.device("cpu"), device_settings("cpu"))
     assert first == 0
     x = torch.randn(4, 3, 32, 32)
-    trial.method.training_step(model, (x, x), None).backward()
+    trial.method.training_step(model, (x, x), None).loss.backward()
     optimizer.step()  # creates the momentum buffers
     save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, epoch=0)
 

@@ -77,6 +77,7 @@ def assert_final_metrics(result, config: TrialConfig, skipped: int) -> None:
     metrics = result.metrics
     assert metrics["epoch"] == 1 and "probe/linear_top1" not in metrics  # no rank evaluates
     assert math.isfinite(metrics["pretrain/loss"]) and metrics["pretrain/images_per_second"] > 0
+    assert -1.0 <= metrics["pretrain/positive_similarity"] <= 1.0  # MoCo's step metric, reported per epoch
     evaluation = evaluation_report(config, result)
     assert evaluation["epoch"] == 1
     for factor in INVARIANCES:  # the paper's six (the tiny config's default)

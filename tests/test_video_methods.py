@@ -120,11 +120,14 @@ def test_fti_queries_come_from_z_i_and_keys_from_z_i_plus_k_and_the_loss_is_moco
     assert type(model) is MoCo
     before = copy.deepcopy(model)
     im_q, im_k, _, _ = tiny_batch(2)
-    loss = trial.method.training_step(model, (im_q, im_k), torch.zeros(4))
+    out = trial.method.training_step(model, (im_q, im_k), torch.zeros(4))
+    loss = out.loss
     q = F.normalize(before.encoder_q(im_q), dim=1)
     with torch.no_grad():
         k = F.normalize(before.encoder_k(im_k), dim=1)
     assert loss.item() == pytest.approx(explicit_info_nce(q, k, before.queue, trial.method.temperature).item(), rel=1e-4)
+    # The step's metric: the mean cosine of each query and its positive key.
+    assert out.metrics["positive_similarity"].item() == pytest.approx((q * k).sum(1).mean().item(), rel=1e-4)
 
 
 def test_boxes_move_with_the_augmentation_and_leave_with_the_crop():

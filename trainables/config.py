@@ -34,6 +34,7 @@ from datasets.sources import DATA_SOURCES, DataRole, DataSource
 from trainables.invariance import check_ris_options
 from trainables.methods import METHODS, Method
 from trainables.models import SCORED_LAYERS, arch_problem
+from trainables.optim import optimizer_problem
 from trainables.probes import PROBES, Probe
 
 # Keys of the nested view naming a part (the section's own key in the flat view).
@@ -70,8 +71,9 @@ class TrialConfig:
     image_size: int = 64  # crop output size (pretraining) and evaluation resize
     epochs: int = 2  # 0: no training; the seed's initial weights are evaluated (a random-init row)
     batch_size: int = 64  # global, split evenly over the workers
-    lr: float = 0.03  # SGD, for the global batch
-    momentum: float = 0.9
+    optimizer: str = "sgd"  # sgd, lars or adamw (trainables.optim), over the method's parameter groups
+    lr: float = 0.03  # for the global batch
+    momentum: float = 0.9  # sgd and lars
     weight_decay: float = 1e-4
     cosine_schedule: bool = True  # cosine decay over `epochs`, else constant
     num_workers: int = 1  # Ray Train workers (DDP ranks)
@@ -183,6 +185,10 @@ class TrialConfig:
             out.append("inject_kill_mid_epoch=0 would kill every restart (no checkpoint yet): use >= 1")
         if self.lr <= 0:
             out.append(f"lr={self.lr} must be positive")
+        if (problem := optimizer_problem(self.optimizer)) is not None:
+            out.append(problem)
+        if self.momentum < 0 or self.weight_decay < 0:
+            out.append(f"momentum={self.momentum} and weight_decay={self.weight_decay} must be at least 0")
         if self.ris_max_objects < 0:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
         out += [f"ris_{p}" for p in check_ris_options(self.ris_sign, self.ris_local_rate, self.ris_weighting)]

@@ -19,6 +19,14 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def _batch_sizes(t: torch.Tensor) -> list[int]:
+    """Every rank's length of `t` along dim 0, in rank order."""
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    return [int(s.item()) for s in sizes]
+
+
 def gather_with_sizes(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """All ranks' `t` concatenated along dim 0 in rank order, and each rank's length.
 
@@ -28,14 +36,30 @@ def gather_with_sizes(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """
     if not is_distributed():
         return t, [t.shape[0]]
-    n = torch.tensor([t.shape[0]], device=t.device)
-    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, n)
-    sizes = [int(s.item()) for s in sizes]
+    sizes = _batch_sizes(t)
     padded = t.new_zeros((max(sizes), *t.shape[1:]))
     padded[: t.shape[0]] = t
     gathered = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([g[:s] for g, s in zip(gathered, sizes)]), sizes
+
+
+def gather_with_grad(t: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """:func:`gather_with_sizes` through which gradients flow back to every rank's `t`.
+
+    The loss of each rank then depends on all ranks' embeddings (SimCLR's negatives over
+    the global batch): the backward of the gather sums each rank's gradient with respect
+    to the gathered copy of `t` into `t`'s gradient (torch.distributed.nn's all_gather).
+    DDP then averages the parameter gradients, which gives the gradient of the mean of the
+    ranks' losses.
+    """
+    if not is_distributed():
+        return t, [t.shape[0]]
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = _batch_sizes(t)
+    padded = torch.cat([t, t.new_zeros((max(sizes) - t.shape[0], *t.shape[1:]))])
+    gathered = all_gather(padded)
     return torch.cat([g[:s] for g, s in zip(gathered, sizes)]), sizes
 
 

@@ -1,4 +1,4 @@
-"""Contrastive losses."""
+"""The methods' losses, one per paper, each citing its equation."""
 from __future__ import annotations
 
 import torch
@@ -31,3 +31,25 @@ def info_nce(
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature
     labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, labels), logits
+
+
+def nt_xent(queries: torch.Tensor, keys: torch.Tensor, positive_index: torch.Tensor, self_index: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent (Chen et al. 2020, Eq. 1), averaged over the queries.
+
+    Args:
+        queries: M x C L2-normalised embeddings z_i (this worker's views).
+        keys: K x C L2-normalised embeddings z_k of every view of the (global) batch,
+            the queries among them.
+        positive_index: M, the row of keys holding each query's other view z_j.
+        self_index: M, the row of keys holding the query itself (left out: k != i).
+        temperature: tau.
+    """
+    # Eq. 1: l(i, j) = -log exp(sim(z_i, z_j) / tau) / sum_{k != i} exp(sim(z_i, z_k) / tau),
+    # sim the cosine; Algorithm 1 averages it over both orders of every positive pair,
+    # which is the mean over all 2N views as queries. A cross-entropy over the row of
+    # logits with the query's own column masked out, target the positive's column.
+    logits = queries @ keys.T / temperature
+    rows = torch.arange(queries.shape[0], device=queries.device)
+    logits = logits.index_put((rows, self_index), torch.tensor(float("-inf"), device=logits.device))
+    return F.cross_entropy(logits, positive_index)

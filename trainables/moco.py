@@ -26,6 +26,7 @@ from torch import nn
 from trainables import distributed
 from trainables.losses import info_nce
 from trainables.models import Encoder
+from trainables.momentum import ema_update
 
 
 class MoCoOutput(NamedTuple):
@@ -109,11 +110,6 @@ class MoCo(nn.Module):
         return self.encoder_q.backbone
 
     @torch.no_grad()
-    def _momentum_update_key_encoder(self) -> None:
-        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            param_k.copy_(param_k * self.momentum + param_q.detach() * (1.0 - self.momentum))
-
-    @torch.no_grad()
     def _dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys with `keys` (the whole global batch, in rank order)."""
         queue_size = self.queue.shape[1]
@@ -141,7 +137,7 @@ class MoCo(nn.Module):
         q = F.normalize(self.encoder_q(im_q).float(), dim=1)
 
         with torch.no_grad():
-            self._momentum_update_key_encoder()
+            ema_update(self.encoder_k, self.encoder_q, self.momentum)
             k, k_all = self._keys(im_k)
 
         # The queue is cloned: it is updated in place below, before backward needs it.

@@ -9,8 +9,9 @@ mixed precision).
 
 Per epoch every worker calls `ray.train.report` with the same metrics (Ray keeps rank 0's):
 `epoch`, `pretrain/loss` (mean over the global epoch), `pretrain/images_per_second`
-(global) and `pretrain/skipped_images` (unreadable images replaced this epoch, all
-workers). Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the
+(global), `pretrain/skipped_images` (unreadable images replaced this epoch, all
+workers) and `pretrain/<name>` for each metric the method's `training_step` reports
+(a `StepOutput`), averaged over the epoch's images like the loss. Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the
 last. Evaluation is a stage of its own, after the Train run, reading the last checkpoint
 (`trainables.evaluation.evaluate_checkpoint`): no rank waits on it.
 """
@@ -32,8 +33,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datasets.image_folder import ReplaceCorrupt
 from datasets.registry import ConfigError
-from trainables import distributed
+from trainables import distributed, optim
 from trainables.config import TrialConfig, per_worker_batch
+from trainables.methods.base import StepOutput, step_output
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,10 @@ def build_model(trial: TrialConfig) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, trial: TrialConfig):
-    """SGD on the trainable parameters, with per-epoch cosine decay to 0 (or a constant rate)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=trial.lr, momentum=trial.momentum, weight_decay=trial.weight_decay)
+    """The trial's optimizer (``trainables.optim``) on the method's parameter groups, with
+    per-epoch cosine decay to 0 (or a constant rate)."""
+    optimizer = optim.build(trial.optimizer, trial.method.parameter_groups(model, trial),
+                            lr=trial.lr, momentum=trial.momentum, weight_decay=trial.weight_decay)
     if trial.cosine_schedule:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=trial.epochs)
     else:
@@ -111,15 +114,33 @@ def device_settings(device_type: str, bf16_supported: bool = False) -> DeviceSet
 
 
 def train_step(method, model: nn.Module, optimizer, scaler, inputs, labels, device_type: str,
-               settings: DeviceSettings) -> torch.Tensor:
-    """One optimiser step of `method` on one batch (already on the device); its loss."""
+               settings: DeviceSettings) -> StepOutput:
+    """One optimiser step of `method` on one batch (already on the device); its loss and metrics."""
     with torch.autocast(device_type=device_type, dtype=settings.amp_dtype, enabled=settings.amp):
-        loss = method.training_step(model, inputs, labels)
+        out = step_output(method.training_step(model, inputs, labels))
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    scaler.scale(out.loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    return loss
+    return out
+
+
+def add_weighted(sums: dict[str, torch.Tensor], values: dict[str, torch.Tensor], weight: int) -> None:
+    """Add `weight` x each of `values` to its running sum in `sums` (float64, on the value's
+    device: reading one back every step would stall the GPU's queue)."""
+    for name, value in values.items():
+        term = value.detach().to(torch.float64) * weight
+        sums[name] = sums[name] + term if name in sums else term
+
+
+def epoch_means(sums: dict[str, torch.Tensor], count: float) -> dict[str, float]:
+    """Each of `sums` over all ranks, divided by `count` (the epoch's images on all ranks):
+    ``pretrain/<name>``. One collective for all of them, in name order (the same on every rank)."""
+    names = sorted(sums)
+    if not names:
+        return {}
+    totals = distributed.all_reduce(torch.stack([sums[name] for name in names])).tolist()
+    return {f"pretrain/{name}": total / max(count, 1) for name, total in zip(names, totals)}
 
 
 def train_set(trial: TrialConfig) -> Dataset:
@@ -267,18 +288,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
         seed_everything(trial.seed, rank, epoch)
         loader.sampler.set_epoch(epoch)
         ddp_model.train()
-        # Sums stay on the device: reading one back every step would stall the GPU's queue.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        # Image-weighted sums of the loss and the method's metrics, on the device.
+        sums: dict[str, torch.Tensor] = {}
         skipped = torch.zeros((), dtype=torch.float64, device=device)
         images = 0
         start = time.perf_counter()
         for batch_index, (inputs, labels, n_skipped) in enumerate(loader):
             if epoch == trial.inject_kill_mid_epoch and not resumed and rank == 0 and batch_index == len(loader) // 2:
                 _kill_this_worker(trial, epoch)
-            loss = train_step(method, ddp_model, optimizer, scaler, inputs, labels, device.type, settings)
+            out = train_step(method, ddp_model, optimizer, scaler, inputs, labels, device.type, settings)
+            add_weighted(sums, {"loss": out.loss, **out.metrics}, len(n_skipped))  # before the hook changes state
             step += 1
             method.on_step_end(model, step, total_steps)
-            loss_sum += loss.detach() * len(n_skipped)
             images += len(n_skipped)
             skipped += n_skipped.sum()
         scheduler.step()
@@ -286,10 +307,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             torch.cuda.synchronize(device)
         elapsed = distributed.all_reduce(torch.tensor([time.perf_counter() - start], device=device), "max")
         counts = torch.stack([torch.tensor(float(images), dtype=torch.float64, device=device), skipped])
-        loss_sum, (images, skipped) = distributed.all_reduce(loss_sum), distributed.all_reduce(counts).tolist()
+        images, skipped = distributed.all_reduce(counts).tolist()
         metrics = {
             "epoch": epoch,
-            "pretrain/loss": float(loss_sum) / max(images, 1),
+            **epoch_means(sums, images),
             "pretrain/images_per_second": images / float(elapsed),
             "pretrain/skipped_images": int(skipped),
         }

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from trainables import distributed
 from trainables.losses import info_nce
 from trainables.moco import MoCo
+from trainables.momentum import ema_update
 from trainables.regions import after_layer3, layer3, region_embedding, xywh_to_rois
 
 
@@ -72,7 +73,7 @@ class RegionMoCo(MoCo):
         q_region = self.embed_regions(encoder_q, feature_map[valid], box_q[valid]) if valid.any() else q[:0]
 
         with torch.no_grad():
-            self._momentum_update_key_encoder()
+            ema_update(self.encoder_k, self.encoder_q, self.momentum)
             k, k_all = self._keys(im_k)  # frame keys exactly as MoCo computes them (shuffle-BN)
             # Region keys: a second key-encoder pass on the key frames (no shuffle: the
             # region query and key come from different frames of different augmentations).

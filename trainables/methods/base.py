@@ -8,9 +8,12 @@ method for:
   which the loop seeds);
 - ``train_dataset(roots, trial)``: a dataset whose items are ``(inputs, label)`` (``None``
   for an unreadable file: the loop replaces it and counts it);
-- ``training_step(model, inputs, labels)``: the loss of one batch (``model`` is the
-  DDP-wrapped module, so gradients synchronise; ``labels`` are the dataset's, which
-  self-supervised methods ignore);
+- ``training_step(model, inputs, labels)``: the loss of one batch, as a bare tensor or a
+  :class:`StepOutput` with per-step metrics the loop averages over each epoch and reports
+  as ``pretrain/<name>`` (``model`` is the DDP-wrapped module, so gradients synchronise;
+  ``labels`` are the dataset's, which self-supervised methods ignore);
+- ``parameter_groups(model, trial)``: what the optimiser (the trial's ``optimizer``)
+  steps, as torch parameter groups (default: every trainable parameter, one group);
 - ``on_step_end(model, step, total_steps)``: a per-step hook (e.g. a momentum schedule);
 - ``backbone(model)``: the trunk whose frozen features evaluation scores;
 - ``data_warnings(num_images, where)``: settings that run but hurt with this much data;
@@ -22,13 +25,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from datasets.registry import Part, Registry
 from datasets.sources.base import DataRole
+from trainables.optim import trainable_parameters
+
+
+# What the Train loop reports itself (``pretrain/<name>``): a method's metric may not take these names.
+LOOP_METRICS = ("loss", "images_per_second", "skipped_images")
+
+
+class StepOutput(NamedTuple):
+    """One training step's result: the loss to minimise and metrics to report.
+
+    Each metric is a scalar tensor (it stays on the device), averaged over the epoch's
+    images like the loss and reported as ``pretrain/<name>``; it is read after the
+    optimiser step, so a metric that aliases a parameter (``w.detach()``) must be a copy.
+    Every step of every rank reports the same names.
+    """
+
+    loss: Tensor
+    metrics: dict[str, Tensor]
+
+
+def step_output(result: Tensor | StepOutput) -> StepOutput:
+    """`training_step`'s result as a StepOutput (a bare loss has no metrics)."""
+    if isinstance(result, StepOutput):
+        if clash := sorted(set(result.metrics) & set(LOOP_METRICS)):
+            raise ValueError(f"step metric {clash[0]!r} clashes with the loop's own pretrain/{clash[0]}")
+        return result
+    return StepOutput(result, {})
 
 
 @dataclass(frozen=True)
@@ -43,8 +73,14 @@ class Method(Part):
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         raise NotImplementedError
 
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor | StepOutput:
         raise NotImplementedError
+
+    def parameter_groups(self, model: nn.Module, trial: Any) -> list[dict]:
+        """The optimiser's parameter groups of `model` (the unwrapped module); one group of
+        every trainable parameter by default. ``trainables.optim.exclude_bias_and_norm``
+        gives the SimCLR/BYOL convention."""
+        return trainable_parameters(model)
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimiser step (``step`` counts from 1); nothing by default."""

@@ -17,8 +17,16 @@ from torch.utils.data import Dataset
 
 from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
 from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
-from trainables.methods.base import METHODS, Method
+from trainables.methods.base import METHODS, Method, StepOutput
 from trainables.moco import MoCo, moco_problems, queue_overlap_warning
+
+
+def two_view_dataset(root: Path, image_size: int, crop_scale: tuple[float, float]) -> Dataset:
+    """The ``train/`` split of an image folder, each item two independent MoCo v2 views
+    (the two-view methods' data: MoCo v2, SimCLR, BYOL)."""
+    from datasets.image_folder import ImageFolderDataset
+
+    return ImageFolderDataset(split_dir(root, "train"), transform=TwoCropsTransform(mocov2_transform(image_size, crop_scale)))
 
 
 @METHODS.register
@@ -53,14 +61,13 @@ class MoCoV2(Method):
                     shuffle_bn_groups=self.shuffle_bn_groups)
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
-        from datasets.image_folder import ImageFolderDataset
+        return two_view_dataset(roots["pretrain"], int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
 
-        view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
-        return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
-
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         im_q, im_k = inputs
-        return model(im_q, im_k).loss
+        out = model(im_q, im_k)
+        # The mean cosine of a query and its positive key (column 0 of the logits, times tau).
+        return StepOutput(out.loss, {"positive_similarity": out.logits[:, 0].detach().mean() * self.temperature})
 
     def data_warnings(self, num_images: int, where: str) -> list[str]:
         warning = queue_overlap_warning(self.queue_size, num_images, where)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from trainables.methods.base import METHODS
+from trainables.methods.base import METHODS, StepOutput
 from trainables.methods.fti import FrameTemporalInvariance
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,10 @@ class RegionPairsMethod(FrameTemporalInvariance):
         view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
         return TrackedFramePairs(self.frame_store(trial), pairs, read_tracks(self.track_stage(trial)), view)
 
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         im_q, im_k, box_q, box_k, valid = inputs
-        return model(im_q, im_k, box_q, box_k, valid).loss
+        out = model(im_q, im_k, box_q, box_k, valid)
+        return StepOutput(out.loss, {"frame_loss": out.frame_loss, "region_loss": out.region_loss})
 
 
 @METHODS.register
