@@ -94,12 +94,15 @@ class SyntheticVideo(VideoSettings):
     proposal_max_side: int = 0
     background_motion: str = "pan"  # datasets.synthetic.video.BACKGROUND_MOTIONS; "drift" = the old data
     background_speed: float = 0.25  # frame widths per frame ("pan"): frames k >= 4 apart share no background
+    background_tile: float = 1.3  # clutter tile side / the frame's longer side ("pan"; 1.3: the first pan)
+    background_bar: str = "frame"  # occluding bars move with the background ("pan"); "frame": one bar standing still
 
     def problems(self, trial: Any) -> list[str]:
         from datasets.synthetic.video import background_problems
 
         out = super().problems(trial)
-        out += background_problems(self.background_motion, self.background_speed)
+        out += background_problems(self.background_motion, self.background_speed, self.background_tile,
+                                   self.background_bar)
         out += [f"{k}={getattr(self, k)} must be at least 1" for k in ("videos", "frames") if getattr(self, k) < 1]
         if self.width < 32 or self.height < 32:
             out.append(f"width x height = {self.width}x{self.height} must be at least 32x32")
@@ -113,7 +116,9 @@ class SyntheticVideo(VideoSettings):
         return {"source": SYNTHETIC_SOURCE, "synthetic_videos": self.videos, "synthetic_frames": self.frames,
                 "synthetic_width": self.width, "synthetic_height": self.height,
                 "synthetic_background_motion": self.background_motion,
-                "synthetic_background_speed": float(self.background_speed)}
+                "synthetic_background_speed": float(self.background_speed),
+                "synthetic_background_tile": float(self.background_tile),
+                "synthetic_background_bar": self.background_bar}
 
 
 @DATA_SOURCES.register
