@@ -66,9 +66,9 @@ BACKGROUND_MOTIONS = ("pan", "drift")
 DEFAULT_BACKGROUND_MOTION = "pan"
 DEFAULT_BACKGROUND_SPEED = 0.25  # frame widths per frame: disjoint backgrounds at k >= 4
 OLD_BACKGROUND_TILE = 1.3  # the first pan's clutter tiles: 1.3x the frame's longer side
-DEFAULT_BACKGROUND_TILE = OLD_BACKGROUND_TILE
+DEFAULT_BACKGROUND_TILE = 0.25  # about 5 tiles across a frame; none shared at k >= 4 (bench_video_background)
 BAR_ANCHORS = ("frame", "world")  # the occluding bar stands still in the frame, or moves with the background
-DEFAULT_BAR = "frame"
+DEFAULT_BAR = "world"
 _BACKGROUND_STREAM = 1  # the pan's strip: its own random stream, so the object's draws match "drift"'s
 _SEAM = 0.25  # neighbouring tiles of the strip cross-fade over this fraction of a tile (no hard edge)
 

@@ -34,8 +34,8 @@ class VideoPipelineConfig:
     synthetic_height: int = 120
     synthetic_background_motion: str = "pan"  # "pan" or "drift" (the old data); datasets.synthetic.video
     synthetic_background_speed: float = 0.25  # frame widths per frame, for "pan"
-    synthetic_background_tile: float = 1.3  # clutter tile side / the frame's longer side, for "pan" (1.3: older data)
-    synthetic_background_bar: str = "frame"  # occluding bars fixed to the "world" (pan) or one to the "frame" (older)
+    synthetic_background_tile: float = 0.25  # clutter tile side / the frame's longer side, for "pan" (1.3: older data)
+    synthetic_background_bar: str = "world"  # occluding bars fixed to the "world" (pan) or one to the "frame" (older)
     seed: int = 0
     # Where stages and generated videos are cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl).
     data_cache: str = ""
