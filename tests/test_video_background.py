@@ -124,9 +124,9 @@ def test_the_background_alone_finds_the_pairs_video_in_the_old_data_and_near_cha
 def test_a_bar_fixed_to_the_world_streams_past_with_the_background():
     def still_columns(**background):
         stack = np.stack(render_video(2, **SIZE, **background)[1]).astype(int)
-        return np.all(stack == stack[:1], axis=(0, 2, 3)).sum()
+        return np.all(stack == stack[:1], axis=(0, 1, 3)).sum()
 
-    assert still_columns(background_bar="frame") >= 96 * 0.25 * 0.45  # the bar: a quarter of the sprite or more
+    assert still_columns(background_bar="frame") >= 2  # the bar (2 columns or more) stands still
     assert still_columns(background_bar="world") == 0
 
 
