@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.synthetic.video import render_video, shared_background
+from datasets.synthetic.video import render_video, shared_background, video_retrieval
 from trainables.config import TrialConfig
 
 SIZE = dict(frames=20, width=128, height=96)  # one chunk of the synthetic-video source
@@ -35,7 +35,7 @@ def test_the_speed_knob_sets_how_much_background_a_pair_shares():
 
 def test_only_the_background_differs_between_motions():
     _, drift, drift_boxes = render_video(1, **SIZE, background_motion="drift")
-    _, pan, pan_boxes = render_video(1, **SIZE, background_motion="pan")
+    _, pan, pan_boxes = render_video(1, **SIZE, background_motion="pan", background_bar="frame")  # drift's bar
     assert np.array_equal(drift_boxes, pan_boxes)  # same object, path, turn and size
     x, y, w, h = (int(v) for v in drift_boxes[10])
     inside = (slice(y + h // 3, y + 2 * h // 3), slice(x + w // 3, x + 2 * w // 3))
@@ -52,6 +52,10 @@ def test_background_settings_are_checked_with_their_key():
     assert "background_speed=-1.0 must be a finite number >= 0" in problems(background_speed=-1.0)
     assert "only read by background_motion='pan'" in problems(background_motion="drift", background_speed=0.5)
     assert "background" not in problems(background_motion="drift")
+    assert "background_tile=0.01 must be in 0.05..4" in problems(background_tile=0.01)
+    assert "background_bar='floor' must be one of frame, world" in problems(background_bar="floor")
+    assert "background_tile=1.3 is only read by background_motion='pan'" in problems(background_motion="drift",
+                                                                                     background_tile=1.3)
     with pytest.raises(ValueError, match="background_motion='sway'"):
         render_video(0, 4, 32, 32, background_motion="sway")
 
@@ -62,9 +66,11 @@ def test_the_pipeline_config_carries_the_background_to_the_generator(monkeypatch
 
     seen = {}
     monkeypatch.setattr(generator, "ensure_synthetic_trackingnet", lambda *a, **kw: seen.update(kw) or tmp_path)
-    trial = TrialConfig().override({"method": "fti", "data.video.background_speed": 0.5})
+    trial = TrialConfig().override({"method": "fti", "data.video.background_speed": 0.5,
+                                    "data.video.background_tile": 1.3, "data.video.background_bar": "frame"})
     resolve_source(trial.data["video"].pipeline_config(trial))
     assert seen["background_motion"] == "pan" and seen["background_speed"] == 0.5
+    assert seen["background_tile"] == 1.3 and seen["background_bar"] == "frame"
 
 
 @pytest.mark.parametrize("method, reads", [("mocov2_frames", ["frames"]), ("fti", ["frames", "pairs"]),
@@ -101,3 +107,33 @@ def test_reading_a_stage_that_was_not_run_says_so(tmp_path):
         PipelineResult(Path(tmp_path), "source-x").stage("proposals")
     with pytest.raises(ValueError, match="unknown video pipeline stage.*'tracks'"):
         run_video_pipeline(stages=("frames", "tracks"))
+
+
+def test_the_background_alone_finds_the_pairs_video_in_the_old_data_and_near_chance_by_default():
+    # 12 videos x 40 frames at k = 5; chance 1/12. Measured: the first pan (tiles 1.3, a bar standing
+    # still in the frame) 0.31, its background without the bar 0.04; the default 0.10, its objects 0.82.
+    def retrieval(region, **background):
+        videos = [render_video(n, 40, 128, 96, **background)[1:] for n in range(12)]
+        return video_retrieval(videos, GAP, region)
+
+    bound = 2.5 / 12
+    assert retrieval("background", background_tile=1.3, background_bar="frame") > bound  # the old data
+    assert retrieval("background") < bound < retrieval("object")  # the default: the object is what stays
+
+
+def test_a_bar_fixed_to_the_world_streams_past_with_the_background():
+    def still_columns(**background):
+        stack = np.stack(render_video(2, **SIZE, **background)[1]).astype(int)
+        return np.all(stack == stack[:1], axis=(0, 1, 3)).sum()
+
+    assert still_columns(background_bar="frame") >= 2  # the bar (2 columns or more) stands still
+    assert still_columns(background_bar="world") == 0
+
+
+def test_the_background_settings_name_the_cache_folder():
+    from datasets.synthetic.video import background_folder
+
+    assert background_folder("pan", 0.25, 1.3, "frame") == "pan0.25"  # the first pan's videos are reused
+    assert background_folder("drift", 0.25, 1.3, "frame") == ""  # so are the first version's
+    folders = {background_folder("pan", 0.25, tile, bar) for tile in (1.3, 0.25) for bar in ("frame", "world")}
+    assert len(folders) == 4

@@ -15,7 +15,10 @@ on the driver before any trial starts.
   12 baseline frames per video, the top 100 regions of each chunk frame.
   ``background_motion`` / ``background_speed``: how the background moves (``"pan"`` at
   0.25 frame widths per frame by default, so FTI's pairs at k >= 4 share no background;
-  ``"drift"``: the old data, whose frames k apart share almost all of it).
+  ``"drift"``: the old data, whose frames k apart share almost all of it);
+  ``background_tile`` / ``background_bar``: the clutter tiles' side (0.25 x the frame's
+  longer side) and occluding bars fixed to the ``"world"`` (the default) or one to the
+  ``"frame"``; 1.3 / ``"frame"`` is the first pan, whose bar alone named the video.
 - ``video``: a real root (``root``; ``format`` auto-detected or one of
   ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
 """
@@ -94,12 +97,15 @@ class SyntheticVideo(VideoSettings):
     proposal_max_side: int = 0
     background_motion: str = "pan"  # datasets.synthetic.video.BACKGROUND_MOTIONS; "drift" = the old data
     background_speed: float = 0.25  # frame widths per frame ("pan"): frames k >= 4 apart share no background
+    background_tile: float = 0.25  # clutter tile side / the frame's longer side ("pan"; 1.3: the first pan)
+    background_bar: str = "world"  # occluding bars move with the background ("pan"); "frame": one bar standing still
 
     def problems(self, trial: Any) -> list[str]:
         from datasets.synthetic.video import background_problems
 
         out = super().problems(trial)
-        out += background_problems(self.background_motion, self.background_speed)
+        out += background_problems(self.background_motion, self.background_speed, self.background_tile,
+                                   self.background_bar)
         out += [f"{k}={getattr(self, k)} must be at least 1" for k in ("videos", "frames") if getattr(self, k) < 1]
         if self.width < 32 or self.height < 32:
             out.append(f"width x height = {self.width}x{self.height} must be at least 32x32")
@@ -113,7 +119,9 @@ class SyntheticVideo(VideoSettings):
         return {"source": SYNTHETIC_SOURCE, "synthetic_videos": self.videos, "synthetic_frames": self.frames,
                 "synthetic_width": self.width, "synthetic_height": self.height,
                 "synthetic_background_motion": self.background_motion,
-                "synthetic_background_speed": float(self.background_speed)}
+                "synthetic_background_speed": float(self.background_speed),
+                "synthetic_background_tile": float(self.background_tile),
+                "synthetic_background_bar": self.background_bar}
 
 
 @DATA_SOURCES.register

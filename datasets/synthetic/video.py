@@ -17,13 +17,21 @@ positive pair of Frame Temporal Invariance, (z_i, z_{i+k}), has in common:
   background (k = 2: half of it is shared), so what a pair at the source's default
   k = 5 must bridge is the object's change (7.5-22.5 degrees of turn, relighting), not
   a background both frames share. ``background_speed=0`` is a static background.
+  ``background_tile``: the side of the strip's clutter tiles, in units of the frame's
+  longer side (1.3: the first pan's; tiles shorter than the frame are laid out in rows,
+  so a frame shows many of them and frames k apart show different ones).
+  ``background_bar``: ``"frame"``, one occluding bar standing still in the frame, of one
+  colour for the whole video (the first pan's); ``"world"``, bars 0.6-1.4 frame widths
+  apart along the strip, each of its own width and colour, streaming past with the
+  background, so the object passes behind one every few frames.
 - ``"drift"``: the generator's first version: the camera drifts across one background
   1.3x the frame over the whole video (about 0.2 px per frame at 128 px), so frames k
   apart share almost all of their background: a shortcut for FTI (issue 21;
   ``benchmarks/bench_video_background.py`` measures it).
 
-The object, its path, turn, lamp and the occluding bar are drawn from the same random
-stream in both modes: only the background differs. Layout (``datasets.video.sources``
+The object, its path, turn and lamp are drawn from the same random stream whatever the
+background's settings: only the background and the bar differ (the first pan's settings
+render its videos unchanged). Layout (``datasets.video.sources``
 reads it):
 
     root/TRAIN_0/frames/<video>/0.jpg 1.jpg ... (N-1).jpg
@@ -57,6 +65,10 @@ _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
 BACKGROUND_MOTIONS = ("pan", "drift")
 DEFAULT_BACKGROUND_MOTION = "pan"
 DEFAULT_BACKGROUND_SPEED = 0.25  # frame widths per frame: disjoint backgrounds at k >= 4
+OLD_BACKGROUND_TILE = 1.3  # the first pan's clutter tiles: 1.3x the frame's longer side
+DEFAULT_BACKGROUND_TILE = 0.25  # about 5 tiles across a frame; none shared at k >= 4 (bench_video_background)
+BAR_ANCHORS = ("frame", "world")  # the occluding bar stands still in the frame, or moves with the background
+DEFAULT_BAR = "world"
 _BACKGROUND_STREAM = 1  # the pan's strip: its own random stream, so the object's draws match "drift"'s
 _SEAM = 0.25  # neighbouring tiles of the strip cross-fade over this fraction of a tile (no hard edge)
 
@@ -66,8 +78,9 @@ def video_name(rng: np.random.Generator) -> str:
     return "".join(_ID_ALPHABET[i] for i in rng.integers(0, len(_ID_ALPHABET), 11)) + "_0"
 
 
-def background_problems(motion: str, speed: float) -> list[str]:
-    """Readable problems with a background motion and speed (empty when usable)."""
+def background_problems(motion: str, speed: float, tile: float = DEFAULT_BACKGROUND_TILE,
+                        bar: str = DEFAULT_BAR) -> list[str]:
+    """Readable problems with a background motion, speed, tile size and bar anchor (empty when usable)."""
     out = []
     if motion not in BACKGROUND_MOTIONS:
         out.append(f"background_motion={motion!r} must be one of {', '.join(BACKGROUND_MOTIONS)}")
@@ -75,6 +88,14 @@ def background_problems(motion: str, speed: float) -> list[str]:
         out.append(f"background_speed={speed} must be a finite number >= 0 (frame widths per frame)")
     elif motion == "drift" and speed != DEFAULT_BACKGROUND_SPEED:
         out.append(f"background_speed={speed} is only read by background_motion='pan' (drift's speed is fixed)")
+    if not np.isfinite(tile) or not 0.05 <= tile <= 4:
+        out.append(f"background_tile={tile} must be in 0.05..4 (clutter tile side / the frame's longer side)")
+    elif motion == "drift" and tile != DEFAULT_BACKGROUND_TILE:
+        out.append(f"background_tile={tile} is only read by background_motion='pan' (drift has one background)")
+    if bar not in BAR_ANCHORS:
+        out.append(f"background_bar={bar!r} must be one of {', '.join(BAR_ANCHORS)}")
+    elif motion == "drift" and bar != DEFAULT_BAR:
+        out.append(f"background_bar={bar!r} is only read by background_motion='pan' (drift's bar is the frame's)")
     return out
 
 
@@ -93,11 +114,36 @@ def clutter_strip(rng: np.random.Generator, side: int, length: int) -> np.ndarra
     return strip[:, :length]
 
 
+def clutter_mosaic(rng: np.random.Generator, side: int, length: int, height: int) -> np.ndarray:
+    """At least ``height`` x ``length``: rows of :func:`clutter_strip`, cross-faded at their seams
+    (one row, the strip itself, when a tile is at least ``height`` high)."""
+    mosaic = clutter_strip(rng, side, length)
+    overlap = max(1, int(side * _SEAM))
+    fade = np.linspace(0.0, 1.0, overlap, dtype=np.float32)[:, None, None]
+    while mosaic.shape[0] < height:
+        row = clutter_strip(rng, side, length)
+        row[:overlap] = mosaic[-overlap:] * (1 - fade) + row[:overlap] * fade
+        mosaic = np.concatenate([mosaic[:-overlap], row])
+    return mosaic
+
+
+def world_bars(rng: np.random.Generator, length: int, width: int, sprite: int) -> list[tuple[int, int, np.ndarray]]:
+    """``(x, w, colour)`` of occluding bars along a strip ``length`` long, 0.6-1.4 frame widths
+    apart, each with its own width and colour (so no bar says which video it is in)."""
+    bars, x = [], rng.uniform(0, width)
+    while x < length:
+        bars.append((int(x), max(2, int(sprite * rng.uniform(0.25, 0.45))), rng.uniform(40, 220, 3)))
+        x += width * rng.uniform(0.6, 1.4)
+    return bars
+
+
 def render_video(number: int, frames: int, width: int, height: int, seed: int = 0,
                  background_motion: str = DEFAULT_BACKGROUND_MOTION,
-                 background_speed: float = DEFAULT_BACKGROUND_SPEED) -> tuple[str, list[np.ndarray], np.ndarray]:
+                 background_speed: float = DEFAULT_BACKGROUND_SPEED,
+                 background_tile: float = DEFAULT_BACKGROUND_TILE,
+                 background_bar: str = DEFAULT_BAR) -> tuple[str, list[np.ndarray], np.ndarray]:
     """``(name, RGB frames, boxes (frames, 4) x, y, w, h)`` of synthetic video ``number``."""
-    problems = background_problems(background_motion, background_speed)
+    problems = background_problems(background_motion, background_speed, background_tile, background_bar)
     if problems:
         raise ValueError("synthetic video: " + "; ".join(problems))
     rng = np.random.default_rng([seed, _SEED_STREAM, number])
@@ -115,8 +161,9 @@ def render_video(number: int, frames: int, width: int, height: int, seed: int = 
     if background_motion == "pan":
         strip_rng = np.random.default_rng([seed, _SEED_STREAM, number, _BACKGROUND_STREAM])
         travel = background_speed * width * max(0, frames - 1)
-        background = clutter_strip(strip_rng, side, width + int(np.ceil(travel)) + 1)
-        row = strip_rng.uniform(0, side - height)
+        tile = int(max(width, height) * background_tile)
+        background = clutter_mosaic(strip_rng, tile, width + int(np.ceil(travel)) + 1, height)
+        row = strip_rng.uniform(0, background.shape[0] - height)
         pan_start, pan_end = np.array([0.0, row]), np.array([travel, row])
         if strip_rng.random() < 0.5:  # streaming right to left or left to right
             pan_start, pan_end = pan_end, pan_start
@@ -138,6 +185,10 @@ def render_video(number: int, frames: int, width: int, height: int, seed: int = 
     bar_w = max(2, int(sprite * rng.uniform(0.25, 0.45)))
     bar_colour = rng.uniform(40, 220, 3)
     bar_shade = 0.75 + 0.25 * (np.arange(height)[:, None] % 8 < 4)
+    bars = [(bar_x, bar_w, bar_colour)]  # in the frame's coordinates
+    bars_in_world = background_motion == "pan" and background_bar == "world"
+    if bars_in_world:  # in the strip's coordinates: they stream past with the background
+        bars = world_bars(strip_rng, background.shape[1], width, sprite)
 
     images, boxes = [], np.zeros((frames, 4))
     for i in range(frames):
@@ -177,7 +228,11 @@ def render_video(number: int, frames: int, width: int, height: int, seed: int = 
             y1 = np.clip(top + (rows.max() + 1) / _SUPERSAMPLE, 0, height)
             boxes[i] = (x0, y0, x1 - x0, y1 - y0)
 
-        frame[:, bar_x:bar_x + bar_w] = (bar_colour[None, None] * bar_shade[..., None]).astype(np.float32)
+        shift = int(pan[0]) if bars_in_world else 0
+        for x, w, colour in bars:
+            x0, x1 = max(0, x - shift), min(width, x - shift + w)
+            if x1 > x0:
+                frame[:, x0:x1] = (colour[None, None] * bar_shade[..., None]).astype(np.float32)
         images.append(np.clip(frame + 0.5, 0, 255).astype(np.uint8))
     return name, images, boxes
 
@@ -202,9 +257,61 @@ def shared_background(images: list[np.ndarray], boxes: np.ndarray, gap: int) -> 
     return float(np.mean(values))
 
 
+def _colour_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Square roots of the 8x8x8 RGB histogram of the ``mask`` pixels (dot products: Hellinger affinity)."""
+    counts = cv2.calcHist([image], [0, 1, 2], mask.astype(np.uint8), [8, 8, 8], [0, 256] * 3).ravel()
+    return np.sqrt(counts / max(1.0, counts.sum()))
+
+
+def _region_mask(shape: tuple[int, int], box: np.ndarray, keep: np.ndarray, region: str) -> np.ndarray:
+    x, y, w, h = box
+    if region == "object":  # the box's central half: mostly the object
+        mask = np.zeros(shape, bool)
+        mask[int(y + h / 4):int(np.ceil(y + 3 * h / 4)), int(x + w / 4):int(np.ceil(x + 3 * w / 4))] = True
+        return mask
+    mask = keep.copy()
+    mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = False
+    return mask
+
+
+RETRIEVAL_REGIONS = ("background", "background_no_bar", "object")
+
+
+def video_retrieval(videos: list[tuple[list[np.ndarray], np.ndarray]], gap: int, region: str = "background") -> float:
+    """How often a region's colour histogram alone finds z_i's video: of the z_{i+k} of every
+    video (pairs with i mod k == 0), the one nearest to z_i (Hellinger affinity of 8x8x8 RGB
+    histograms: translation-invariant, as random crops make a network) comes from z_i's video.
+    Chance is about 1 / len(videos). Keys of other videos are the negatives MoCo's queue mostly
+    holds, so with ``region="background"`` (outside the object's box) this is the part of
+    FTI's InfoNCE task that needs no object; ``"background_no_bar"`` also leaves out pixels
+    that never change (a bar standing still in the frame); ``"object"``: the box's central half."""
+    if region not in RETRIEVAL_REGIONS:
+        raise ValueError(f"region={region!r} must be one of {', '.join(RETRIEVAL_REGIONS)}")
+    queries, keys, owner, query_frame, key_frame = [], [], [], [], []
+    for number, (images, boxes) in enumerate(videos):
+        stack = np.stack(images)
+        keep = (np.any(stack != stack[:1], axis=(0, 3)) if region == "background_no_bar"
+                else np.ones(stack.shape[1:3], bool))
+        for i in range(0, len(images) - gap, gap):
+            queries.append(_colour_histogram(images[i], _region_mask(keep.shape, boxes[i], keep, region)))
+            keys.append(_colour_histogram(images[i + gap], _region_mask(keep.shape, boxes[i + gap], keep, region)))
+            owner.append(number)
+            query_frame.append(i)
+            key_frame.append(i + gap)
+    if not queries:
+        raise ValueError(f"no frame pair {gap} apart in the videos")
+    owner = np.array(owner)
+    affinity = np.stack(queries) @ np.stack(keys).T
+    # z_i is also the key of the pair (z_{i-k}, z_i): the same image is no second view of the video.
+    same_image = (owner[:, None] == owner[None, :]) & (np.array(query_frame)[:, None] == np.array(key_frame)[None, :])
+    nearest = np.where(same_image, -np.inf, affinity).argmax(1)
+    return float((owner[nearest] == owner).mean())
+
+
 def _write_video(number: int, root: Path, frames: int, width: int, height: int, seed: int,
-                 background_motion: str, background_speed: float) -> str:
-    name, images, boxes = render_video(number, frames, width, height, seed, background_motion, background_speed)
+                 background_motion: str, background_speed: float, background_tile: float, background_bar: str) -> str:
+    name, images, boxes = render_video(number, frames, width, height, seed, background_motion, background_speed,
+                                       background_tile, background_bar)
     folder = root / CHUNK_FOLDER / "frames" / name
     folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
@@ -218,9 +325,10 @@ def _write_video(number: int, root: Path, frames: int, width: int, height: int, 
 def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
                       seed: int = 0, processes: int | None = None,
                       background_motion: str = DEFAULT_BACKGROUND_MOTION,
-                      background_speed: float = DEFAULT_BACKGROUND_SPEED) -> Path:
+                      background_speed: float = DEFAULT_BACKGROUND_SPEED,
+                      background_tile: float = DEFAULT_BACKGROUND_TILE, background_bar: str = DEFAULT_BAR) -> Path:
     """Write ``videos`` synthetic videos in TrackingNet's layout under ``root``; return ``root``."""
-    problems = background_problems(background_motion, background_speed)
+    problems = background_problems(background_motion, background_speed, background_tile, background_bar)
     if problems:
         raise ValueError("synthetic video: " + "; ".join(problems))
     if videos < 1 or frames < 1:
@@ -232,7 +340,8 @@ def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int
     (root / CHUNK_FOLDER / "anno").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run_jobs(partial(_write_video, root=root, frames=frames, width=width, height=height, seed=seed,
-                     background_motion=background_motion, background_speed=background_speed),
+                     background_motion=background_motion, background_speed=background_speed,
+                     background_tile=background_tile, background_bar=background_bar),
              list(range(videos)), processes)
     log.info("wrote %d synthetic videos (%d frames, %dx%d, background %s) to %s in %.1f s",
              videos, frames, width, height, background_motion, root, time.perf_counter() - started)
@@ -242,15 +351,31 @@ def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int
 def ensure_synthetic_trackingnet(videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
                                  seed: int = 0, cache: str = "", processes: int | None = None,
                                  background_motion: str = DEFAULT_BACKGROUND_MOTION,
-                                 background_speed: float = DEFAULT_BACKGROUND_SPEED) -> Path:
+                                 background_speed: float = DEFAULT_BACKGROUND_SPEED,
+                                 background_tile: float = DEFAULT_BACKGROUND_TILE,
+                                 background_bar: str = DEFAULT_BAR) -> Path:
     """The synthetic TrackingNet root (containing ``TRAIN_0/``), generated once into the cache."""
-    problems = background_problems(background_motion, background_speed)
+    problems = background_problems(background_motion, background_speed, background_tile, background_bar)
     if problems:
         raise ValueError("synthetic video: " + "; ".join(problems))
-    # "drift" keeps the first version's folder (its output is unchanged); "pan" names its speed.
-    background = {} if background_motion == "drift" else {"background": f"pan{background_speed:g}"}
+    background = {"background": background_folder(background_motion, background_speed, background_tile,
+                                                  background_bar)} if background_motion == "pan" else {}
     key = cache_key("synthetic-trackingnet", GENERATOR_VERSION, videos=videos, frames=frames,
                     width=width, height=height, seed=seed, **background)
     return build_once(cache_root(cache) / key,
                       lambda tmp: write_trackingnet(tmp, videos, frames, width, height, seed, processes,
-                                                    background_motion, background_speed))
+                                                    background_motion, background_speed, background_tile,
+                                                    background_bar))
+
+
+def background_folder(motion: str, speed: float, tile: float, bar: str) -> str:
+    """The background's part of the cache folder name. Settings that render as an earlier
+    version did keep its name ("drift": none; the first pan: ``pan0.25``), so its videos are reused."""
+    if motion == "drift":
+        return ""
+    name = f"pan{speed:g}"
+    if tile != OLD_BACKGROUND_TILE:
+        name += f"-tile{tile:g}"
+    if bar != "frame":
+        name += f"-bar{bar}"
+    return name

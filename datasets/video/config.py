@@ -34,6 +34,8 @@ class VideoPipelineConfig:
     synthetic_height: int = 120
     synthetic_background_motion: str = "pan"  # "pan" or "drift" (the old data); datasets.synthetic.video
     synthetic_background_speed: float = 0.25  # frame widths per frame, for "pan"
+    synthetic_background_tile: float = 0.25  # clutter tile side / the frame's longer side, for "pan" (1.3: older data)
+    synthetic_background_bar: str = "world"  # occluding bars fixed to the "world" (pan) or one to the "frame" (older)
     seed: int = 0
     # Where stages and generated videos are cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl).
     data_cache: str = ""
@@ -62,8 +64,9 @@ class VideoPipelineConfig:
             problems.append(f"synthetic frames must be at least 32x32, got {self.synthetic_width}x{self.synthetic_height}")
         from datasets.synthetic.video import background_problems
 
-        problems += [f"synthetic_{p}" for p in background_problems(self.synthetic_background_motion,
-                                                                     self.synthetic_background_speed)]
+        problems += [f"synthetic_{p}" for p in background_problems(
+            self.synthetic_background_motion, self.synthetic_background_speed, self.synthetic_background_tile,
+            self.synthetic_background_bar)]
         if self.proposal_actors < 0:
             problems.append(f"proposal_actors must be >= 0, got {self.proposal_actors}")
         return problems

@@ -359,7 +359,9 @@ def resolve_source(config: VideoPipelineConfig) -> tuple[Path, str]:
         root = ensure_synthetic_trackingnet(config.synthetic_videos, config.synthetic_frames, config.synthetic_width,
                                             config.synthetic_height, config.seed, config.data_cache,
                                             background_motion=config.synthetic_background_motion,
-                                            background_speed=config.synthetic_background_speed)
+                                            background_speed=config.synthetic_background_speed,
+                                            background_tile=config.synthetic_background_tile,
+                                            background_bar=config.synthetic_background_bar)
         return root, "trackingnet"
     return Path(config.source).expanduser().resolve(), config.source_format
 
