@@ -4,6 +4,7 @@
     python -m orchestrator.mlflow_server --host 10.0.0.12 \\
         --backend-store-uri postgresql://mlflow@db.internal:5432/mlflow \\
         --artifacts-destination s3://my-bucket/mlartifacts          # a cluster's server, on the head's private address
+    python -m orchestrator.mlflow_server --host 0.0.0.0 --basic-auth ...  # behind a Service (kuberay/mlflow.yaml)
 
 It runs `mlflow server` with a proxied artifact store (`--serve-artifacts`): clients
 (the sweep's driver, `mlflow ui` users, `mlflow.pytorch.load_model`) upload and download
@@ -13,6 +14,12 @@ and reach it from a laptop through an SSH tunnel or `kubectl port-forward` (READ
 "Run on a cluster"). One SQLite file serves one machine; several writers on a cluster
 need a database server (PostgreSQL: `postgresql://user@host:5432/db`, the password in
 `~/.pgpass` or `PGPASSWORD`, never on the command line).
+
+`--basic-auth` runs MLflow's own basic-auth app (`mlflow server --app-name basic-auth`,
+the `mlflow[auth]` extra): every request but `/health` needs a user and password. Its
+users live in the runs database (their own tables), the admin's password comes from
+`MLFLOW_AUTH_ADMIN_PASSWORD` on first start, and clients send theirs in
+`MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
 """
 from __future__ import annotations
 
@@ -30,12 +37,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_DIR = "mlflow-server"  # the SQLite store and artifacts of a one-machine server
 REACH_TIMEOUT_S = 10.0
+AUTH_CONFIG_ENV_VAR = "MLFLOW_AUTH_CONFIG_PATH"  # MLflow's basic-auth app reads its settings there
 
 
 def server_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backend_store_uri: str = "",
                    artifacts_destination: str = "", workers: int = 2, folder: str = DEFAULT_DIR,
-                   allowed_hosts: str = "") -> list[str]:
-    """The `mlflow server` command line: SQLite and local artifacts under `folder` by default."""
+                   allowed_hosts: str = "", basic_auth: bool = False) -> list[str]:
+    """The `mlflow server` command line: SQLite and local artifacts under `folder` by default;
+    MLflow's basic-auth app with `basic_auth`."""
     base = Path(folder).expanduser().resolve()
     backend = backend_store_uri or f"sqlite:///{base / 'mlflow.db'}"
     artifacts = artifacts_destination or str(base / "mlartifacts")
@@ -45,7 +54,25 @@ def server_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, backend_s
                "--workers", str(workers)]
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
+    if basic_auth:
+        command += ["--app-name", "basic-auth"]
     return command
+
+
+def write_auth_config(folder: str, database_uri: str) -> Path:
+    """MLflow's basic-auth settings in `folder`: users in `database_uri`, read access for any
+    signed-in user, the admin named `admin` (its password from MLFLOW_AUTH_ADMIN_PASSWORD)."""
+    import configparser
+
+    config = configparser.ConfigParser(interpolation=None)
+    # MLflow reads the file with configparser's `%` interpolation: a literal `%` is written `%%`.
+    config["mlflow"] = {"default_permission": "READ", "database_uri": database_uri.replace("%", "%%"),
+                        "admin_username": "admin"}
+    path = Path(folder).expanduser().resolve() / "basic_auth.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        config.write(out)
+    return path
 
 
 def check_tracking_uri(uri: str, timeout: float = REACH_TIMEOUT_S) -> None:
@@ -94,7 +121,7 @@ def _redacted(uri: str) -> str:
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_line() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Start the MLflow tracking server that sweeps log to (proxied artifacts).",
         epilog="Then: MLFLOW_TRACKING_URI=http://<host>:<port> python sweeps/crop_scale.py ...")
@@ -113,11 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-hosts", default="",
                         help="Host headers the server accepts when bound beyond loopback "
                              "(MLflow's DNS-rebinding guard), e.g. 'mlflow.internal,10.0.*'")
-    args = parser.parse_args(argv)
+    parser.add_argument("--basic-auth", action="store_true",
+                        help="require a user and password (MLflow's basic-auth app; users kept in the "
+                             "runs database, admin password from MLFLOW_AUTH_ADMIN_PASSWORD)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = command_line().parse_args(argv)
     if not args.backend_store_uri or not args.artifacts_destination:
         Path(args.folder).mkdir(parents=True, exist_ok=True)
     command = server_command(args.host, args.port, args.backend_store_uri, args.artifacts_destination,
-                             args.workers, args.folder, args.allowed_hosts)
+                             args.workers, args.folder, args.allowed_hosts, args.basic_auth)
+    if args.basic_auth and not os.environ.get(AUTH_CONFIG_ENV_VAR):
+        users = command[command.index("--backend-store-uri") + 1]
+        os.environ[AUTH_CONFIG_ENV_VAR] = str(write_auth_config(args.folder, users))
     print(f"MLflow server on http://{args.host}:{args.port}  (sweeps: MLFLOW_TRACKING_URI="
           f"http://{args.host}:{args.port})", flush=True)
     os.execvp(command[0], command)  # the server is this process: signals reach it directly

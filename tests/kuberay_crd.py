@@ -1,9 +1,10 @@
-"""A minimal JSON schema of the KubeRay `ray.io/v1` CRD fields that orchestrator/clusters/kuberay uses.
+"""A minimal JSON schema of the Kubernetes objects that orchestrator/clusters/kuberay ships.
 
-Written from the KubeRay CRD API reference (RayCluster, RayJob; KubeRay v1.4-v1.7 field
-names and enums). Every object lists the fields the CRD defines (`additionalProperties:
-false`), so a misspelt or invented field fails; pod templates are Kubernetes PodTemplateSpecs
-and are checked for the container fields used here.
+The KubeRay `ray.io/v1` kinds are written from the KubeRay CRD API reference (RayCluster,
+RayJob; KubeRay v1.6-v1.7 field names and enums, `authOptions.secretName` since v1.6),
+the core kinds (ServiceAccount, PersistentVolumeClaim, Deployment, Service) from the
+Kubernetes API reference, for the fields used here. Every object lists the fields its
+type defines (`additionalProperties: false`), so a misspelt or invented field fails.
 """
 from __future__ import annotations
 
@@ -30,6 +31,14 @@ ENV = {
                                                                  "optional": BOOL}},
                                  "configMapKeyRef": OBJECT, "fieldRef": OBJECT}}}},
 }
+VOLUME_MOUNT = {"type": "object", "required": ["name", "mountPath"], "additionalProperties": False,
+                "properties": {"name": STRING, "mountPath": STRING, "readOnly": BOOL, "subPath": STRING}}
+VOLUME = {"type": "object", "required": ["name"], "additionalProperties": False,
+          "properties": {"name": STRING,
+                         "persistentVolumeClaim": {"type": "object", "required": ["claimName"],
+                                                   "additionalProperties": False,
+                                                   "properties": {"claimName": STRING, "readOnly": BOOL}},
+                         "emptyDir": OBJECT, "secret": OBJECT, "configMap": OBJECT, "hostPath": OBJECT}}
 CONTAINER = {
     "type": "object", "required": ["name", "image"],
     "properties": {"name": STRING, "image": STRING, "imagePullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
@@ -37,8 +46,9 @@ CONTAINER = {
                    "envFrom": {"type": "array"}, "ports": {"type": "array", "items": {
                        "type": "object", "required": ["containerPort"],
                        "properties": {"containerPort": INT, "name": STRING, "protocol": STRING}}},
-                   "resources": RESOURCES, "volumeMounts": {"type": "array"},
-                   "securityContext": OBJECT, "lifecycle": OBJECT},
+                   "resources": RESOURCES, "volumeMounts": {"type": "array", "items": VOLUME_MOUNT},
+                   "securityContext": OBJECT, "lifecycle": OBJECT,
+                   "readinessProbe": OBJECT, "livenessProbe": OBJECT, "workingDir": STRING},
     "additionalProperties": False,
 }
 POD_TEMPLATE = {
@@ -47,7 +57,7 @@ POD_TEMPLATE = {
         "type": "object", "required": ["containers"],
         "properties": {"containers": {"type": "array", "minItems": 1, "items": CONTAINER},
                        "serviceAccountName": STRING, "tolerations": {"type": "array"},
-                       "nodeSelector": STR_MAP, "affinity": OBJECT, "volumes": {"type": "array"},
+                       "nodeSelector": STR_MAP, "affinity": OBJECT, "volumes": {"type": "array", "items": VOLUME},
                        "restartPolicy": {"enum": ["Always", "OnFailure", "Never"]},
                        "imagePullSecrets": {"type": "array"}, "securityContext": OBJECT,
                        "priorityClassName": STRING},
@@ -113,4 +123,37 @@ RAY_JOB = _resource("RayJob", {
 SERVICE_ACCOUNT = {"type": "object", "required": ["apiVersion", "kind", "metadata"],
                    "properties": {"apiVersion": {"const": "v1"}, "kind": {"const": "ServiceAccount"},
                                   "metadata": METADATA}}
-SCHEMAS = {"RayCluster": RAY_CLUSTER, "RayJob": RAY_JOB, "ServiceAccount": SERVICE_ACCOUNT}
+
+
+def _core(api_version: str, kind: str, spec: dict) -> dict:
+    return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+            "additionalProperties": False,
+            "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind},
+                           "metadata": METADATA, "spec": spec}}
+
+
+PERSISTENT_VOLUME_CLAIM = _core("v1", "PersistentVolumeClaim", {
+    "type": "object", "required": ["accessModes", "resources"], "additionalProperties": False,
+    "properties": {"accessModes": {"type": "array", "minItems": 1, "items": {
+                       "enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}},
+                   "resources": RESOURCES, "storageClassName": STRING, "volumeName": STRING,
+                   "volumeMode": {"enum": ["Filesystem", "Block"]}, "selector": OBJECT},
+})
+LABEL_SELECTOR = {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
+                  "properties": {"matchLabels": STR_MAP}}
+DEPLOYMENT = _core("apps/v1", "Deployment", {
+    "type": "object", "required": ["selector", "template"], "additionalProperties": False,
+    "properties": {"replicas": INT, "selector": LABEL_SELECTOR, "template": POD_TEMPLATE,
+                   "strategy": OBJECT, "revisionHistoryLimit": INT},
+})
+SERVICE = _core("v1", "Service", {
+    "type": "object", "required": ["ports"], "additionalProperties": False,
+    "properties": {"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]},
+                   "selector": STR_MAP,
+                   "ports": {"type": "array", "minItems": 1, "items": {
+                       "type": "object", "required": ["port"], "additionalProperties": False,
+                       "properties": {"name": STRING, "port": INT, "targetPort": {"type": ["integer", "string"]},
+                                      "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}}}},
+})
+SCHEMAS = {"RayCluster": RAY_CLUSTER, "RayJob": RAY_JOB, "ServiceAccount": SERVICE_ACCOUNT,
+           "PersistentVolumeClaim": PERSISTENT_VOLUME_CLAIM, "Deployment": DEPLOYMENT, "Service": SERVICE}

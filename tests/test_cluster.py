@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import ray
@@ -23,7 +24,7 @@ from orchestrator.cluster import (
     trial_driver_resources,
 )
 from orchestrator.config import ConfigError
-from orchestrator.mlflow_server import _redacted, check_tracking_uri, server_command
+from orchestrator.mlflow_server import _redacted, check_tracking_uri, server_command, write_auth_config
 from orchestrator.sweep import TRIAL_DRIVER_RESOURCES
 from tests.test_cli import run
 
@@ -150,6 +151,27 @@ def test_an_unreachable_tracking_store_is_named_with_the_fix(tmp_path):
         check_tracking_uri(f"postgresql://u:secret@127.0.0.1:{free_port()}/mlflow", timeout=2)
     check_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")  # a new SQLite file is fine
     assert _redacted("postgresql://me:pw@db:5432/x") == "postgresql://me:***@db:5432/x"
+
+
+def test_basic_auth_runs_mlflows_auth_app_with_users_in_the_runs_database(tmp_path, monkeypatch):
+    assert "--app-name" not in server_command()
+    command = server_command(basic_auth=True)
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    # MLflow's own reader (loaded from its file: the auth package needs the mlflow[auth] extra).
+    import importlib.util
+
+    import mlflow
+
+    spec = importlib.util.spec_from_file_location("mlflow_auth_config",
+                                                  Path(mlflow.__file__).parent / "server" / "auth" / "config.py")
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    uri = "postgresql://mlflow@db:5432/mlflow?options=-csearch_path%3Dmlflow"  # a `%` survives the ini file
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(write_auth_config(str(tmp_path), uri)))
+    config = reader.read_auth_config()
+    assert config.database_uri == uri and config.admin_username == "admin"
+    assert config.admin_password is None  # from MLFLOW_AUTH_ADMIN_PASSWORD, never written to the file
 
 
 def test_a_sweep_with_an_unreachable_tracking_server_stops_before_ray(monkeypatch, capsys):
