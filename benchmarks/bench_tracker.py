@@ -34,7 +34,7 @@ import numpy as np
 from benchmarks.machine import command_line, machine
 from trainables.config import TrialConfig
 
-THRESHOLDS = (0.0, 0.2, 0.25, 0.3, 0.35)
+THRESHOLDS = (0.0, 0.15, 0.17, 0.19, 0.21, 0.25)
 GREEDY_THRESHOLDS = (0.0, 0.97, 0.98, 0.985, 0.99)
 GAPS = (2, 5, 13)
 COUNTS = ("kept", "correct", "chance_pairs", "trackable", "recalled", "frame_pairs", "hub_share")

@@ -26,7 +26,7 @@ from orchestrator.cli import run_cli  # noqa: E402
 
 
 def options(group):
-    group.add_argument("--thresholds", nargs="+", type=float, default=[0.2, 0.25, 0.3], metavar="T",
+    group.add_argument("--thresholds", nargs="+", type=float, default=[0.15, 0.17, 0.19], metavar="T",
                        help="per-step track score thresholds (default: %(default)s)")
 
 
