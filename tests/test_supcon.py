@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from orchestrator.config import TrialConfig, advisories
+from tests.tiny import image_folder_trial, random_image_folder
 from trainables.methods.supcon import SupCon, supcon_loss
 
 # Five images, two views each (rows 0-4 the first views, 5-9 the second): class 1 has one
@@ -91,3 +92,16 @@ def test_method_supcon_passes_the_checks_and_a_bad_variant_is_named():
     assert problem.startswith("method.variant='both' is not a SupCon loss: 'out'")
     assert TrialConfig().override({"method": "supcon", "method.temperature": 0}).problems() == [
         "method.temperature=0.0 must be positive"]
+
+
+def test_the_loaders_batches_give_a_finite_loss_with_gradients(tmp_path):
+    from trainables.pretrain import build_model, pretrain_loader
+
+    trial = image_folder_trial(random_image_folder(tmp_path), method="supcon", **{"method.dim": 8})
+    assert trial.problems() == []
+    (first, second), labels, skipped = next(iter(pretrain_loader(trial, world_size=1, rank=0, loader_workers=0)))
+    assert first.shape == second.shape == (4, 3, 32, 32) and skipped.sum() == 0
+    model = build_model(trial)
+    loss = trial.method.training_step(model, (first, second), labels)
+    loss.backward()
+    assert torch.isfinite(loss) and model.backbone.conv1.weight.grad.abs().sum() > 0
