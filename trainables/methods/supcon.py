@@ -13,9 +13,10 @@ the paper reports ``L_out`` far ahead (ImageNet top-1 78.7 % against 67.4 %, its
 and makes it the default. By Jensen's inequality (-log is convex) ``L_in <= L_out`` for
 the same embeddings.
 
-Batch: the loss is taken over each worker's own batch (its two views), not the global
-batch: the project's all-gather carries no gradient yet, so with several workers each
-anchor meets only its worker's images.
+Batch: each worker's anchors (both views of its images) are contrasted with the views of
+the whole global batch, gathered with their gradients (``distributed.gather_with_grad``),
+as SimCLR's negatives; with one worker that is the batch. Both views pass the encoder as
+one batch per worker, so batch norm sees both.
 """
 from __future__ import annotations
 
@@ -29,15 +30,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
-from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
-from trainables.methods.base import METHODS, Method
+from datasets.sources.base import IMAGE_FOLDER, DataRole
+from trainables import distributed
+from trainables.augment import crop_scale_problem
+from trainables.methods.base import METHODS, Method, StepOutput
+from trainables.methods.mocov2 import two_view_dataset
 from trainables.models import Encoder
 
 VARIANTS = ("out", "in")
 
 
-def supcon_loss(z: Tensor, labels: Tensor, temperature: float, variant: str = "out") -> Tensor:
+def supcon_loss(z: Tensor, labels: Tensor, temperature: float, variant: str = "out",
+                anchor_index: Tensor | None = None) -> Tensor:
     """The SupCon loss of L2-normalised embeddings `z` (M x C) with class `labels` (M,).
 
     With A(i) all indices but i and P(i) = {p in A(i): labels[p] == labels[i]}, anchor i
@@ -46,26 +50,42 @@ def supcon_loss(z: Tensor, labels: Tensor, temperature: float, variant: str = "o
         L_i = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) ),
     ``variant="in"`` (SupCon Eq. 3)
         L_i = -log( 1/|P(i)| sum_{p in P(i)} exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) ).
-    Returns the mean of L_i over the M anchors (the paper sums; the mean keeps the step
-    size independent of the batch). Every anchor needs a positive, which a batch of two
-    views of each image guarantees (the other view).
+    Returns the mean of L_i over the anchors: the rows `anchor_index` of `z` (all rows by
+    default; one worker's share of a gathered global batch otherwise). The paper sums; the
+    mean keeps the step size independent of the batch. Every anchor needs a positive, which
+    a batch of two views of each image guarantees (the other view).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not one of {', '.join(VARIANTS)}")
     if z.shape[0] != labels.shape[0]:
         raise ValueError(f"{z.shape[0]} embeddings but {labels.shape[0]} labels")
-    self_mask = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    if anchor_index is None:
+        anchor_index = torch.arange(z.shape[0], device=z.device)
+    self_mask = anchor_index[:, None] == torch.arange(z.shape[0], device=z.device)[None, :]
+    positives = (labels[anchor_index, None] == labels[None, :]) & ~self_mask
     num_positives = positives.sum(1)
     if not bool((num_positives > 0).all()):
         raise ValueError("an anchor has no positive: give each image two views")
-    logits = (z @ z.T / temperature).masked_fill(self_mask, -math.inf)  # a = i is not in A(i)
+    logits = (z[anchor_index] @ z.T / temperature).masked_fill(self_mask, -math.inf)  # a = i is not in A(i)
     log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
     if variant == "out":
         per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(1) / num_positives
     else:
         per_anchor = -(log_prob.masked_fill(~positives, -math.inf).logsumexp(1) - num_positives.log())
     return per_anchor.mean()
+
+
+def global_supcon_loss(z1: Tensor, z2: Tensor, labels: Tensor, temperature: float, variant: str) -> Tensor:
+    """:func:`supcon_loss` of this worker's two views (anchors) against both views of every
+    worker's images: rows [z1 of every worker; z2 of every worker], this worker's image i at
+    row start + i of the first half and total + start + i of the second."""
+    z1_all, sizes = distributed.gather_with_grad(z1)
+    z2_all, _ = distributed.gather_with_grad(z2)
+    labels_all, _ = distributed.gather_with_sizes(labels)
+    total, start = z1_all.shape[0], sum(sizes[: distributed.rank()])
+    own = torch.arange(start, start + z1.shape[0], device=z1.device)
+    return supcon_loss(torch.cat([z1_all, z2_all]), labels_all.repeat(2), temperature, variant,
+                       anchor_index=torch.cat([own, own + total]))
 
 
 @METHODS.register
@@ -97,14 +117,13 @@ class SupCon(Method):
         return Encoder(trial.arch, self.dim)
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
-        from datasets.image_folder import ImageFolderDataset
+        return two_view_dataset(roots["pretrain"], int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
 
-        view = mocov2_transform(int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
-        return ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=TwoCropsTransform(view))
-
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         first, second = inputs
         # One forward over both views: batch norm sees all 2N images, as in SupCon's code.
-        z = F.normalize(model(torch.cat([first, second])).float(), dim=1)
-        with torch.autocast(device_type=z.device.type, enabled=False):  # logits in fp32
-            return supcon_loss(z, labels.repeat(2), self.temperature, self.variant)
+        z = F.normalize(model(torch.cat([first, second])).float(), dim=1)  # fp32: cosines over tau
+        z1, z2 = z[: first.shape[0]], z[first.shape[0]:]
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            loss = global_supcon_loss(z1, z2, labels, self.temperature, self.variant)
+        return StepOutput(loss, {"positive_similarity": (z1 * z2).sum(1).mean().detach()})
