@@ -127,6 +127,8 @@ def test_the_loaders_batches_carry_indices_and_give_a_finite_loss(tmp_path):
     assert len(set(index.tolist())) == 4 and all(0 <= i < 8 for i in index.tolist())
     model = build_model(trial)
     assert model.memory_bank.shape == (8, 8)  # one entry per training image
-    loss = trial.method.training_step(model, (images, patches, index), labels)
-    loss.backward()
+    out = trial.method.training_step(model, (images, patches, index), labels)
+    out.loss.backward()
+    loss = out.loss
+    assert -1 <= out.metrics["positive_similarity"].item() <= 1 and not out.metrics["positive_similarity"].requires_grad
     assert torch.isfinite(loss) and model.backbone.conv1.weight.grad.abs().sum() > 0

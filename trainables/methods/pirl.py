@@ -37,7 +37,7 @@ from torchvision.transforms import v2
 from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
 from trainables import distributed
 from trainables.augment import crop_scale_problem, mocov2_transform
-from trainables.methods.base import METHODS, Method
+from trainables.methods.base import METHODS, Method, StepOutput
 from trainables.models import resnet_backbone
 
 JIGSAW_GRID = 3  # PIRL: 3 x 3 patches, as the jigsaw pretext task (Noroozi and Favaro 2016)
@@ -76,7 +76,8 @@ def memory_bank_update(bank: Tensor, index: Tensor, features: Tensor, momentum: 
 
     The bank is an exponential moving average of each image's f(v_I), L2-normalised as the
     representations it is compared with (Wu et al. 2018's memory bank, which PIRL uses).
-    A rule local to PIRL; to be unified with the project's momentum helper.
+    Per bank row, on normalised vectors: not ``trainables.momentum.ema_update``'s
+    parameter-by-parameter rule.
     """
     mixed = momentum * bank[index] + (1.0 - momentum) * features.to(bank.dtype)
     bank[index] = F.normalize(mixed, dim=1)
@@ -222,6 +223,7 @@ class PIRL(Method):
                                mocov2_transform(JIGSAW_GRID * math.ceil(size / JIGSAW_GRID), scale))
         return IndexedDataset(ImageFolderDataset(split_dir(roots["pretrain"], "train"), transform=views))
 
-    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
+    def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         images, patches, index = inputs
-        return model(images, patches, index).loss
+        out = model(images, patches, index)
+        return StepOutput(out.loss, {"positive_similarity": out.positive_similarity})
