@@ -185,7 +185,9 @@ class PIRL(Method):
     dim: int = 128  # width of f and g (PIRL: 128)
     temperature: float = 0.07  # tau of Eq. 2 (PIRL: 0.07)
     loss_weight: float = 0.5  # lambda of Eq. 5 (PIRL: 0.5)
-    bank_momentum: float = 0.5  # weight of the old m_I in the bank's moving average
+    # Weight of the old m_I in the bank's moving average: an equal mix, our assumption (the
+    # figure is not read from the paper here).
+    bank_momentum: float = 0.5
     # |D_N| (PIRL: 32,000 of 1.28M). A set of fewer images gives all its entries but the
     # query's own: no false negative, unlike MoCo's queue, so no warning.
     num_negatives: int = 32000
