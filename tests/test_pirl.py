@@ -121,7 +121,8 @@ def test_the_loaders_batches_carry_indices_and_give_a_finite_loss(tmp_path):
 
     trial = image_folder_trial(random_image_folder(tmp_path), method="pirl", **{"method.dim": 8})
     assert trial.problems() == []
-    (images, patches, index), labels, skipped = next(iter(pretrain_loader(trial, world_size=1, rank=0, loader_workers=0)))
+    loader = pretrain_loader(trial, world_size=1, rank=0, loader_workers=0)
+    (images, patches, index), labels, skipped = next(iter(loader))
     # 32 px rounds up to a 33 px jigsaw view: nine 11 px patches.
     assert images.shape == (4, 3, 32, 32) and patches.shape == (4, 9, 3, 11, 11) and skipped.sum() == 0
     assert len(set(index.tolist())) == 4 and all(0 <= i < 8 for i in index.tolist())

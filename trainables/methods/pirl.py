@@ -4,11 +4,11 @@ Representations", CVPR 2020), the paper's Table 1 row beside MoCo.
 An image I and its jigsaw transform I^t (a random view cut into a 3 x 3 grid, the
 patches shuffled) go through one trunk: the image's pooled features v_I through a linear
 head f, each patch's features through a linear layer, the nine concatenated in their
-shuffled order and projected by a linear layer, the head g (PIRL's implementation details). The
-representations learn to match a memory bank of the images' representations m_I, an
-exponential moving average of f(v_I) from earlier visits (PIRL Sec. 3.2), against
-negatives drawn from the same bank, with the NCE loss of PIRL Eq. 2-4 mixed over the two
-heads (Eq. 5):
+shuffled order and projected by a linear layer, the head g (PIRL's implementation
+details). The representations learn to match a memory bank of the images'
+representations m_I, an exponential moving average of f(v_I) from earlier visits (PIRL
+Sec. 3.2), against negatives drawn from the same bank, with the NCE loss of PIRL Eq. 2-4
+mixed over the two heads (Eq. 5):
 
     L(I, I^t) = lambda * L_NCE(m_I, g(v_I^t)) + (1 - lambda) * L_NCE(m_I, f(v_I)).
 

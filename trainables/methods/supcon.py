@@ -10,8 +10,9 @@ over every other embedding. The labels are the ``train/<class>/`` folders of the
 The paper compares two places for the 1/|P(i)| average over positives: outside the log,
 ``L_out`` (its Eq. 2), and inside, ``L_in`` (its Eq. 3). ``method.variant`` picks one;
 the paper reports ``L_out`` far ahead (ImageNet top-1 78.7 % against 67.4 %, as the
-neighbouring-paper notes in ``../shared/reference/seeds/`` quote it), and it is the default. By Jensen's inequality (-log is convex) ``L_in <= L_out`` for
-the same embeddings.
+neighbouring-paper notes in ``../shared/reference/seeds/`` quote it), and it is the
+default. By Jensen's inequality (-log is convex) ``L_in <= L_out`` for the same
+embeddings.
 
 Batch: each worker's anchors (both views of its images) are contrasted with the views of
 the whole global batch, gathered with their gradients (``distributed.gather_with_grad``),
