@@ -45,12 +45,21 @@ def run(argv):
         (["--set", "data.pretrain=image-folder", "--set", "data.pretrain.root=/no/such/images"], "/no/such/images"),
         (["--set", "epochz=3"], "unknown trial config key 'epochz'"),
         (["--set", "method.queue_size=100"], "method.queue_size=100 must be a multiple of the global batch_size=64"),
+        (["--set", "method=supcon", "--set", "method.variant=both"], "method.variant='both' is not a SupCon loss"),
+        (["--set", "method=pirl", "--set", "method.loss_weight=2"], "method.loss_weight=2.0 must be in [0, 1]"),
     ],
 )
 def test_bad_input_is_rejected_before_ray(no_ray, capsys, argv, message):
     assert run(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
+
+
+@pytest.mark.parametrize("selection", [["method=supcon"], ["method=supcon", "method.variant=in"], ["method=pirl"]])
+def test_the_contrastive_methods_pass_the_checks_and_reach_ray(no_ray, tmp_path, selection):
+    argv = [arg for key in selection for arg in ("--set", key)] + ["--storage-path", str(tmp_path)]
+    with pytest.raises(AssertionError, match="Ray work started"):  # the checks let it through
+        run(argv)
 
 
 def test_existing_sweep_name_needs_resume(no_ray, tmp_path, capsys):
