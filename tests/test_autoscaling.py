@@ -31,8 +31,7 @@ import pytest
 from ray.autoscaler._private.monitor import BASE_READONLY_CONFIG
 
 from tests.conftest import REPO_ROOT
-from tests.test_cluster_head import AUTH_VARS, stop, wait_for
-from tests.test_job_submit import RAY, free_port
+from tests.test_cluster_head import AUTH_VARS, RAY, free_port, stop, wait_for
 from tests.tiny import tiny_overrides
 
 pytestmark = [

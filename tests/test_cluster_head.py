@@ -1,15 +1,17 @@
 """A token-authenticated Ray head, a shared MLflow server, and sweeps that survive killed
-workers and a killed driver.
+workers and a killed driver, resumed through `ray job submit`.
 
 One head (`ray start --head` with RAY_AUTH_MODE=token) serves the module: a client
 without the token is refused, one with it gets in; then a two-trial sweep joins it as a
-`ray job submit` driver does, logging to an MLflow server started here. Each trial's
-Train worker is SIGKILLed halfway through epoch 1, and the sweep's driver is SIGKILLed
-while the second trial restarts; `--resume` finishes the sweep. The sweep joining this
-head with local storage also shows that a one-node head is not taken for a multi-node
-cluster. Read back over MLflow's
-REST API, nothing was lost: one parent and one child run per trial, all FINISHED, every
-epoch's loss logged exactly once, the finished trial not rerun.
+driver on this machine, logging to an MLflow server started here. Each trial's Train
+worker is SIGKILLed halfway through epoch 1, and the sweep's driver is SIGKILLed while
+the second trial restarts; `--resume`, submitted with the token as a Ray job (the
+working directory uploaded, the driver run by the head), finishes the sweep: the
+cluster path of the README, and the suite's one `ray job submit` run. The sweep joining
+this head with local storage also shows that a one-node head is not taken for a
+multi-node cluster. Read back over MLflow's REST API, nothing was lost: one parent and one
+child run per trial, all FINISHED, every epoch's loss logged exactly once, the finished
+trial not rerun.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +32,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.test_job_submit import AUTH_VARS, RAY, free_port
 from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
+RAY = str(Path(sys.executable).with_name("ray"))
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")
 EPOCHS = 2  # a worker dies mid-epoch 1 and resumes from epoch 0's checkpoint
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
@@ -203,9 +213,14 @@ def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_
     finished_before = {n: r["info"]["end_time"] for n, r in runs.items() if r["info"]["status"] == "FINISHED"}
     first_checkpoints = sorted(p.name for p in first.glob("checkpoint_epoch_*"))
 
-    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                             timeout=400)
-    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
+    # The resume as a Ray job: the head runs the driver in an uploaded copy of the working
+    # directory (storage and tracking store are outside it, as the README requires).
+    resumed = subprocess.run([RAY, "job", "submit", "--address", token_head.dashboard, "--working-dir",
+                              str(REPO_ROOT), "--", *command, "--resume"],
+                             env=token_head.with_token(), capture_output=True, text=True, timeout=400)
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-4000:]
+    assert "succeeded" in out and "Sweep faults: 2 trials" in out, out[-4000:]
 
     runs = rest(server, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
     children = [r for r in runs if "mlflow.parentRunId" in {t["key"] for t in r["data"].get("tags", [])}]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from benchmarks import bench_learning
+from trainables.pretrain import build_model
 
 # Seed 0 (the default) measured +9.0 points on 600 held-out images, 4 classes (chance 25 %)
 # on an Intel Xeon and +5.5 on an AMD EPYC (the same on two runs: CPU training here is
@@ -32,12 +34,24 @@ MIN_VIEWPOINT_RIS_GAIN_POINTS = 8.0
 MIN_SUPERVISED_PROBE_MARGIN_POINTS = 5.0
 
 
+def moco_config(data_cache):
+    return bench_learning.trial_config(
+        "default", bench_learning.QUICK_CHANGES | {"seed": 0, "data_cache": str(data_cache)})
+
+
+@pytest.fixture(scope="module")
+def random_init(data_cache):
+    """The evaluation of seed 0's initial backbone, the baseline of both tests: MoCo's and
+    the supervised reference's models build the same backbone first from the same seed
+    (checked in the supervised test), and the evaluation reads nothing of the method."""
+    return bench_learning.random_init_metrics(moco_config(data_cache))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_pretrained_encoder_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache):
-    config = bench_learning.trial_config(
-        "default", bench_learning.QUICK_CHANGES | {"seed": 0, "data_cache": str(data_cache)})
-    untrained = bench_learning.random_init_metrics(config)
+def test_pretrained_encoder_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache, random_init):
+    config = moco_config(data_cache)
+    untrained = random_init
     calibrated = bench_learning.random_init_metrics(config, recalibrate_bn=True)
     trained = bench_learning.pretrained_metrics(config)
     summary = {key: (round(untrained[key], 2), round(calibrated[key], 2), round(trained[key], 2))
@@ -56,11 +70,23 @@ def test_pretrained_encoder_beats_its_random_initialisation_on_held_out_images(r
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_supervised_reference_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache):
+def test_supervised_reference_beats_its_random_initialisation_on_held_out_images(ray_session, data_cache,
+                                                                               random_init):
     """`method=supervised` (the paper's "Sup." rows) learns through the same Train path."""
-    config = bench_learning.trial_config(
-        "default", bench_learning.quick_changes({"seed": 0, "data_cache": str(data_cache), "method": "supervised"}))
-    untrained = bench_learning.random_init_metrics(config)
+    config = bench_learning.trial_config("default", bench_learning.quick_changes(
+        {"seed": 0, "data_cache": str(data_cache), "method": "supervised"}))
     trained = bench_learning.pretrained_metrics(config)
-    margin = trained["probe/linear_top1"] - untrained["probe/linear_top1"]
-    assert margin >= MIN_SUPERVISED_PROBE_MARGIN_POINTS, (untrained["probe/linear_top1"], trained["probe/linear_top1"])
+    # The shared baseline is this run's initial backbone: the same weights, and the same
+    # evaluation settings (only the method's keys differ).
+    moco = moco_config(data_cache)
+    initial = {name: trial.method.backbone(build_model(trial)).state_dict() for name, trial in
+               (("supervised", config), ("mocov2", moco))}
+    assert initial["supervised"].keys() == initial["mocov2"].keys()
+    assert all(torch.equal(tensor, initial["mocov2"][key]) for key, tensor in initial["supervised"].items())
+
+    def evaluation_settings(trial):
+        return {k: v for k, v in trial.flat().items() if not k.startswith("method")}
+
+    assert evaluation_settings(config) == evaluation_settings(moco)
+    margin = trained["probe/linear_top1"] - random_init["probe/linear_top1"]
+    assert margin >= MIN_SUPERVISED_PROBE_MARGIN_POINTS, (random_init["probe/linear_top1"], trained["probe/linear_top1"])
