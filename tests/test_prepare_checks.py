@@ -162,3 +162,34 @@ def test_a_data_error_in_a_real_train_worker_is_not_retried(ray_session, tmp_pat
         fit_with_retries(fit, max_failures=2)
     assert runs == [0]
     assert isinstance(deterministic_cause(err.value), DatasetFormatError)
+
+
+def _fail_once_after_a_checkpoint(config):
+    import tempfile
+
+    import ray.train
+
+    resumed = ray.train.get_checkpoint() is not None
+    with tempfile.TemporaryDirectory() as folder:  # (Train's result holds a checkpointed report's metrics)
+        ray.train.report({"resumed": int(resumed)}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    if not resumed:  # the first run: checkpointed, then its worker is lost
+        raise RuntimeError("injected: the worker's node was lost")
+
+
+@pytest.mark.slow
+def test_a_lost_worker_is_retried_and_the_run_resumes_from_its_checkpoint(ray_session, tmp_path):
+    """The retry a cluster needs: a new Train run of the same name picks up the checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    runs = []
+
+    def fit():
+        runs.append(len(runs))
+        return TorchTrainer(_fail_once_after_a_checkpoint, scaling_config=ray.train.ScalingConfig(num_workers=1),
+                            run_config=ray.train.RunConfig(name="lost", storage_path=str(tmp_path),
+                                                           failure_config=ray.train.FailureConfig(max_failures=0))
+                            ).fit()
+
+    result = fit_with_retries(fit, max_failures=1)
+    assert runs == [0, 1] and result.metrics["resumed"] == 1

@@ -44,11 +44,11 @@ T = TypeVar("T")
 # (`fit_with_retries`). Neither Tune (the sweep's FailureConfig, orchestrator.sweep) nor
 # Train (`pretrain_trainer`) retries on its own: retries at both multiplied (Tune's 3
 # restarts of a trial whose Train run restarts 3 times: the GPU group brought up 16 times
-# for one error), and neither can tell an error that will recur from one that may pass. This level can: a deterministic error
-# (a config or a data file the workers refuse) is raised at once, while a lost or
-# preempted node is retried and the Train run, named after the trial, resumes from its
-# last checkpoint. (A lost trial driver is not retried: drivers run on the head and CPU
-# nodes, never on spot GPU nodes; `--resume` continues such a trial from its checkpoint.)
+# for one error), and neither can tell an error that will recur from one that may pass.
+# This level can: a deterministic error (a config or a data file the workers refuse) is
+# raised at once, while a lost or preempted node is retried and the Train run, named after
+# the trial, resumes from its last checkpoint. (A lost trial driver is not retried: drivers
+# run on the head and CPU nodes, never on spot GPU nodes; `--resume` continues its trial.)
 DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (ConfigError, DatasetFormatError)
 
 
@@ -82,14 +82,14 @@ def fit_with_retries(fit: Callable[[], T], max_failures: int) -> T:
             return fit()
         except Exception as error:
             cause = deterministic_cause(error)
+            if cause is not None and failures < max_failures:
+                log.error("not retried: %s would recur (%s)", type(cause).__name__, cause)
             if cause is not None or failures >= max_failures:
-                if cause is not None and failures < max_failures:
-                    log.error("not retried: %s is deterministic and would recur (%s)", type(cause).__name__, cause)
                 raise
             failures += 1
+            first_line = next(iter(str(error).splitlines()), "")
             log.warning("the Train run failed (%s: %s); retry %d of %d from its last checkpoint",
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "", failures,
-                        max_failures)
+                        type(error).__name__, first_line, failures, max_failures)
 
 
 def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
