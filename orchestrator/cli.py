@@ -54,8 +54,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     run.add_argument("--max-concurrent-trials", type=int, default=0,
                      help="0: as many as local resources allow; no limit on a cluster")
     run.add_argument("--max-failures", type=int, default=None,
-                     help="restarts of a failed trial (its Train workers, or the trial itself) "
-                          "from its last checkpoint (default: 0 locally, 3 on a cluster)")
+                     help="restarts of a trial's failed Train run from its last checkpoint; "
+                          "config and data errors are never retried (default: 0 locally, 3 on a cluster)")
     run.add_argument("-q", "--quiet", action="store_true", help="with --verbose: warnings only")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="Ray's, Tune's and Ray Data's own output on the terminal, as it comes, instead "

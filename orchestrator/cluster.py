@@ -24,8 +24,11 @@ def project_pythonpath() -> str:
 
 
 def on_cluster() -> bool:
-    """True when a Ray cluster address is given (as `ray job submit` does)."""
-    return bool(os.environ.get("RAY_ADDRESS"))
+    """True when a Ray cluster address is given (as `ray job submit` does); the rule is the
+    data rooms' own (`datasets.placement.submitted_to_cluster`)."""
+    from datasets.placement import submitted_to_cluster
+
+    return submitted_to_cluster()
 
 
 def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bool = False) -> dict:

@@ -121,7 +121,13 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     each method prepares its own cached data (the video methods' region features and
     tracks), so no trial runs Ray Data of its own, and its training set is built once and
     refused (ConfigError) if it cannot fill one global batch (``trainables.pretrain.train_set``).
+    Before any of that, everything the evaluation will read (invariance sets, the probes'
+    annotations) is parsed and checked (``trainables.evaluation.read_evaluation_data``): a
+    malformed file is refused (ConfigError naming it) before the first epoch, not found
+    after the last.
     """
+    from datasets.errors import DatasetFormatError
+    from trainables.evaluation import read_evaluation_data
     from trainables.pretrain import train_set
 
     roots: dict[str, str] = {}
@@ -129,6 +135,16 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     for trial in trials:
         for role in trial.data:
             roots[f"data.{role}"] = str(trial.root(role).resolve())
+        for part in (*trial.invariances, *trial.probes):
+            (role,) = part.roles
+            key = repr((part, trial.data[role], trial.ris_max_objects))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                read_evaluation_data(part, trial)
+            except DatasetFormatError as err:
+                raise ConfigError(f"data.{role} at {trial.root(role)}, read by {part.name}: {err}") from err
         trial.method.prepare(trial)
         # The training set against one global batch: the workers' own check, run here so
         # that a set too small is refused before any trial (once per distinct set).
@@ -259,8 +275,10 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
                 name=settings.name,
                 storage_path=storage,
                 callbacks=[callback, SweepProgress(len(configs), swept)],
-                # A lost trial driver (its node preempted) restarts; its Train run resumes.
-                failure_config=tune.FailureConfig(max_failures=max_failures),
+                # No trial restarts here: retries happen at one level, the trial's own loop
+                # around its Train run, which raises deterministic errors at once
+                # (trainables.trial.fit_with_retries, where the choice is explained).
+                failure_config=tune.FailureConfig(max_failures=0),
                 verbose=1,
             ),
         )

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datasets.placement import cpu_stage_args
+from datasets.placement import actor_pool, cpu_stage_args
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, frame_pair_offsets
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
@@ -278,14 +278,6 @@ class ProposalActor:
         return pa.Table.from_pylist(out, schema=PROPOSAL_SCHEMA)
 
 
-def proposal_actor_count(config: VideoPipelineConfig) -> int:
-    import ray
-
-    if config.proposal_actors:
-        return config.proposal_actors
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def frame_row_groups(folder: Path) -> list[dict]:
     """``{"path", "row_group"}`` of every row group of a stage's Parquet files."""
     units = []
@@ -306,8 +298,7 @@ def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Pa
         dataset = dataset.map_batches(
             ProposalActor, fn_constructor_kwargs=dict(max_regions=config.proposals_per_frame,
                                                       max_side=config.proposal_max_side),
-            batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=proposal_actor_count(config)), **cpu_stage_args(),
+            batch_size=1, batch_format="pyarrow", **actor_pool(config.proposal_actors).map_batches_args(),
         )
         # Writing is light: zero CPUs, so it never waits behind actors that hold every core.
         dataset.write_parquet(str(data), ray_remote_args={"num_cpus": 0})

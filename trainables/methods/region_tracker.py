@@ -136,7 +136,8 @@ class RegionTracker(RegionPairsMethod):
         from datasets.video.regions import run_region_features_stage
 
         features = self.feature_function(trial)
-        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache))
+        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache),
+                                         use_gpu=trial.use_gpu)
 
     def track_stage(self, trial: Any):
         from datasets.video.regions import run_tracks_stage

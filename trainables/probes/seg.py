@@ -144,12 +144,17 @@ class SegmentationProbe(Probe):
                 if getattr(self, k) < 0]
         return out
 
-    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+    def read(self, root: Path, trial: Any):
+        """Both splits' listings of image and mask pairs, and the class list."""
         from datasets.ade20k import read_ade20k
+
+        return read_ade20k(root, "training"), read_ade20k(root, "validation")
+
+    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
         from datasets.errors import DatasetFormatError
         from trainables.features import extract_feature_maps
 
-        train, val = read_ade20k(root, "training"), read_ade20k(root, "validation")
+        train, val = self.read(root, trial)
         train_images, train_masks = _subset(train.images, train.masks, self.max_train_images)
         val_images, val_masks = _subset(val.images, val.masks, self.max_val_images)
         x_train, y_train, bad_train = load_pairs(train_images, train_masks, self.input_size)
