@@ -28,7 +28,8 @@ from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from trainables.config import TrialConfig, import_part_modules
+from datasets.registry import import_parts
+from trainables.config import TrialConfig
 from trainables.evaluation import evaluate_checkpoint
 from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
 
@@ -52,7 +53,7 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result;
     the evaluation of its last checkpoint is the last one.
     """
-    import_part_modules(part_modules)
+    import_parts(part_modules)
     trial = TrialConfig.from_nested(config)
     if trial.epochs == 0:
         report_initial_weights(trial)

@@ -29,4 +29,4 @@ class Probe(Part):
         raise NotImplementedError
 
 
-PROBES: Registry[type[Probe]] = Registry("probe", Probe)
+PROBES: Registry[type[Probe]] = Registry("probe", Probe, package=__package__)
