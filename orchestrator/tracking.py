@@ -39,8 +39,8 @@ from mlflow.utils.mlflow_tags import (
 )
 from ray.tune import Callback
 
+from datasets.ray_connection import REPO_ROOT
 from datasets.registry import ConfigError
-from orchestrator.cluster import REPO_ROOT
 from orchestrator.naming import trial_label
 from trainables.config import TrialConfig
 
