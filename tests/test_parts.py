@@ -294,7 +294,7 @@ def test_every_module_of_the_parts_packages_is_registered_without_being_listed(f
     # ...which registered every part class of every module.
     assert fresh_discovery["unregistered"] == []
     assert {"trainables.methods.mocov2", "trainables.methods.simclr", "trainables.methods.byol",
-            "trainables.methods.fti", "user_methods"} <= set(fresh_discovery["trainables.methods"])
+            "trainables.methods.pirl", "trainables.methods.supcon", "trainables.methods.fti", "user_methods"} <= set(fresh_discovery["trainables.methods"])
     assert "trainables.probes.seg" in fresh_discovery["trainables.probes"]
     assert "datasets.sources.scenes" in fresh_discovery["datasets.sources"]
     assert "datasets.invariance_sets.got10k" in fresh_discovery["datasets.invariance_sets"]
