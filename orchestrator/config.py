@@ -16,7 +16,8 @@ from datasets.registry import ConfigError
 from datasets.sources.real import AloiSource, Got10kSource, ImageFolderSource, Pascal3DSource
 from trainables.config import TrialConfig
 from trainables.methods.mocov2 import MoCoV2
-from trainables.probes import LinearProbe, Voc07BoxesProbe, Voc07Probe
+from trainables.probes.linear import LinearProbe
+from trainables.probes.voc07 import Voc07BoxesProbe, Voc07Probe
 
 __all__ = ["ConfigError", "PRESETS", "SweepSettings", "TrialConfig", "advisories", "check", "parse_overrides", "preset"]
 

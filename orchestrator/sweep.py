@@ -56,7 +56,7 @@ def default_storage_path(settings: SweepSettings) -> str:
     Under `ray job submit --working-dir .` the working directory is a temporary copy, so
     results there would vanish with the job.
     """
-    from orchestrator.cluster import on_cluster
+    from datasets.ray_connection import on_cluster
 
     if settings.storage_path:
         return settings.storage_path
@@ -100,7 +100,7 @@ def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explic
     """
     if explicit > 0:
         return explicit
-    from orchestrator.cluster import on_cluster
+    from datasets.ray_connection import on_cluster
 
     if on_cluster():
         return None
@@ -182,12 +182,11 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
 
     from orchestrator.console import SweepProgress, active, log_path
 
+    from datasets.ray_connection import init_ray, on_cluster
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
         default_max_failures,
-        init_ray,
-        on_cluster,
         placement_warnings,
         shared_data_cache,
         storage_problem,

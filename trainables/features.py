@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from datasets.cache import build_once, cache_root, file_stamp
 from datasets.image_folder import ImagePathDataset, collate_skip_corrupt
 from datasets.placement import ActorPool, actor_pool, gpu_actors, submitted_to_cluster
 
@@ -223,8 +224,6 @@ class RayDataFeatures:
         """Features of the decodable `paths` and their positions, from the cache or extracted."""
         import pyarrow.parquet as pq
 
-        from datasets.cache import build_once, cache_root
-
         target = cache_root(self.cache) / "features" / self._key(paths)
         computed = []
         build_once(target, lambda folder: computed.append(self._extract(paths, folder)))
@@ -243,8 +242,7 @@ class RayDataFeatures:
 
         digest = hashlib.sha256(f"{self.weights.digest}|{self.layer}|{self.image_size}|{self.transform!r}".encode())
         for path in paths:
-            stat = path.stat() if path.exists() else None
-            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+            digest.update(f"{path}|{file_stamp(path)}\n".encode())
         return f"{self.weights.arch}-{digest.hexdigest()[:24]}"
 
     def pool(self) -> ActorPool:

@@ -31,8 +31,8 @@ from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from datasets.errors import DatasetFormatError
-from datasets.registry import ConfigError
-from trainables.config import TrialConfig, import_part_modules
+from datasets.registry import ConfigError, import_parts
+from trainables.config import TrialConfig
 from trainables.evaluation import evaluate_checkpoint
 from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
 
@@ -111,7 +111,7 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result;
     the evaluation of its last checkpoint is the last one.
     """
-    import_part_modules(part_modules)
+    import_parts(part_modules)
     trial = TrialConfig.from_nested(config)
     if trial.epochs == 0:
         report_initial_weights(trial)

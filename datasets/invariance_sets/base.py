@@ -74,4 +74,4 @@ class InvarianceSetPart(Part):
         raise NotImplementedError
 
 
-INVARIANCE_SETS: Registry[type[InvarianceSetPart]] = Registry("invariance set", InvarianceSetPart)
+INVARIANCE_SETS: Registry[type[InvarianceSetPart]] = Registry("invariance set", InvarianceSetPart, package=__package__)

@@ -43,10 +43,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datasets.placement import ActorPool, actor_pool, cpu_stage_args, gpu_actors, submitted_to_cluster
+from datasets.ray_connection import init_ray
 from datasets.video.pipeline import (
     FRAME_SCHEMA,
     PipelineResult,
-    ensure_ray,
     frame_row_groups,
     read_stage_table,
 )
@@ -153,7 +153,7 @@ def compute_region_features(frames: StageResult, proposals: StageResult, feature
                             data: Path, actors: int = 0, use_gpu: bool = False) -> tuple[dict[str, int], list[str]]:
     import ray
 
-    ensure_ray()
+    init_ray()
     data.mkdir(parents=True, exist_ok=True)
     units = frame_row_groups(frames.data)
     if units:
@@ -225,7 +225,7 @@ def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, thr
     """Link every chunk's tracks as a Ray Data job: group the feature rows by chunk, one task per group."""
     import ray
 
-    ensure_ray()
+    init_ray()
     data.mkdir(parents=True, exist_ok=True)
     files = sorted(str(f) for f in Path(features.data).glob("*.parquet"))
     if files:

@@ -39,4 +39,4 @@ class Probe(Part):
         return None
 
 
-PROBES: Registry[type[Probe]] = Registry("probe", Probe)
+PROBES: Registry[type[Probe]] = Registry("probe", Probe, package=__package__)
