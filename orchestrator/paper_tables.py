@@ -8,11 +8,11 @@ mean and spread over seeds, with the paper's published rows beside them for orie
 """
 from __future__ import annotations
 
-import math
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from orchestrator.rows import number, summary_rows, t_interval
 
 # Purushwalkam & Gupta (2020), Table 2 (../shared/reference/paper_results.md): ResNet-50,
 # Pascal VOC07 mAP, Pascal cropped boxes mAP, ImageNet linear top-1; the footnote's
@@ -40,13 +40,8 @@ def pretraining_kind(source: str) -> str:
 
 
 def mean_spread(values: list[float]) -> str:
-    """``mean ± sample std (n)``; ``mean (n=1)`` for one value; ``-`` for none."""
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f} (n=1)"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+    """The one mean-and-interval format (orchestrator.rows) of the finite values."""
+    return t_interval([v for v in map(number, values) if v is not None]).text()
 
 
 def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
@@ -69,7 +64,7 @@ def table2_text(rows: list[dict[str, Any]]) -> str:
              for data, method, *values in PAPER_TABLE2]
     header = ["pretraining data", "method", *TABLE2_HEADER]
     lines = ["## Table 2 layout: discriminative power vs pretraining data", "",
-             f"This sweep (mean ± std over seeds {', '.join(seeds) or 'as run'}; `A xor B`: test images "
+             f"This sweep (mean ± 95% t half-width over seeds {', '.join(seeds) or 'as run'}; `A xor B`: test images "
              "showing one of the co-occurring pair `probes.voc07.pair` but not the other):", "",
              *_markdown(header, ours), "",
              "Paper (ResNet-50, ImageNet / MSCOCO, for orientation; its footnote pair is table and chair):", "",
@@ -90,8 +85,6 @@ PARENT_REPORTS: dict[str, PaperTable] = {
 
 def log_paper_table(client, parent_run_id: str, children, knobs: list[str], sweep_kind: str) -> None:
     """The sweep kind's paper table (if it has one) on the parent run, from its child runs."""
-    from orchestrator.sweep_artifacts import summary_rows
-
     report = PARENT_REPORTS.get(sweep_kind)
     if report is None:
         return

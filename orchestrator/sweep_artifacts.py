@@ -16,6 +16,8 @@ from typing import Any
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from orchestrator.rows import summary_rows
+
 log = logging.getLogger(__name__)
 
 CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss", "tracks/")
@@ -25,29 +27,6 @@ SEED = "seed"
 BEST_BY = ("probe/linear_top1", "ris/viewpoint/top10")
 TAG_BEST_RUN = "dssl.best_run_id"
 TAG_BEST_BY = "dssl.best_by"
-
-
-def summary_rows(children, knobs: list[str]) -> list[dict[str, Any]]:
-    """One row per child run: its name and id, the swept knobs (typed), its final metrics."""
-    rows = []
-    for run in sorted(children, key=lambda r: r.info.run_name or ""):
-        row: dict[str, Any] = {"run": run.info.run_name, "run_id": run.info.run_id,
-                               "status": run.info.status}
-        row |= {k: _typed(run.data.params.get(k)) for k in knobs}
-        row |= dict(sorted(run.data.metrics.items()))
-        # Data figures are tags (orchestrator.tracking: constants of a trial, not metrics).
-        row |= {k: _typed(v) for k, v in sorted(run.data.tags.items()) if k.startswith("data/")}
-        rows.append(row)
-    return rows
-
-
-def _typed(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return float(value) if any(c in value for c in ".eE") else int(value)
-    except ValueError:
-        return value
 
 
 def metric_family(key: str) -> str:

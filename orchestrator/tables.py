@@ -19,18 +19,15 @@ import csv
 import io
 import math
 import os
-import statistics
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datasets.invariance_sets import INVARIANCES
-from orchestrator.naming import trial_label
+from orchestrator.rows import Interval, group_over_seeds, summary_rows
 
 TOPS = ("top10", "top25")
-SEED = "seed"
 PROBE_PREFIX = "probe/"
 # Column heads that fit a 100-column terminal; the Markdown keeps the full names.
 SHORT_INVARIANCES = {"occlusion": "occlusion", "viewpoint": "viewpoint", "illumination_direction": "illum dir",
@@ -124,45 +121,28 @@ def _plain(value: Any) -> str:
 
 @dataclass
 class TableRow:
-    """One model: the mean, spread and count of every RIS and probe key over its runs (its seeds)."""
+    """One model: the mean and interval of every RIS and probe key over its runs (its seeds)."""
 
     model: str
     runs: int
-    mean: dict[str, float] = field(default_factory=dict)
-    std: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, Interval] = field(default_factory=dict)
     paper: bool = False
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {k: v.mean for k, v in self.cells.items()}
 
 
 def group_rows(rows: list[dict[str, Any]], knobs: list[str]) -> list[TableRow]:
-    """Runs with equal knobs (seed aside) form one row; RIS keys are averaged over them.
-
-    `rows` are flat dicts (knob and metric keys, plus `run` for the run name). With no
-    knob other than the seed, all runs are one row; with no knobs at all, each run is its
-    own row, named by its run name.
-    """
-    # A knob that differs only by being absent (a setting one method has and another has
-    # not, as in a sweep over methods) does not name rows.
-    others = [k for k in knobs if k != SEED
-              and (k == "method" or len({repr(r.get(k)) for r in rows if r.get(k) is not None}) > 1)]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        if others:
-            name = trial_label(row, others)
-        elif knobs:
-            name = "all runs"
-        else:
-            name = str(row.get("run") or f"run {i}")
-        groups[name].append(row)
+    """One row per group of runs over seeds (`orchestrator.rows.group_over_seeds`)."""
     probes = probe_keys(rows)
     table = []
-    for name, members in groups.items():
-        out = TableRow(model=name, runs=len(members))
+    for group in group_over_seeds(rows, knobs):
+        out = TableRow(model=group.label, runs=len(group.rows))
         for key in [ris_key(i, top) for i in INVARIANCES for top in TOPS] + probes:
-            values = [float(r[key]) for r in members
-                      if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            if values:
-                out.mean[key] = statistics.fmean(values)
-                out.std[key] = statistics.stdev(values) if len(values) > 1 else 0.0
+            interval = group.interval(key)
+            if interval.n:
+                out.cells[key] = interval
         table.append(out)
     return table
 
@@ -182,17 +162,15 @@ def paper_rows(paper: str) -> list[TableRow]:
         row = TableRow(model=model, runs=0, paper=True)
         for invariance, pair in zip(INVARIANCES, scores, strict=True):
             for top, value in zip(TOPS, pair):
-                row.mean[ris_key(invariance, top)] = value
+                row.cells[ris_key(invariance, top)] = Interval(value, None, 1)
         out.append(row)
     return out
 
 
 def _cell(row: TableRow, key: str) -> str:
-    if key not in row.mean:
+    if key not in row.cells:
         return "-"
-    if row.paper or row.runs < 2:
-        return f"{row.mean[key]:.2f}"
-    return f"{row.mean[key]:.2f} ± {row.std[key]:.2f}"
+    return f"{row.mean[key]:.2f}" if row.paper else row.cells[key].text(2, row.runs)
 
 
 def markdown(rows: list[TableRow], paper: str, note: str = "", above: str = "") -> str:
@@ -263,7 +241,7 @@ def csv_text(rows: list[TableRow], paper: str) -> str:
                 continue
             values = []
             for key in keys:
-                values += [_num(row.mean.get(key)), "" if row.paper else _num(row.std.get(key))]
+                values += [_num(row.mean.get(key)), "" if row.paper or key not in row.cells else _num(row.cells[key].half_width)]
             writer.writerow(["paper" if row.paper else "this project", row.model, row.runs, invariance, *values])
     return buffer.getvalue()
 
@@ -285,7 +263,7 @@ def bar_chart(rows: list[TableRow], paper: str, invariance: str):
         key = ris_key(invariance, top)
         xs = [i + (j - 0.5) * width for i in range(len(shown))]
         bars = axes.bar(xs, [r.mean.get(key, math.nan) for r in shown], width,
-                        yerr=[0.0 if r.paper else r.std.get(key, 0.0) for r in shown],
+                        yerr=[0.0 if r.paper or key not in r.cells else r.cells[key].half_width or 0.0 for r in shown],
                         capsize=3, label=top, color=f"C{j}")
         for bar, row in zip(bars, shown):
             if row.paper:
@@ -339,8 +317,6 @@ def build(rows: list[dict[str, Any]], knobs: list[str], paper: str = "table1") -
 
 
 def run_rows(client, run_ids: list[str]) -> list[dict[str, Any]]:
-    from orchestrator.sweep_artifacts import summary_rows
-
     return summary_rows([client.get_run(r) for r in run_ids], [])
 
 
@@ -349,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.compare import SweepNotFound, child_run_ids, find_parent
-    from orchestrator.sweep_artifacts import summary_rows
     from orchestrator.tracking import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.tables", description=__doc__,

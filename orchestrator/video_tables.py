@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-import statistics
 from typing import Any
 
-from orchestrator.tables import SEED
+from orchestrator.rows import group_over_seeds
 
 # (column title, metric key or None when the project has no such probe yet)
 TABLE3_COLUMNS = (
@@ -35,33 +33,6 @@ PAPER_TABLE3 = {  # Purushwalkam & Gupta (2020), Table 3, in TABLE3_COLUMNS' ord
 }
 
 
-def _grouped(rows: list[dict[str, Any]], knobs: list[str]) -> dict[str, list[dict[str, Any]]]:
-    # A knob that only differs by being absent (a setting one method has and another has
-    # not, e.g. method.frame_gap beside mocov2_frames) does not name rows.
-    others = [k for k in knobs if k != SEED and (k == "method" or len({repr(r.get(k)) for r in rows
-                                                                        if r.get(k) is not None}) > 1)]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for i, row in enumerate(rows):
-        name = (", ".join(f"{k}={row.get(k)}" for k in others if row.get(k) is not None) if others
-                else str(row.get("run") or f"run {i}"))
-        groups.setdefault(name, []).append(row)
-    return groups
-
-
-def _stats(members: list[dict[str, Any]], key: str) -> tuple[float, float, int] | None:
-    values = [float(r[key]) for r in members if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-    if not values:
-        return None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
-
-
-def _cell(stats: tuple[float, float, int] | None, digits: int = 2) -> str:
-    if stats is None:
-        return "-"
-    mean, std, n = stats
-    return f"{mean:.{digits}f}" if n < 2 else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
 def table3(rows: list[dict[str, Any]], knobs: list[str]) -> tuple[str, str] | None:
     """``(markdown, csv)`` of the Table 3 layout; None when no run has a probe or track metric."""
     keys = [k for _, k in TABLE3_COLUMNS + TRACK_COLUMNS]
@@ -71,14 +42,17 @@ def table3(rows: list[dict[str, Any]], knobs: list[str]) -> tuple[str, str] | No
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["source", "model", "runs", "metric", "mean", "std"])
-    for name, members in _grouped(rows, knobs).items():
+    writer.writerow(["source", "model", "runs", "metric", "mean", "ci95_half_width"])
+    for group in group_over_seeds(rows, knobs):
+        name, members = group.label, group.rows
         cells = []
         for _, key in TABLE3_COLUMNS + TRACK_COLUMNS:
-            shown = _stats(members, key)  # probes are logged in percent, as the paper prints them
-            cells.append(_cell(shown, 0 if key == "tracks/pairs" else (2 if key.startswith("probe/") else 3)))
-            if shown is not None:
-                writer.writerow(["this project", name, len(members), key, f"{shown[0]:.4f}", f"{shown[1]:.4f}"])
+            shown = group.interval(key)  # probes are logged in percent, as the paper prints them
+            digits = 0 if key == "tracks/pairs" else (2 if key.startswith("probe/") else 3)
+            cells.append(shown.text(digits, len(members)))
+            if shown.n:
+                writer.writerow(["this project", name, len(members), key, f"{shown.mean:.4f}",
+                                 f"{shown.half_width:.4f}" if shown.half_width is not None else ""])
         lines.append("| " + " | ".join([name, str(len(members)), *cells]) + " |")
     for name, values in PAPER_TABLE3.items():
         lines.append("| " + " | ".join([name, "paper", *[f"{v:.2f}" for v in values], *["-"] * len(TRACK_COLUMNS)]) + " |")

@@ -154,7 +154,7 @@ ROWS = [
 
 def test_table2_layout_gives_mean_and_spread_beside_the_paper():
     text = table2_text(ROWS)
-    assert "| scene images (`synthetic-coco-scenes`) | MoCo v2 | 52.00 ± 2.83 (n=2) | 31.00 ± 1.41 (n=2) |" in text
+    assert "| scene images (`synthetic-coco-scenes`) | MoCo v2 | 52.00 ± 25.41 (n=2) | 31.00 ± 12.71 (n=2) |" in text
     assert "| cropped boxes of the same scenes (`synthetic-coco-boxes`) | MoCo v2 | 45.00 (n=1) |" in text
     assert text.rstrip().endswith("|")  # no trailing prose after the paper's rows
     for data, method, voc, boxes, top1, _ in PAPER_TABLE2:

@@ -12,11 +12,11 @@ def test_table3_averages_seeds_and_shows_the_papers_rows():
     # frame_gap and track_threshold differ only by being absent for some methods: rows are named by method.
     markdown, csv_text = table3(rows, ["method", "method.frame_gap", "method.track_threshold", "seed"])
     lines = markdown.splitlines()
-    fti = next(line for line in lines if line.startswith("| method=fti"))
-    assert "| 2 |" in fti and "55.00 ± 7.07" in fti  # mean and sample std over the two seeds, in %
-    tracker = next(line for line in lines if line.startswith("| method=region_tracker"))
+    fti = next(line for line in lines if line.startswith("| fti |"))
+    assert "| 2 |" in fti and "55.00 ± 63.53" in fti  # mean and 95% t-interval over the two seeds, in %
+    tracker = next(line for line in lines if line.startswith("| region_tracker |"))
     assert "| 120 |" in tracker and "0.250" in tracker and tracker.rstrip(" |").endswith("-")  # NaN recall: no value
     assert any(line.startswith("| paper: Region Tracker | paper | 66.47") for line in lines)
-    assert any(line.startswith("| method=mocov2_frames | 1 |") for line in lines)
-    assert "this project,method=fti,2,probe/linear_top1,55.0000,7.0711" in csv_text
+    assert any(line.startswith("| mocov2_frames | 1 |") for line in lines)
+    assert "this project,fti,2,probe/linear_top1,55.0000,63.5310" in csv_text
     assert table3([{"method": "fti", "run": "x"}], ["method"]) is None
