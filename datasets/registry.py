@@ -43,10 +43,34 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportColumn:
+    """A column a part adds to the report tables (orchestrator.tables): the metric keys it
+    shows in one cell (an invariance set's top10 / top25), its head in Markdown and on a
+    terminal, its decimals, and whether it is a percentage (charted from 0 to 100)."""
+
+    keys: tuple[str, ...]
+    label: str
+    short: str = ""
+    digits: int = 2
+    percent: bool = True
+
+    @property
+    def name(self) -> str:
+        """`ris/viewpoint/top10` -> `viewpoint`, `probe/linear_top1` -> `linear_top1` (chart files)."""
+        return self.keys[0].split("/")[1] if "/" in self.keys[0] else self.keys[0]
+
+
+@dataclasses.dataclass(frozen=True)
 class Part:
     """A registered, typed, validated piece of a trial. Its fields are its config section."""
 
     name: ClassVar[str] = ""
+    # The metrics it reports that the tables show as columns (the probes', the tracks' ...).
+    columns: ClassVar[tuple[ReportColumn, ...]] = ()
+
+    @classmethod
+    def report_columns(cls) -> tuple[ReportColumn, ...]:
+        return cls.columns
 
     def problems(self, trial: Any) -> list[str]:
         """Everything wrong with this part in `trial`, as readable sentences (empty: valid).

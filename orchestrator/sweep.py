@@ -195,7 +195,6 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     )
     from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
-    from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
         TAG_COMPARE_URL,
@@ -323,11 +322,9 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
         tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url),
               RunTag(TAG_KNOBS, ",".join(swept))]), (2.0,))
-    with_retries("the parent run's summary table, charts and RIS tables",
+    with_retries("the parent run's summary table, charts and tables",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
-                                              settings.paper_table), (2.0,))
-    with_retries("the parent run's paper table", lambda: log_paper_table(
-        client, tracker.parent_run_id, children, swept, settings.tags.get("sweep_kind", "")), (2.0,))
+                                              settings.tables), (2.0,))
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")

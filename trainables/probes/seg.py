@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.sources.base import ADE20K, DataRole
+from datasets.registry import ReportColumn
 from trainables.probes.base import PROBES, Probe
 
 LAYERS = ("layer2", "layer3", "layer4")
@@ -126,6 +127,8 @@ class SegmentationProbe(Probe):
     """``probe/seg_miou`` and ``probe/seg_pixel_acc`` on ADE20K-layout masks."""
 
     name: ClassVar[str] = "seg"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (ReportColumn(("probe/seg_miou",), "seg mIoU", "seg miou"),
+                                                   ReportColumn(("probe/seg_pixel_acc",), "seg pixel acc.", "seg acc"))
     roles: ClassVar[dict[str, DataRole]] = {"ade20k": DataRole(ADE20K, "synthetic-ade20k", ("training", "validation"))}
     input_size: int = 128  # images and masks are resized to this square
     epochs: int = 30

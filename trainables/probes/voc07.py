@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datasets.sources.base import VOC2007, DataRole
+from datasets.registry import ReportColumn
 from trainables.probes.base import PROBES, Probe
 from trainables.probes.svm import PROTOCOLS, mean_ap, parse_costs, svm_problems, svm_scores
 
@@ -85,6 +86,9 @@ class Voc07Probe(SvmProbe):
     """``probe/voc07_map`` (and ``probe/voc07_pair_map`` with ``pair``)."""
 
     name: ClassVar[str] = "voc07"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (
+        ReportColumn(("probe/voc07_map",), "VOC07 mAP", "voc07"),
+        ReportColumn(("probe/voc07_pair_map",), "A xor B mAP (co-occurring pair)", "xor"))
     pair: str = ""  # "A,B": also the co-occurrence check on test images with A or B but not both
 
     def problems(self, trial: Any) -> list[str]:
@@ -128,6 +132,7 @@ class Voc07BoxesProbe(SvmProbe):
     """``probe/voc07_boxes_map``: the SVM protocol on every annotated box, cut out."""
 
     name: ClassVar[str] = "voc07_boxes"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (ReportColumn(("probe/voc07_boxes_map",), "cropped boxes mAP", "boxes"),)
     include_difficult: bool = False
     crop_max_side: int = 224
 
