@@ -351,7 +351,8 @@ def test_table2_layout_keeps_random_init_rows_apart():
     from orchestrator.paper_tables import TABLE2
     from orchestrator.tables import build
 
-    rows = [{"data.pretrain": "synthetic-coco-boxes", "seed": s, "epochs": e, "probe/voc07_boxes_map": v}
+    rows = [{"data.pretrain": source, "seed": s, "epochs": e, "probe/voc07_boxes_map": v + shift}
+            for source, shift in (("synthetic-coco-boxes", 0.0), ("synthetic-coco-scenes", 100.0))
             for s, e, v in ((0, 40, 50.0), (1, 40, 52.0), (0, 0, 10.0), (1, 0, 12.0))]
     text = build(TABLE2, rows, ["data.pretrain", "epochs", "seed"]).markdown
     trained = next(line for line in text.splitlines() if line.startswith("| pretrain=synthetic-coco-boxes epochs=40 |"))
