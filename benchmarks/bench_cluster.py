@@ -107,7 +107,7 @@ def sweep_throughput(base, trials: int, concurrency: int, folder: Path) -> float
 def run(preset_name: str = "default", overrides: list[str] | None = None, trials: int = 2,
         concurrencies: tuple[int, ...] = (1, 2), repeats: int = 2) -> dict:
     """`repeats` pairs of (Tune + Train, plain loop), the order alternating, then the sweeps."""
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from orchestrator.sweep import prepare_data
 
     trial = preset(preset_name).override(parse_overrides(overrides or []))

@@ -41,7 +41,7 @@ def write_images(folder: Path, count: int, size: int, seed: int = 0) -> list[Pat
 
 def run(images: int = 2000, arch: str = "resnet18", image_size: int = 64, batch_size: int = 256,
         actors: int = 0) -> dict:
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from trainables.augment import eval_transform
     from trainables.evaluation import TrainedBackbone
     from trainables.features import RayDataFeatures, extract_features

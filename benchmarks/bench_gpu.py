@@ -419,7 +419,7 @@ def part_train(report: Report, ctx: dict) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from trainables.pretrain import train_loop_per_worker
     from trainables.trial import scaling_config
 
@@ -470,7 +470,7 @@ def _report_log(path: Path):
 
 
 def part_features(report: Report, ctx: dict) -> None:
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from trainables.augment import eval_transform
     from trainables.evaluation import TrainedBackbone
     from trainables.features import RayDataFeatures, extract_features

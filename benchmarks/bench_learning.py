@@ -123,7 +123,7 @@ def pretrained_metrics(trial) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from orchestrator.sweep import prepare_data
     from trainables.pretrain import train_loop_per_worker
     from trainables.trial import evaluation_report, scaling_config

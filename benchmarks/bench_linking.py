@@ -106,10 +106,10 @@ def measure(call) -> tuple[float, float, object]:
 
 
 def run(chunks: int = 40, regions: int = 100) -> dict:
-    from datasets.video.pipeline import ensure_ray
+    from datasets.ray_connection import init_ray
     from datasets.video.regions import compute_tracks
 
-    ensure_ray()
+    init_ray()
     with tempfile.TemporaryDirectory(prefix="dssl-linking-") as tmp:
         features = Path(tmp) / "features"
         features.mkdir()

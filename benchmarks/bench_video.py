@@ -83,13 +83,14 @@ def time_search(frames: list[np.ndarray], max_side: int, regions: int = 300) -> 
 
 def _scaling_worker(cpus: int, cache: str, out: str, prepare: bool) -> None:
     """In a fresh process: the frames stage (cached), then the proposals stage timed on ``cpus`` CPUs."""
+    from datasets.ray_connection import init_ray
     from datasets.video.config import VideoPipelineConfig
-    from datasets.video.pipeline import compute_proposals, ensure_ray, resolve_source, run_frames_stage
+    from datasets.video.pipeline import compute_proposals, resolve_source, run_frames_stage
     from datasets.video.sources import discover_videos
 
     config = VideoPipelineConfig(data_cache=cache, **json.loads(os.environ["BENCH_VIDEO_CONFIG"]))
     root, source_format = resolve_source(config)
-    ensure_ray(cpus)
+    init_ray(cpus)
     frames = run_frames_stage(config, discover_videos(root, source_format))
     if prepare:
         return

@@ -101,6 +101,23 @@ def cache_key(name: str, version: int, **params: object) -> str:
     return key
 
 
+def file_stamp(path: str | Path) -> str:
+    """The project's one file-change check: ``"<size>:<mtime_ns>"`` of `path`, or
+    ``"missing"`` when it cannot be stat'ed (absent, unreadable).
+
+    The rule: a file counts as unchanged while its size and modification time are, so a
+    cache key or digest built from stamps changes when a file is added, removed, rewritten
+    or touched, without reading it. A rewrite to the same size within the filesystem's
+    timestamp resolution goes unseen (as for make and rsync's quick check); a copy of the
+    same bytes with a new mtime counts as changed, which costs a rebuild, never a stale one.
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def is_complete(target: Path) -> bool:
     """True when ``target`` was fully built by :func:`build_once`."""
     return (target / COMPLETE_MARKER).is_file()

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.cache import build_once, cache_key, cache_root
+from datasets.cache import build_once, cache_key, cache_root, file_stamp
 from datasets.crops import CropRequest, write_crops
 from datasets.errors import DatasetFormatError
 
@@ -130,7 +130,7 @@ def coco_image_folder(root: Path | str, split: str, view: str, max_images: int =
     if 0 < max_images < len(items):
         step = len(items) / max_images
         items = [items[int(k * step)] for k in range(max_images)]
-    stamp = f"{annotation_file(root, split).stat().st_mtime_ns}|" + "|".join(f"{p}{b}" for p, b, _ in items)
+    stamp = f"{file_stamp(annotation_file(root, split))}|" + "|".join(f"{p}{b}" for p, b, _ in items)
     digest = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     target = cache_root(cache) / cache_key(f"coco-{view}", VIEW_VERSION, of=digest, split=split)
 

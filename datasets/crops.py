@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from datasets.cache import build_once, cache_key, cache_root, is_complete
+from datasets.cache import build_once, cache_key, cache_root, file_stamp, is_complete
 
 # Bump when the crops written for the same requests change.
 CROPS_VERSION = 1
@@ -55,12 +54,7 @@ def crop_box(box: tuple[float, float, float, float], width: int, height: int) ->
 def _fingerprint(requests: list[CropRequest], max_side: int) -> str:
     digest = hashlib.sha1(f"{CROPS_VERSION}:{max_side}".encode())
     for request in requests:
-        try:
-            stat = os.stat(request.image)
-            stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        digest.update(f"|{request.image}|{stamp}|{','.join(f'{v:.3f}' for v in request.box)}".encode())
+        digest.update(f"|{request.image}|{file_stamp(request.image)}|{','.join(f'{v:.3f}' for v in request.box)}".encode())
     return digest.hexdigest()[:20]
 
 

@@ -54,8 +54,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     run.add_argument("--max-concurrent-trials", type=int, default=0,
                      help="0: as many as local resources allow; no limit on a cluster")
     run.add_argument("--max-failures", type=int, default=None,
-                     help="restarts of a failed trial (its Train workers, or the trial itself) "
-                          "from its last checkpoint (default: 0 locally, 3 on a cluster)")
+                     help="restarts of a trial's failed Train run from its last checkpoint; "
+                          "config and data errors are never retried (default: 0 locally, 3 on a cluster)")
     run.add_argument("-q", "--quiet", action="store_true", help="with --verbose: warnings only")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="Ray's, Tune's and Ray Data's own output on the terminal, as it comes, instead "
@@ -109,22 +109,24 @@ def run_cli(
     add_options: Callable[[argparse.ArgumentParser], None],
     search_space: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None = None,
-    paper_table: str = "table1",
+    tables=None,
     study=None,
 ) -> int:
     """Parse, validate, run the sweep and print its summary; returns the exit status.
 
-    `paper_table` names the published rows printed beside the sweep's RIS table
-    (orchestrator.tables: "table1" image models, "table4" video models). A sweep that is
+    `tables` are the tables the sweep's parent run gets and the summary prints
+    (orchestrator.table_spec declarations; default: the paper's Table 1 layout, from
+    orchestrator.paper_tables). A sweep that is
     also a study (`study`: an orchestrator.study.Study) gets ``--study`` (and ``--seeds``
     where it has none): its arms x seeds and epochs=0 rows, its settings, and the verdict
     printed and logged at the end."""
     from orchestrator.console import Console
-    from orchestrator.paper_tables import PARENT_REPORTS
+    from orchestrator.paper_tables import TABLE1
     from orchestrator.report import summary
     from orchestrator.search import sweep_selections
     from orchestrator.sweep import default_sweep_name, run_sweep
 
+    tables = tuple(tables or (TABLE1,))
     parser = common_parser(description)
     add_options(parser.add_argument_group("search space"))
     own_seeds, sweep_seeds = add_study_options(parser, study) if study is not None else (False, None)
@@ -162,7 +164,7 @@ def run_cli(
             max_failures=args.max_failures,
             tags=tags,
             log_models=args.log_models,
-            paper_table=paper_table,
+            tables=tables,
             register_model=args.register_model,
         )
         with contextlib.nullcontext() if args.verbose else Console():
@@ -173,9 +175,7 @@ def run_cli(
     except KeyboardInterrupt:
         print("interrupted: the sweep's runs are marked KILLED", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(summary(outcome, paper_table))
-    if sweep in PARENT_REPORTS and outcome.rows:
-        print("\n" + PARENT_REPORTS[sweep].text(outcome.rows))
+    print(summary(outcome, tables))
     if studying and outcome.rows:
         print("\n" + study_verdict(outcome, study))
     if outcome.interrupted:

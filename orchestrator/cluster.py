@@ -1,4 +1,5 @@
-"""Connecting to Ray: a local instance on a laptop, the cluster's under `ray job submit`."""
+"""The cluster a sweep runs on: its nodes, storage, caches and placement (Ray itself is
+started by `datasets.ray_connection.init_ray`)."""
 from __future__ import annotations
 
 import logging
@@ -8,54 +9,7 @@ from pathlib import Path
 
 import ray
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 log = logging.getLogger(__name__)
-
-
-def project_pythonpath() -> str:
-    """PYTHONPATH that puts this repository ahead of site-packages.
-
-    The project's `datasets/` package shares its name with Hugging Face's; entries of
-    PYTHONPATH precede site-packages on `sys.path`, so workers import ours.
-    """
-    parts = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(parts))
-
-
-def on_cluster() -> bool:
-    """True when a Ray cluster address is given (as `ray job submit` does)."""
-    return bool(os.environ.get("RAY_ADDRESS"))
-
-
-def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bool = False) -> dict:
-    """Start or join Ray once per process and return the cluster's resources.
-
-    With `RAY_ADDRESS` set (a `ray job submit` driver, or a user pointing at a head),
-    join that cluster and keep the job's runtime environment (its working_dir is already
-    first on PYTHONPATH). Otherwise start a local instance with this repository on the
-    workers' PYTHONPATH.
-    """
-    if not ray.is_initialized():
-        common = dict(
-            log_to_driver=not quiet,
-            logging_level=logging.WARNING if quiet else logging.INFO,
-        )
-        if on_cluster():
-            ray.init(address=os.environ["RAY_ADDRESS"], **common)
-        else:
-            # The dashboard serves Ray's state API, which Ray Train V2's placement-group
-            # cleaner polls; without it every Train run logs a warning every second or
-            # two, and a dead controller's placement group is never freed. Local only.
-            ray.init(
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                runtime_env={"env_vars": {"PYTHONPATH": project_pythonpath()}},
-                **common,
-            )
-    return ray.cluster_resources()
 
 
 # -- multi-node correctness -------------------------------------------------------------

@@ -14,9 +14,11 @@ from typing import Any, Iterable
 
 from datasets.registry import ConfigError
 from datasets.sources.real import AloiSource, Got10kSource, ImageFolderSource, Pascal3DSource
+from orchestrator.paper_tables import TABLE1
 from trainables.config import TrialConfig
 from trainables.methods.mocov2 import MoCoV2
-from trainables.probes import LinearProbe, Voc07BoxesProbe, Voc07Probe
+from trainables.probes.linear import LinearProbe
+from trainables.probes.voc07 import Voc07BoxesProbe, Voc07Probe
 
 __all__ = ["ConfigError", "PRESETS", "SweepSettings", "TrialConfig", "advisories", "check", "parse_overrides", "preset"]
 
@@ -109,7 +111,8 @@ class SweepSettings:
     tags: dict[str, str] = field(default_factory=dict)
     log_models: bool = True  # each finished trial's backbone as an MLflow model
     register_model: str = ""  # also register those models under this name ("" = do not)
-    paper_table: str = "table1"  # published rows beside the sweep's RIS table (orchestrator.tables)
+    # The tables its parent run gets (orchestrator.table_spec.TableSpec; the paper's Table 1 layout).
+    tables: tuple = field(default_factory=lambda: (TABLE1,))
 
     def replace(self, **changes: Any) -> "SweepSettings":
         return dataclasses.replace(self, **changes)

@@ -1,6 +1,6 @@
 """What a finished sweep prints: where to see it in MLflow (the UI command for a local
 store, the trials and compare-runs pages), what varied and what did not, and, last, the
-paper's Table 1 layout for its trials with the published rows below, within 100 columns."""
+sweep's tables (orchestrator.tables) with the published rows below, within 100 columns."""
 from __future__ import annotations
 
 import re
@@ -10,13 +10,8 @@ from typing import Any
 
 from orchestrator.compare import is_server, ui_command
 from orchestrator.naming import SEED, short_key
-from orchestrator.tables import (
-    TERMINAL_WIDTH,
-    comparability,
-    data_line,
-    group_rows,
-    terminal_table,
-)
+from orchestrator.paper_tables import TABLE1
+from orchestrator.tables import TERMINAL_WIDTH, build_all, comparability, data_line
 
 
 def _fmt(value: Any) -> str:
@@ -82,8 +77,9 @@ def _wrap(text: str, width: int = TERMINAL_WIDTH) -> list[str]:
     return textwrap.wrap(text, width, break_on_hyphens=False) if text else []
 
 
-def summary(outcome, paper: str = "table1") -> str:
-    """The sweep's result for a terminal: links first (they are long), the table last, at 100 columns."""
+def summary(outcome, tables=(TABLE1,)) -> str:
+    """The sweep's result for a terminal: links first (they are long), its `tables` last
+    (orchestrator.tables: their terminal layout), at 100 columns."""
     knobs = outcome.knobs
     rows = sorted(outcome.rows, key=lambda r: [_order(r.get(k)) for k in knobs])
     failed = f", {len(outcome.errors)} failed" if outcome.errors else ""
@@ -115,8 +111,6 @@ def summary(outcome, paper: str = "table1") -> str:
                       "folder under Results):", *(failure_line(e) for e in outcome.errors)]
     parts += [""] + _wrap(varies_line(rows, knobs, getattr(outcome, "fixed", {})))
     parts += _wrap(data_line(rows)) + _wrap(comparability(rows))
-    grouped = group_rows(rows, knobs)
-    if any(r.mean for r in grouped):
-        parts += ["", "RIS (%) per invariance as top-10/top-25, then the probes (%):",
-                  terminal_table(grouped, paper)]
+    for table in build_all(tables, rows, knobs):
+        parts += ["", f"{table.spec.title}:", table.terminal]
     return "\n".join(parts)

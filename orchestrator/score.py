@@ -50,7 +50,7 @@ def score_checkpoint(path: Path | str, trial: TrialConfig, tracking_uri: str = "
     """Metrics of the checkpoint at `path` (a file, or a sweep's checkpoint folder holding
     `checkpoint.pt`) under `trial`'s evaluation; logged to MLflow when `tracking_uri` is
     given. Returns the metrics and the feature extractor (its counts)."""
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
     from trainables.evaluation import evaluate
     from trainables.features import RayDataFeatures
     from trainables.pretrain import CHECKPOINT_FILE

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datasets.registry import ConfigError
+from orchestrator.rows import Interval, number, summary_rows, t_interval
 
 TAG_STUDY = "dssl.study"  # parent run: the Study as JSON
 RANDOM_INIT = "random-init"  # the arm label of an epochs=0 row
@@ -43,7 +44,6 @@ SEED = "seed"
 EPOCHS = "epochs"
 QUEUE_SIZE = "method.queue_size"
 LOSS = "pretrain/loss"
-CONFIDENCE = 0.95
 MIN_SEEDS = 3
 DEFAULT_SEEDS = (0, 1, 2)
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
@@ -257,45 +257,6 @@ def set_in_space(space: dict[str, Any], key: str, value: Any) -> bool:
 
 # -- statistics -------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Interval:
-    """A mean with its 95% t-interval half-width (None below two values)."""
-
-    mean: float
-    half_width: float | None
-    n: int
-
-    @property
-    def low(self) -> float | None:
-        return None if self.half_width is None else self.mean - self.half_width
-
-    @property
-    def high(self) -> float | None:
-        return None if self.half_width is None else self.mean + self.half_width
-
-    def text(self, digits: int = 2) -> str:
-        if self.n == 0:
-            return "-"
-        if self.half_width is None:
-            return f"{self.mean:.{digits}f} (n=1, no interval)"
-        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f} (n={self.n})"
-
-
-def t_interval(values: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean and half-width t_{(1+c)/2, n-1} * s / sqrt(n) (Student's t, sample sd)."""
-    from scipy import stats
-
-    values = [float(v) for v in values]
-    n = len(values)
-    if n == 0:
-        return Interval(math.nan, None, 0)
-    mean = sum(values) / n
-    if n < 2:
-        return Interval(mean, None, 1)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return Interval(mean, float(stats.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n), n)
-
-
-@dataclass(frozen=True)
 class PairedDifference:
     """a - b over the seeds both arms have: per seed, and its mean with a 95% t-interval."""
 
@@ -317,15 +278,9 @@ def paired_difference(a: dict[int, float], b: dict[int, float]) -> PairedDiffere
 
 
 # -- the rows ---------------------------------------------------------------------------
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def arm_of(row: dict[str, Any], study: Study) -> str:
     """An epochs=0 row is the random initialisation whatever its knob says."""
-    return RANDOM_INIT if _number(row.get(EPOCHS)) == 0 else arm_label(row.get(study.knob))
+    return RANDOM_INIT if number(row.get(EPOCHS)) == 0 else arm_label(row.get(study.knob))
 
 
 def cells(rows: list[dict[str, Any]], study: Study, metric: str) -> dict[str, dict[int, float]]:
@@ -334,7 +289,7 @@ def cells(rows: list[dict[str, Any]], study: Study, metric: str) -> dict[str, di
     ``random-init@<arm>`` by the arm whose config they evaluate."""
     found: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        value, seed = _number(row.get(metric)), row.get(SEED)
+        value, seed = number(row.get(metric)), row.get(SEED)
         if value is None or seed is None or row.get("status", "FINISHED") != "FINISHED":
             continue
         arm = arm_of(row, study)
@@ -433,7 +388,7 @@ class StudyResult:
 
 def analyse(rows: list[dict[str, Any]], study: Study) -> StudyResult:
     """Intervals, gate and verdicts of a study's rows (one per child run: its knob, seed,
-    epochs, method.queue_size and final metrics, as `sweep_artifacts.summary_rows` gives)."""
+    epochs, method.queue_size and final metrics, as `orchestrator.rows.summary_rows` gives)."""
     per_metric = {m: cells(rows, study, m) for m in study.metrics()}
     arms: dict[str, dict[str, Interval]] = {}
     for arm in (*study.arms, RANDOM_INIT):
@@ -540,8 +495,6 @@ def paired_figure(result: StudyResult):
 
 # -- MLflow -----------------------------------------------------------------------------
 def study_rows(children, study: Study) -> list[dict[str, Any]]:
-    from orchestrator.sweep_artifacts import summary_rows
-
     return summary_rows(children, [study.knob, SEED, EPOCHS, QUEUE_SIZE])
 
 

@@ -56,7 +56,7 @@ def default_storage_path(settings: SweepSettings) -> str:
     Under `ray job submit --working-dir .` the working directory is a temporary copy, so
     results there would vanish with the job.
     """
-    from orchestrator.cluster import on_cluster
+    from datasets.ray_connection import on_cluster
 
     if settings.storage_path:
         return settings.storage_path
@@ -100,7 +100,7 @@ def _concurrency(configs: list[TrialConfig], resources: dict[str, float], explic
     """
     if explicit > 0:
         return explicit
-    from orchestrator.cluster import on_cluster
+    from datasets.ray_connection import on_cluster
 
     if on_cluster():
         return None
@@ -121,7 +121,13 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     each method prepares its own cached data (the video methods' region features and
     tracks), so no trial runs Ray Data of its own, and its training set is built once and
     refused (ConfigError) if it cannot fill one global batch (``trainables.pretrain.train_set``).
+    Before any of that, everything the evaluation will read (invariance sets, the probes'
+    annotations) is parsed and checked (``trainables.evaluation.read_evaluation_data``): a
+    malformed file is refused (ConfigError naming it) before the first epoch, not found
+    after the last.
     """
+    from datasets.errors import DatasetFormatError
+    from trainables.evaluation import read_evaluation_data
     from trainables.pretrain import train_set
 
     roots: dict[str, str] = {}
@@ -129,6 +135,16 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     for trial in trials:
         for role in trial.data:
             roots[f"data.{role}"] = str(trial.root(role).resolve())
+        for part in (*trial.invariances, *trial.probes):
+            (role,) = part.roles
+            key = repr((part, trial.data[role], trial.ris_max_objects))
+            if key in checked:
+                continue
+            checked.add(key)
+            try:
+                read_evaluation_data(part, trial)
+            except DatasetFormatError as err:
+                raise ConfigError(f"data.{role} at {trial.root(role)}, read by {part.name}: {err}") from err
         trial.method.prepare(trial)
         # The training set against one global batch: the workers' own check, run here so
         # that a set too small is refused before any trial (once per distinct set).
@@ -166,12 +182,11 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
 
     from orchestrator.console import SweepProgress, active, log_path
 
+    from datasets.ray_connection import init_ray, on_cluster
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
         default_max_failures,
-        init_ray,
-        on_cluster,
         placement_warnings,
         shared_data_cache,
         storage_problem,
@@ -180,7 +195,6 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     )
     from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
-    from orchestrator.paper_tables import log_paper_table
     from orchestrator.sweep_artifacts import log_parent_artifacts
     from orchestrator.tracking import (
         TAG_COMPARE_URL,
@@ -259,8 +273,10 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
                 name=settings.name,
                 storage_path=storage,
                 callbacks=[callback, SweepProgress(len(configs), swept)],
-                # A lost trial driver (its node preempted) restarts; its Train run resumes.
-                failure_config=tune.FailureConfig(max_failures=max_failures),
+                # No trial restarts here: retries happen at one level, the trial's own loop
+                # around its Train run, which raises deterministic errors at once
+                # (trainables.trial.fit_with_retries, where the choice is explained).
+                failure_config=tune.FailureConfig(max_failures=0),
                 verbose=1,
             ),
         )
@@ -306,11 +322,9 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
         tags=[RunTag(TAG_COMPARE_URL, url), RunTag(TAG_RUNS_URL, runs_url),
               RunTag(TAG_KNOBS, ",".join(swept))]), (2.0,))
-    with_retries("the parent run's summary table, charts and RIS tables",
+    with_retries("the parent run's summary table, charts and tables",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
-                                              settings.paper_table), (2.0,))
-    with_retries("the parent run's paper table", lambda: log_paper_table(
-        client, tracker.parent_run_id, children, swept, settings.tags.get("sweep_kind", "")), (2.0,))
+                                              settings.tables), (2.0,))
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
     lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")

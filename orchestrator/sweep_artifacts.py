@@ -16,38 +16,15 @@ from typing import Any
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from orchestrator.paper_tables import TABLE1
+from orchestrator.rows import summary_rows
+from orchestrator.tables import TAG_TABLES, build_all
+
 log = logging.getLogger(__name__)
 
-CHARTED_PREFIXES = ("ris/", "probe/", "pretrain/loss", "tracks/")
 SEED = "seed"
-# The best trial: the one that tells classes apart best (the paper's discriminative
-# measure), else the most viewpoint-invariant one.
-BEST_BY = ("probe/linear_top1", "ris/viewpoint/top10")
 TAG_BEST_RUN = "dssl.best_run_id"
 TAG_BEST_BY = "dssl.best_by"
-
-
-def summary_rows(children, knobs: list[str]) -> list[dict[str, Any]]:
-    """One row per child run: its name and id, the swept knobs (typed), its final metrics."""
-    rows = []
-    for run in sorted(children, key=lambda r: r.info.run_name or ""):
-        row: dict[str, Any] = {"run": run.info.run_name, "run_id": run.info.run_id,
-                               "status": run.info.status}
-        row |= {k: _typed(run.data.params.get(k)) for k in knobs}
-        row |= dict(sorted(run.data.metrics.items()))
-        # Data figures are tags (orchestrator.tracking: constants of a trial, not metrics).
-        row |= {k: _typed(v) for k, v in sorted(run.data.tags.items()) if k.startswith("data/")}
-        rows.append(row)
-    return rows
-
-
-def _typed(value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return float(value) if any(c in value for c in ".eE") else int(value)
-    except ValueError:
-        return value
 
 
 def metric_family(key: str) -> str:
@@ -56,8 +33,9 @@ def metric_family(key: str) -> str:
     return "/".join(parts[:2]) if parts[0] == "ris" and len(parts) > 2 else key
 
 
-def chart_families(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    keys = sorted({k for row in rows for k in row if isinstance(k, str) and k.startswith(CHARTED_PREFIXES)})
+def chart_families(rows: list[dict[str, Any]], prefixes: tuple[str, ...]) -> dict[str, list[str]]:
+    """The metrics under `prefixes` (the tables' families and the loss), by chart."""
+    keys = sorted({k for row in rows for k in row if isinstance(k, str) and k.startswith(prefixes)})
     families: dict[str, list[str]] = defaultdict(list)
     for key in keys:
         families[metric_family(key)].append(key)
@@ -114,8 +92,8 @@ def family_figure(rows: list[dict[str, Any]], knobs: list[str], family: str, key
     return figure
 
 
-def best_row(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
-    for key in BEST_BY:
+def best_row(rows: list[dict[str, Any]], best_by: tuple[str, ...]) -> tuple[str, dict[str, Any]] | None:
+    for key in best_by:
         scored = [row for row in rows if isinstance(row.get(key), float) and math.isfinite(row[key])]
         if scored:
             return key, max(scored, key=lambda row: row[key])
@@ -123,12 +101,11 @@ def best_row(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
 
 
 def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, knobs: list[str],
-                         paper_table: str = "table1") -> None:
-    """Summary table (MLflow table and CSV), charts, the paper-layout RIS tables
-    (orchestrator.tables, `paper_table` rows beside) and the best trial's metrics on the parent."""
+                         tables=(TABLE1,)) -> None:
+    """Summary table (MLflow table and CSV), a chart per metric family against the knob, the
+    sweep's `tables` (orchestrator.tables, their names as tag `dssl.tables`) and the best
+    trial's metrics (by the first table's `best_by`) on the parent."""
     import pandas as pd
-
-    from orchestrator.tables import build
 
     rows = summary_rows(children, knobs)
     if not rows:
@@ -138,23 +115,21 @@ def log_parent_artifacts(client: MlflowClient, parent_run_id: str, children, kno
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     client.log_text(parent_run_id, buffer.getvalue(), "summary/trials.csv")
+    families = tuple(dict.fromkeys(f for spec in tables for f in spec.families))
     if knobs:
-        for family, keys in chart_families(rows).items():
+        for family, keys in chart_families(rows, families + ("pretrain/loss",)).items():
             figure = family_figure(rows, knobs, family, keys)
             client.log_figure(parent_run_id, figure, f"charts/{family.replace('/', '_')}.png")
-    tables = build(rows, knobs, paper_table)
-    if tables is not None:
-        tables.log(client, parent_run_id)
-    if paper_table == "table4":  # a video sweep: its probes and tracks in Table 3's layout too
-        from orchestrator.video_tables import log_table3
-
-        log_table3(client, parent_run_id, rows, knobs)
-    best = best_row(rows)
+    for table in build_all(tables, rows, knobs):
+        table.log(client, parent_run_id)
+    client.set_tag(parent_run_id, TAG_TABLES, ",".join(spec.name for spec in tables))
+    best_by = next((spec.best_by for spec in tables if spec.best_by), ())
+    best = best_row(rows, best_by)
     if best:
         key, row = best
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in row.items()
-                   if isinstance(k, str) and k.startswith(("ris/", "probe/", "pretrain/"))
+                   if isinstance(k, str) and k.startswith(families + ("pretrain/",))
                    and isinstance(v, float)]
         client.log_batch(parent_run_id, metrics=metrics,
                          tags=[RunTag(TAG_BEST_RUN, row["run_id"]), RunTag(TAG_BEST_BY, key),

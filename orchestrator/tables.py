@@ -1,16 +1,17 @@
-"""The paper's RIS tables for a finished sweep or any list of runs, the published rows beside them.
+"""Every report table of a sweep or any list of runs, built by one function from its
+declaration (orchestrator.table_spec), the published rows beside it.
 
-Table 1 (image models) and Table 4 (video models) share one layout: a row per model, a
-column per invariance, Top-10 / Top-25 RIS in percent. Here a row is one combination of a
-sweep's knobs, its seeds averaged (mean ± sample standard deviation, seed count shown);
-the paper's rows follow, for orientation only (scores compare only at equal target
-counts: see the comparability line). Written as Markdown, as CSV (one line per row and
-invariance) and as one bar chart per invariance; a sweep logs them on its parent run
-under `tables/`, and this command writes them for any sweep or runs afterwards:
+A row is one combination of a sweep's knobs, its seeds aggregated (orchestrator.rows: mean
+± 95% t-interval, seed count shown); the columns are the registered parts' (each
+invariance set, probe and method declares its own); the paper's rows follow, for
+orientation only (RIS compares only at equal target counts: see the comparability line).
+Written as Markdown, as CSV (one line per row and metric) and as one bar chart per column;
+a sweep logs them on its parent run under `tables/`, and this command writes them for any
+sweep or runs afterwards:
 
     python -m orchestrator.tables crop_scale-20261128-101500-42        # a sweep, by name
     python -m orchestrator.tables 3f2a...c9 --out tables/              # its parent run id
-    python -m orchestrator.tables --runs 81ab... 77cd... --paper table4  # any runs
+    python -m orchestrator.tables --runs 81ab... 77cd... --table table4  # any runs
 """
 from __future__ import annotations
 
@@ -19,61 +20,22 @@ import csv
 import io
 import math
 import os
-import statistics
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets.invariance_sets import INVARIANCES
-from orchestrator.naming import trial_label
+from datasets.registry import ReportColumn
+from orchestrator.paper_tables import PAPER_TABLES, TABLE1
+from orchestrator.rows import INTERVAL_NOTE, Interval, group_over_seeds, summary_rows
+from orchestrator.table_spec import TableSpec, columns
 
-TOPS = ("top10", "top25")
-SEED = "seed"
-PROBE_PREFIX = "probe/"
-# Column heads that fit a 100-column terminal; the Markdown keeps the full names.
-SHORT_INVARIANCES = {"occlusion": "occlusion", "viewpoint": "viewpoint", "illumination_direction": "illum dir",
-                     "illumination_color": "illum col", "instance": "instance", "instance_viewpoint": "inst+view"}
-SHORT_PROBES = {"probe/linear_top1": "linear", "probe/voc07_map": "voc07", "probe/voc07_boxes_map": "boxes",
-                "probe/voc07_pair_map": "xor", "probe/seg_miou": "seg miou", "probe/seg_pixel_acc": "seg acc"}
 TERMINAL_WIDTH = 100
+TAG_TABLES = "dssl.tables"  # parent run: the names of the sweep's tables, comma separated
 # Targets the paper's RIS averages over (Sec. 3.2): ALOI's 1,000 objects.
 PAPER_ALOI_OBJECTS = 1000
 TARGETS_PREFIX = "data/ris_targets/"
 DATA_PREFIX = "data/"
-
-# Purushwalkam & Gupta (2020), RIS %, (top10, top25) in the order of INVARIANCES
-# (occlusion, viewpoint, illumination_direction, illumination_color, instance,
-# instance_viewpoint). ResNet-50 throughout. Printed beside results, never used as targets.
-PAPER_TABLES: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
-    "table1": {  # ImageNet-trained models
-        "paper: supervised R50 (ImageNet)": ((80.89, 74.21), (89.54, 82.62), (94.63, 89.08),
-                                             (99.88, 99.38), (66.11, 59.44), (70.17, 63.47)),
-        "paper: MoCo v2 (ImageNet)": ((84.19, 77.88), (85.15, 75.08), (90.28, 80.76),
-                                      (99.66, 97.11), (62.49, 55.01), (67.40, 60.52)),
-        "paper: PIRL (ImageNet)": ((84.46, 78.38), (85.80, 76.08), (87.70, 78.45),
-                                   (99.68, 97.19), (52.97, 46.79), (57.01, 51.03)),
-    },
-    "table4": {  # video models, pretrained on TrackingNet
-        "paper: baseline MoCo v2 on frames": ((81.73, 75.35), (81.55, 71.71), (82.19, 72.45),
-                                              (98.78, 93.58), (43.76, 40.43), (48.85, 45.76)),
-        "paper: Frame Temporal Invariance": ((79.92, 73.33), (83.87, 74.86), (84.47, 75.57),
-                                             (99.18, 96.03), (42.98, 39.42), (47.81, 44.26)),
-        "paper: ground-truth tracks": ((81.52, 74.60), (84.82, 75.30), (88.28, 78.51),
-                                       (99.92, 98.31), (47.51, 42.93), (53.47, 48.63)),
-        "paper: Region Tracker": ((83.26, 76.52), (84.97, 76.18), (88.30, 79.34),
-                                  (99.77, 97.70), (48.81, 44.38), (53.31, 49.04)),
-        "paper: ImageNet 10% MoCo v2": ((84.00, 78.26), (80.42, 70.42), (81.90, 72.27),
-                                        (98.29, 92.71), (46.23, 42.65), (48.54, 45.46)),
-        "paper: ImageNet MoCo v2": ((84.19, 77.88), (85.15, 75.08), (90.28, 80.76),
-                                    (99.66, 97.11), (62.49, 55.01), (67.40, 60.52)),
-    },
-}
-
-
-def ris_key(invariance: str, top: str) -> str:
-    return f"ris/{invariance}/{top}"
 
 
 def comparability(rows: list[dict[str, Any]]) -> str:
@@ -124,147 +86,98 @@ def _plain(value: Any) -> str:
 
 @dataclass
 class TableRow:
-    """One model: the mean, spread and count of every RIS and probe key over its runs (its seeds)."""
+    """One model: the mean and interval of every column key over its runs (its seeds), or a
+    published row (its figures, no interval)."""
 
     model: str
     runs: int
-    mean: dict[str, float] = field(default_factory=dict)
-    std: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, Interval] = field(default_factory=dict)
     paper: bool = False
+    short: str = ""  # a published row's label on a terminal
+
+    @property
+    def mean(self) -> dict[str, float]:
+        return {k: v.mean for k, v in self.cells.items()}
+
+    def cell(self, key: str, digits: int) -> str:
+        if key not in self.cells:
+            return "-"
+        return f"{self.cells[key].mean:.{digits}f}" if self.paper else self.cells[key].text(digits, self.runs)
 
 
-def group_rows(rows: list[dict[str, Any]], knobs: list[str]) -> list[TableRow]:
-    """Runs with equal knobs (seed aside) form one row; RIS keys are averaged over them.
-
-    `rows` are flat dicts (knob and metric keys, plus `run` for the run name). With no
-    knob other than the seed, all runs are one row; with no knobs at all, each run is its
-    own row, named by its run name.
-    """
-    # A knob that differs only by being absent (a setting one method has and another has
-    # not, as in a sweep over methods) does not name rows.
-    others = [k for k in knobs if k != SEED
-              and (k == "method" or len({repr(r.get(k)) for r in rows if r.get(k) is not None}) > 1)]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        if others:
-            name = trial_label(row, others)
-        elif knobs:
-            name = "all runs"
-        else:
-            name = str(row.get("run") or f"run {i}")
-        groups[name].append(row)
-    probes = probe_keys(rows)
-    table = []
-    for name, members in groups.items():
-        out = TableRow(model=name, runs=len(members))
-        for key in [ris_key(i, top) for i in INVARIANCES for top in TOPS] + probes:
-            values = [float(r[key]) for r in members
-                      if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            if values:
-                out.mean[key] = statistics.fmean(values)
-                out.std[key] = statistics.stdev(values) if len(values) > 1 else 0.0
-        table.append(out)
-    return table
+def table_rows(spec: TableSpec, rows: list[dict[str, Any]], knobs: list[str],
+               shown: list[ReportColumn]) -> tuple[list[TableRow], list[TableRow]]:
+    """(this project's rows: one per group over seeds, the published rows)."""
+    keys = [k for c in shown for k in c.keys]
+    ours = []
+    for group in group_over_seeds(rows, knobs):
+        row = TableRow(model=group.label, runs=len(group.rows))
+        row.cells = {k: i for k in keys if (i := group.interval(k)).n}
+        ours.append(row)
+    paper = [TableRow(model=p.label, runs=0, paper=True, short=p.short or p.label,
+                      cells={k: Interval(v, None, 1) for k, v in p.values.items()}) for p in spec.published]
+    return ours, paper
 
 
-def probe_keys(rows) -> list[str]:
-    """The probe metrics present, in the order of SHORT_PROBES, then any others by name."""
-    found = {k for row in rows for k in (row.mean if isinstance(row, TableRow) else row)
-             if isinstance(k, str) and k.startswith(PROBE_PREFIX)}
-    return [k for k in SHORT_PROBES if k in found] + sorted(found - set(SHORT_PROBES))
+def _markdown_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
-def paper_rows(paper: str) -> list[TableRow]:
-    if paper not in PAPER_TABLES:
-        raise ValueError(f"unknown paper table {paper!r}; choose from {', '.join(PAPER_TABLES)}")
-    out = []
-    for model, scores in PAPER_TABLES[paper].items():
-        row = TableRow(model=model, runs=0, paper=True)
-        for invariance, pair in zip(INVARIANCES, scores, strict=True):
-            for top, value in zip(TOPS, pair):
-                row.mean[ris_key(invariance, top)] = value
-        out.append(row)
-    return out
-
-
-def _cell(row: TableRow, key: str) -> str:
-    if key not in row.mean:
-        return "-"
-    if row.paper or row.runs < 2:
-        return f"{row.mean[key]:.2f}"
-    return f"{row.mean[key]:.2f} ± {row.std[key]:.2f}"
-
-
-def markdown(rows: list[TableRow], paper: str, note: str = "", above: str = "") -> str:
-    """The Table 1 / 4 layout: project rows, then the paper's rows, Top-10 / Top-25 per cell,
-    then the probes (the paper's tables have none: `-`). `above`: what every row shares."""
-    probes = probe_keys(rows)
-    header = ["model", "runs", *INVARIANCES, *probes]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in [*rows, *paper_rows(paper)]:
-        cells = [f"{_cell(row, ris_key(i, 'top10'))} / {_cell(row, ris_key(i, 'top25'))}" for i in INVARIANCES]
-        cells += [_cell(row, key) for key in probes]
-        lines.append("| " + " | ".join([row.model, str(row.runs) if not row.paper else "paper", *cells]) + " |")
-    title = f"RIS (%), Top-10 / Top-25, mean ± std over runs; paper rows from {paper.replace('table', 'Table ')}"
-    return "\n".join([f"## {title}", "", *([above, ""] if above else []), *lines,
-                      *([""] + [note] if note else [])]) + "\n"
+def markdown(spec: TableSpec, shown: list[ReportColumn], ours: list[TableRow], paper: list[TableRow],
+             notes: list[str]) -> str:
+    """Project rows, then the published rows (runs: `paper`), then the notes."""
+    header = ["model", "runs", *(c.label for c in shown)]
+    lines = [_markdown_line(header), "|" + "---|" * len(header)]
+    for row in [*ours, *paper]:
+        cells = [" / ".join(row.cell(k, c.digits) for k in c.keys) for c in shown]
+        lines.append(_markdown_line([row.model, "paper" if row.paper else str(row.runs), *cells]))
+    return "\n".join([f"## {spec.title}", "", *lines, "", *[n for n in notes if n]]) + "\n"
 
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def terminal_table(rows: list[TableRow], paper: str, width: int = TERMINAL_WIDTH) -> str:
-    """The Markdown's layout for a terminal of `width` columns: the invariances scored here as
-    top-10/top-25 (means, one decimal), then the probes; the paper's rows below a rule.
+def terminal_table(spec: TableSpec, shown: list[ReportColumn], ours: list[TableRow], paper: list[TableRow],
+                   width: int = TERMINAL_WIDTH) -> str:
+    """The Markdown's layout for a terminal of `width` columns: the columns measured here
+    (means, one decimal fewer), the published rows below their heading.
 
-    Labels are cut to fit before any column is dropped; the spread over seeds stays in the
-    Markdown on the parent run.
+    Labels are cut to fit before any column is dropped; the intervals stay in the Markdown.
     """
-    scored = [i for i in INVARIANCES if any(ris_key(i, "top10") in r.mean for r in rows)]
-    probes = probe_keys(rows)
-    shown_paper = [p for p in paper_rows(paper) if any(ris_key(i, "top10") in p.mean for i in scored)] if scored else []
-    heads = [SHORT_INVARIANCES.get(i, i[:9]) for i in scored] + [SHORT_PROBES.get(k, k[len(PROBE_PREFIX):][:8])
-                                                                for k in probes]
+    scored = [c for c in shown if any(k in r.cells for r in ours for k in c.keys)]
+    shown_paper = [p for p in paper if any(k in p.cells for c in scored for k in c.keys)]
+    heads = [c.short or c.label for c in scored]
 
     def cells(row: TableRow) -> list[str]:
-        pairs = ["/".join(f"{row.mean[ris_key(i, t)]:.1f}" if ris_key(i, t) in row.mean else "-" for t in TOPS)
-                 for i in scored]
-        return pairs + [f"{row.mean[k]:.1f}" if k in row.mean else "-" for k in probes]
+        return ["/".join(f"{row.cells[k].mean:.{max(c.digits - 1, 0)}f}" if k in row.cells else "-"
+                         for k in c.keys) for c in scored]
 
-    # The heading above the paper's rows says "paper" and ResNet-50; a Table 1 row's
-    # "(ImageNet)" is every row's, so it goes too.
-    body = [(r.model.removeprefix("paper: ").removesuffix(" (ImageNet)") if r.paper else r.model, cells(r))
-            for r in [*rows, *shown_paper]]
+    body = [(r.short if r.paper else r.model, cells(r)) for r in [*ours, *shown_paper]]
     widths = [max(len(h), *(len(c[j]) for _, c in body)) for j, h in enumerate(heads)]
-    label = max([len("top-10/top-25")] + [len(m) for m, _ in body])
+    label = max([len(spec.terminal_head)] + [len(m) for m, _ in body])
     label = max(12, min(label, width - sum(w + 1 for w in widths) - 1))
     line = lambda first, values: (_fit(first, label).ljust(label) + "".join(  # noqa: E731
         " " + v.rjust(w) for v, w in zip(values, widths))).rstrip()
-    out = [line("top-10/top-25", heads)]
-    out += [line(m, c) for m, c in body[:len(rows)]]
+    out = [line(spec.terminal_head, heads)]
+    out += [line(m, c) for m, c in body[:len(ours)]]
     if shown_paper:
-        where = "ResNet-50, ImageNet" if paper == "table1" else "ResNet-50"
-        out.append(_fit(f"paper, {paper.replace('table', 'Table ')} ({where}; for orientation, not a target):",
-                        width))
-        out += [line(m, c) for m, c in body[len(rows):]]
+        out.append(_fit(spec.published_heading or "paper:", width))
+        out += [line(m, c) for m, c in body[len(ours):]]
     return "\n".join(out)
 
 
-def csv_text(rows: list[TableRow], paper: str) -> str:
-    """One line per (model, invariance): source, model, runs, invariance, top10, top10_std, top25, top25_std."""
+def csv_text(shown: list[ReportColumn], ours: list[TableRow], paper: list[TableRow]) -> str:
+    """One line per (row, metric): source, model, runs, metric, mean, ci95_half_width, std, n."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["source", "model", "runs", "invariance", "top10", "top10_std", "top25", "top25_std"])
-    for row in [*rows, *paper_rows(paper)]:
-        for invariance in INVARIANCES:
-            keys = [ris_key(invariance, top) for top in TOPS]
-            if not any(k in row.mean for k in keys):
-                continue
-            values = []
-            for key in keys:
-                values += [_num(row.mean.get(key)), "" if row.paper else _num(row.std.get(key))]
-            writer.writerow(["paper" if row.paper else "this project", row.model, row.runs, invariance, *values])
+    writer.writerow(["source", "model", "runs", "metric", "mean", "ci95_half_width", "std", "n"])
+    for row in [*ours, *paper]:
+        for key in (k for c in shown for k in c.keys):
+            if key in row.cells:
+                i = row.cells[key]
+                writer.writerow(["paper" if row.paper else "this project", row.model, "" if row.paper else row.runs,
+                                 key, _num(i.mean), _num(i.half_width), _num(i.std), "" if row.paper else i.n])
     return buffer.getvalue()
 
 
@@ -272,76 +185,93 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def bar_chart(rows: list[TableRow], paper: str, invariance: str):
-    """Top-10 and Top-25 RIS of every row for one invariance: project rows with their seed
-    spread as error bars, the paper's rows hatched."""
+def bar_chart(spec: TableSpec, column: ReportColumn, rows: list[TableRow]):
+    """One column's figures for every row that has them: a bar per key (Top-10 and Top-25 for
+    RIS), this project's with their 95% interval as error bars, the paper's hatched."""
     from matplotlib.figure import Figure
 
-    shown = [r for r in [*rows, *paper_rows(paper)] if ris_key(invariance, "top10") in r.mean]
+    shown = [r for r in rows if any(k in r.cells for k in column.keys)]
     figure = Figure(figsize=(max(6.4, 0.9 * len(shown) + 2), 4.2), layout="constrained")
     axes = figure.add_subplot()
-    width = 0.38
-    for j, top in enumerate(TOPS):
-        key = ris_key(invariance, top)
-        xs = [i + (j - 0.5) * width for i in range(len(shown))]
-        bars = axes.bar(xs, [r.mean.get(key, math.nan) for r in shown], width,
-                        yerr=[0.0 if r.paper else r.std.get(key, 0.0) for r in shown],
-                        capsize=3, label=top, color=f"C{j}")
+    width = 0.76 / len(column.keys)
+    for j, key in enumerate(column.keys):
+        xs = [i + (j - (len(column.keys) - 1) / 2) * width for i in range(len(shown))]
+        bars = axes.bar(xs, [r.cells[key].mean if key in r.cells else math.nan for r in shown], width,
+                        yerr=[(r.cells[key].half_width or 0.0) if key in r.cells else 0.0 for r in shown],
+                        capsize=3, label=key.rsplit("/", 1)[-1], color=f"C{j}")
         for bar, row in zip(bars, shown):
             if row.paper:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
     axes.set_xticks(range(len(shown)), [r.model for r in shown], rotation=30, ha="right", fontsize="small")
-    axes.set_ylabel("RIS (%)")
-    axes.set_ylim(0, 100)
-    axes.set_title(f"{invariance}: Top-K RIS (hatched: paper, {paper.replace('table', 'Table ')})")
+    axes.set_ylabel(column.label + (" (%)" if column.percent else ""))
+    if column.percent:
+        axes.set_ylim(0, 100)
+    axes.set_title(f"{column.label} (error bars: 95% interval; hatched: paper)")
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize="small")
     return figure
 
 
 @dataclass
-class Tables:
-    """Everything one report consists of, by artifact name."""
+class Table:
+    """One built table, by artifact: Markdown, CSV, a chart per column, the terminal text."""
 
+    spec: TableSpec
     markdown: str
     csv: str
-    charts: dict[str, Any]  # invariance -> matplotlib Figure
+    charts: dict[str, Any]  # column name -> matplotlib Figure
+    terminal: str
+
+    def files(self) -> dict[str, str]:
+        return {f"{self.spec.file}.md": self.markdown, f"{self.spec.file}.csv": self.csv}
+
+    def chart_file(self, name: str) -> str:
+        return f"{self.spec.charts}_{name}.png"
 
     def write(self, out_dir: str | os.PathLike) -> list[Path]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        written = [out / "ris_table.md", out / "ris_table.csv"]
-        written[0].write_text(self.markdown)
-        written[1].write_text(self.csv)
-        for invariance, figure in self.charts.items():
-            path = out / f"ris_{invariance}.png"
-            figure.savefig(path)
-            written.append(path)
+        written = []
+        for name, text in self.files().items():
+            (out / name).write_text(text)
+            written.append(out / name)
+        for name, figure in self.charts.items():
+            figure.savefig(out / self.chart_file(name))
+            written.append(out / self.chart_file(name))
         return written
 
     def log(self, client, run_id: str, prefix: str = "tables") -> None:
-        client.log_text(run_id, self.markdown, f"{prefix}/ris_table.md")
-        client.log_text(run_id, self.csv, f"{prefix}/ris_table.csv")
-        for invariance, figure in self.charts.items():
-            client.log_figure(run_id, figure, f"{prefix}/ris_{invariance}.png")
+        for name, text in self.files().items():
+            client.log_text(run_id, text, f"{prefix}/{name}")
+        for name, figure in self.charts.items():
+            client.log_figure(run_id, figure, f"{prefix}/{self.chart_file(name)}")
 
 
-def build(rows: list[dict[str, Any]], knobs: list[str], paper: str = "table1") -> Tables | None:
-    """The report for flat run rows (knobs + metrics); None when no run has any RIS key."""
-    table = group_rows(rows, knobs)
-    scored = [i for i in INVARIANCES if any(ris_key(i, "top10") in r.mean for r in table)]
-    if not scored:
+def build(spec: TableSpec, rows: list[dict[str, Any]], knobs: list[str]) -> Table | None:
+    """The one builder of every table: `rows` (flat knob and metric dicts, one per run) grouped
+    over seeds, the spec's columns, its published rows; None when no run has a metric it needs."""
+    needs = spec.needs or spec.families
+    if not any(isinstance(k, str) and k.startswith(needs) and isinstance(v, (int, float))
+               for row in rows for k, v in row.items()):
         return None
-    return Tables(markdown=markdown(table, paper, comparability(rows), data_line(rows)),
-                  csv=csv_text(table, paper),
-                  charts={i: bar_chart(table, paper, i) for i in scored})
+    shown = columns(spec, rows)
+    ours, paper = table_rows(spec, rows, knobs, shown)
+    ris = any(k.startswith("ris/") for c in shown for k in c.keys)
+    notes = [INTERVAL_NOTE, spec.note, comparability(rows) if ris else ""]
+    above = data_line(rows)
+    text = markdown(spec, shown, ours, paper, notes)
+    if above:
+        text = text.replace("\n\n", f"\n\n{above}\n\n", 1)
+    charted = [c for c in shown if any(k in r.cells for r in ours for k in c.keys)]
+    return Table(spec, text, csv_text(shown, ours, paper),
+                 {c.name: bar_chart(spec, c, [*ours, *paper]) for c in charted},
+                 terminal_table(spec, shown, ours, paper))
 
 
-def run_rows(client, run_ids: list[str]) -> list[dict[str, Any]]:
-    from orchestrator.sweep_artifacts import summary_rows
-
-    return summary_rows([client.get_run(r) for r in run_ids], [])
+def build_all(specs, rows: list[dict[str, Any]], knobs: list[str]) -> list[Table]:
+    """The tables among `specs` that these rows have figures for."""
+    return [t for t in (build(s, rows, knobs) for s in specs) if t is not None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.compare import SweepNotFound, child_run_ids, find_parent
-    from orchestrator.sweep_artifacts import summary_rows
     from orchestrator.tracking import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.tables", description=__doc__,
@@ -359,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="any runs instead of a sweep (e.g. checkpoints scored by orchestrator.score)")
     parser.add_argument("--knobs", nargs="+", default=None, metavar="PARAM",
                         help="params that name a row (default: the sweep's swept knobs; none for --runs)")
-    parser.add_argument("--paper", choices=sorted(PAPER_TABLES), default="table1",
-                        help="published rows to print beside (table1: image models, table4: video models)")
+    parser.add_argument("--table", "--paper", dest="tables", nargs="+", choices=sorted(PAPER_TABLES), default=None,
+                        metavar="TABLE", help="the tables, by name: " + ", ".join(sorted(PAPER_TABLES)) + " (default: "
+                        "the sweep's, as recorded on its parent run; table1 for --runs)")
     parser.add_argument("--out", default="", help="also write the files into this folder")
     parser.add_argument("--no-log", action="store_true", help="do not log the tables on the sweep's parent run")
     parser.add_argument("--tracking-uri", default="",
@@ -385,18 +315,27 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepNotFound, MlflowException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    tables = build(rows, knobs, args.paper)
-    if tables is None:
-        print(f"error: none of the {len(rows)} run(s) has any ris/* metric", file=sys.stderr)
+    names = args.tables or (_sweep_tables(parent) if parent is not None else []) or [TABLE1.name]
+    specs = [PAPER_TABLES[n] for n in names]
+    built = build_all(specs, rows, knobs)
+    if not built:
+        print(f"error: none of the {len(rows)} run(s) has a metric of table(s) {', '.join(names)}", file=sys.stderr)
         return 2
-    print(tables.markdown)
-    if args.out:
-        for path in tables.write(args.out):
-            print(f"wrote {path}")
+    for table in built:
+        print(table.markdown)
+        if args.out:
+            for path in table.write(args.out):
+                print(f"wrote {path}")
+        if parent is not None and not args.no_log:
+            table.log(client, parent.info.run_id)
     if parent is not None and not args.no_log:
-        tables.log(client, parent.info.run_id)
         print(f"logged under tables/ on parent run {parent.info.run_id}")
     return 0
+
+
+def _sweep_tables(parent) -> list[str]:
+    """The tables a sweep named (tag `dssl.tables`) that this command knows by name."""
+    return [n for n in parent.data.tags.get(TAG_TABLES, "").split(",") if n in PAPER_TABLES]
 
 
 def _swept_knobs(parent) -> list[str]:

@@ -39,8 +39,9 @@ from mlflow.utils.mlflow_tags import (
 )
 from ray.tune import Callback
 
+from datasets.cache import file_stamp
+from datasets.ray_connection import REPO_ROOT
 from datasets.registry import ConfigError
-from orchestrator.cluster import REPO_ROOT
 from orchestrator.naming import trial_label
 from trainables.config import TrialConfig
 
@@ -184,10 +185,12 @@ def with_retries(what: str, call: Callable[[], Any], delays: tuple[float, ...]) 
 
 @functools.lru_cache(maxsize=64)
 def listing_digest(root: str) -> tuple[str, int]:
-    """A digest of a dataset's file listing (relative paths and sizes) and its file count.
+    """A digest of a dataset's file listing (relative paths and `file_stamp`s) and its
+    file count.
 
     Cheap next to reading the images, and it changes when a file is added, removed or
-    rewritten with another size: enough to tell two datasets apart in the UI.
+    rewritten (the file-change rule of `datasets.cache.file_stamp`): enough to tell two
+    datasets apart in the UI.
     """
     digest, count = hashlib.sha256(), 0
     base = Path(root)
@@ -195,7 +198,7 @@ def listing_digest(root: str) -> tuple[str, int]:
     for folder, _, files in os.walk(base):
         for name in files:
             path = Path(folder) / name
-            entries.append(f"{path.relative_to(base).as_posix()}\t{path.stat().st_size}\n")
+            entries.append(f"{path.relative_to(base).as_posix()}\t{file_stamp(path)}\n")
     for entry in sorted(entries):
         digest.update(entry.encode())
         count += 1

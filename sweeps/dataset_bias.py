@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
+from orchestrator.paper_tables import TABLE1, TABLE2  # noqa: E402
 from orchestrator.study import SMALL_REGIME, Claim, Study  # noqa: E402
 
 # The synthetic scenes' defaults (data.<role>.trainval) and their first co-occurring pair.
@@ -118,4 +119,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("dataset_bias", __doc__, options, search_space, study=STUDY))
+    sys.exit(run_cli("dataset_bias", __doc__, options, search_space, tables=(TABLE1, TABLE2), study=STUDY))

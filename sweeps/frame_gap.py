@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
+from orchestrator.paper_tables import TABLE3, TABLE4  # noqa: E402
 
 
 def options(group):
@@ -33,4 +34,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("frame_gap", __doc__, options, search_space, paper_table="table4"))
+    sys.exit(run_cli("frame_gap", __doc__, options, search_space, tables=(TABLE4, TABLE3)))

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this repository'
 from ray import tune  # noqa: E402
 
 from orchestrator.cli import run_cli  # noqa: E402
+from orchestrator.paper_tables import TABLE3, TABLE4  # noqa: E402
 from orchestrator.study import SMALL_REGIME, Claim, Study  # noqa: E402
 
 METHODS = ["mocov2_frames", "fti", "region_tracker", "gt_tracks"]
@@ -59,4 +60,4 @@ def search_space(args):
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli("video_methods", __doc__, options, search_space, paper_table="table4", study=STUDY))
+    sys.exit(run_cli("video_methods", __doc__, options, search_space, tables=(TABLE4, TABLE3), study=STUDY))

@@ -20,7 +20,7 @@ def ray_session():
     """
     import ray
 
-    from orchestrator.cluster import init_ray
+    from datasets.ray_connection import init_ray
 
     # Train's controller polls its workers every 2 s by default, and a tiny run waits on
     # the polls (its reports, its end): 0.5 s saved about 4 s of a 20 s one-trial sweep on

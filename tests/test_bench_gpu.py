@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import bench_gpu
-from trainables.features import gpu_actors
+from datasets.placement import gpu_actors
 from trainables.pretrain import device_settings
 
 IN_PROCESS = ("step", "data", "ris", "compile")  # the parts without Ray
@@ -49,10 +49,10 @@ def test_a_resumed_optimizer_keeps_its_state_on_the_parameters_device(tmp_path, 
 
 
 def test_feature_actors_ask_for_gpus_only_where_some_exist_or_may_be_added():
-    assert gpu_actors(True, {"CPU": 16.0, "GPU": 1.0}, autoscaling=False)
-    assert not gpu_actors(True, {"CPU": 2.0}, autoscaling=False)  # a laptop: pending forever otherwise
-    assert gpu_actors(True, {"CPU": 2.0}, autoscaling=True)  # the autoscaler brings GPU nodes
-    assert not gpu_actors(False, {"CPU": 16.0, "GPU": 8.0}, autoscaling=True)
+    assert gpu_actors(True, autoscaling=False, cluster_resources={"CPU": 16.0, "GPU": 1.0})
+    assert not gpu_actors(True, autoscaling=False, cluster_resources={"CPU": 2.0})  # a laptop: pending forever otherwise
+    assert gpu_actors(True, autoscaling=True, cluster_resources={"CPU": 2.0})  # the autoscaler brings GPU nodes
+    assert not gpu_actors(False, autoscaling=True, cluster_resources={"CPU": 16.0, "GPU": 8.0})
 
 
 def test_smoke_runs_every_in_process_part_and_writes_what_it_printed(tmp_path, capsys, one_torch_thread):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import orchestrator.cluster
+import datasets.ray_connection
 import orchestrator.sweep
 from tests.conftest import REPO_ROOT
 
@@ -19,7 +19,7 @@ def no_ray(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray work started for an invalid configuration")
 
-    monkeypatch.setattr(orchestrator.cluster, "init_ray", forbidden)
+    monkeypatch.setattr(datasets.ray_connection, "init_ray", forbidden)
     monkeypatch.setattr(orchestrator.sweep, "prepare_data", forbidden)
 
 

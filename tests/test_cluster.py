@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import ray
 
+import datasets.ray_connection
 import orchestrator.cluster
 import orchestrator.sweep
 from datasets.cache import build_once, cache_root
@@ -178,7 +179,7 @@ def test_a_sweep_with_an_unreachable_tracking_server_stops_before_ray(monkeypatc
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray work started with an unreachable tracking server")
 
-    monkeypatch.setattr(orchestrator.cluster, "init_ray", forbidden)
+    monkeypatch.setattr(datasets.ray_connection, "init_ray", forbidden)
     monkeypatch.setattr(orchestrator.sweep, "prepare_data", forbidden)
     assert run(["--tracking-uri", f"http://127.0.0.1:{free_port()}"]) == 2
     err = capsys.readouterr().err

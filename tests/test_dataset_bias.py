@@ -15,7 +15,9 @@ from datasets.image_folder import ImageFolderDataset
 from datasets.synthetic.scenes import write_scenes
 from datasets.voc import voc_dir
 from orchestrator.config import TrialConfig, check, preset
-from orchestrator.paper_tables import PAPER_TABLE2, log_paper_table, table2_text
+from orchestrator.paper_tables import TABLE1, TABLE2
+from orchestrator.sweep_artifacts import log_parent_artifacts
+from orchestrator.tables import build
 from orchestrator.search import knobs, trials_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,13 +154,22 @@ ROWS = [
 ]
 
 
-def test_table2_layout_gives_mean_and_spread_beside_the_paper():
-    text = table2_text(ROWS)
-    assert "| scene images (`synthetic-coco-scenes`) | MoCo v2 | 52.00 ± 2.83 (n=2) | 31.00 ± 1.41 (n=2) |" in text
-    assert "| cropped boxes of the same scenes (`synthetic-coco-boxes`) | MoCo v2 | 45.00 (n=1) |" in text
-    assert text.rstrip().endswith("|")  # no trailing prose after the paper's rows
-    for data, method, voc, boxes, top1, _ in PAPER_TABLE2:
-        assert f"| {data} | {method} | {voc:.2f} | {boxes:.2f} | {top1:.2f} |" in text
+# Purushwalkam & Gupta (2020), Table 2, typed here from the paper: VOC07 mAP, cropped boxes
+# mAP, ImageNet linear top-1 (ResNet-50).
+PAPER = [("supervised (ImageNet)", 87.5, 90.13, 76.5), ("MoCo v2 (ImageNet)", 83.3, 90.03, 67.5),
+         ("PIRL (ImageNet)", 81.1, 84.82, 63.6), ("MoCo v2 (ImageNet 10%)", 62.32, 73.85, 38.53),
+         ("MoCo v2 (MSCOCO, 118K images)", 64.39, 71.94, 33.64),
+         ("MoCo v2 (MSCOCO cropped boxes, 118K)", 59.6, 75.29, 34.24)]
+
+
+def test_table2_layout_gives_mean_and_interval_beside_the_paper():
+    text = build(TABLE2, ROWS, ["data.pretrain", "seed"]).markdown
+    assert "| model | runs | VOC07 mAP | cropped boxes mAP | linear top-1 | A xor B mAP (co-occurring pair) |" in text
+    assert "| pretrain=synthetic-coco-scenes | 2 | 52.00 ± 25.41 | 31.00 ± 12.71 |" in text
+    assert "| pretrain=synthetic-coco-boxes | 1 | 45.00 | 35.00 | 41.00 | - |" in text
+    for label, voc, boxes, top1 in PAPER:
+        assert f"| paper: {label} | paper | {voc:.2f} | {boxes:.2f} | {top1:.2f} |" in text
+    assert "| paper: MoCo v2 (MSCOCO cropped boxes, 118K) | paper | 59.60 | 75.29 | 34.24 | 74.92 |" in text
 
 
 def test_paper_table_is_logged_on_the_parent_run(tmp_path):
@@ -174,8 +185,9 @@ def test_paper_table_is_logged_on_the_parent_run(tmp_path):
             if key.startswith("probe/"):
                 client.log_metric(run.info.run_id, key, value)
         children.append(client.get_run(run.info.run_id))
-    log_paper_table(client, parent, children, ["data.pretrain", "seed"], "crop_scale")  # no table for it
-    assert client.list_artifacts(parent) == []
-    log_paper_table(client, parent, children, ["data.pretrain", "seed"], "dataset_bias")
+    log_parent_artifacts(client, parent, children, ["data.pretrain", "seed"], (TABLE1,))  # no RIS: no table
+    assert not client.list_artifacts(parent, "tables")
+    log_parent_artifacts(client, parent, children, ["data.pretrain", "seed"], (TABLE1, TABLE2))
     text = Path(client.download_artifacts(parent, "tables/table2_dataset_bias.md", str(tmp_path))).read_text()
-    assert text == table2_text([{k: v for k, v in row.items()} for row in ROWS])
+    assert text == build(TABLE2, ROWS, ["data.pretrain", "seed"]).markdown
+    assert client.get_run(parent).data.tags["dssl.tables"] == "table1,table2"

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 import datasets
-from datasets.cache import COMPLETE_MARKER, build_once, cache_key, cache_root
+from datasets.cache import COMPLETE_MARKER, build_once, cache_key, cache_root, file_stamp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +106,39 @@ def test_concurrent_processes_build_once(tmp_path):
     assert [worker.exitcode for worker in workers] == [0, 0, 0]
     assert log.read_text() == "built\n"
     assert (target / "data.txt").read_text() == "payload"
+
+
+def test_file_stamp_changes_when_a_file_is_rewritten_or_touched_and_not_otherwise(tmp_path):
+
+    path = tmp_path / "image.png"
+    assert file_stamp(path) == "missing"
+    path.write_bytes(b"abc")
+    first = file_stamp(path)
+    assert file_stamp(path) == first and first.startswith("3:")
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(b"abcd")  # another size
+    os.utime(path, ns=(mtime, mtime))
+    assert file_stamp(path) not in (first, "missing")
+    path.write_bytes(b"xyz")  # the same size, back to the first mtime: the rule cannot see it
+    os.utime(path, ns=(mtime, mtime))
+    assert file_stamp(path) == first
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # touched
+    assert file_stamp(path) != first
+
+
+def test_the_file_change_rule_is_written_once():
+    """Every cache key and digest built from files (crops, COCO views, video sources, the
+    feature cache, the MLflow dataset digest) stamps them with `file_stamp`."""
+    users = sorted({str(path.relative_to(REPO_ROOT)) for room in ("datasets", "trainables", "orchestrator")
+                    for path in (REPO_ROOT / room).rglob("*.py") if "st_mtime" in path.read_text()})
+    assert users == ["datasets/cache.py"]
+
+
+def test_the_dataset_digest_changes_when_a_file_is_rewritten_at_the_same_size(tmp_path):
+    from orchestrator.tracking import listing_digest
+
+    (tmp_path / "a.png").write_bytes(b"abc")
+    before = listing_digest.__wrapped__(str(tmp_path))
+    os.utime(tmp_path / "a.png", ns=(1, 1))
+    after = listing_digest.__wrapped__(str(tmp_path))
+    assert after[1] == before[1] == 1 and after[0] != before[0]

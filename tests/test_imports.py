@@ -54,3 +54,51 @@ def test_ray_workers_import_the_projects_datasets(ray_session):
         return datasets.__file__
 
     assert Path(ray_session.get(where.remote())).parent == OURS
+
+
+def _orchestrator_imports() -> dict[str, set[str]]:
+    """orchestrator module -> the orchestrator modules it imports, at the top or inside a function."""
+    import ast
+
+    graph = {}
+    for path in sorted((REPO_ROOT / "orchestrator").glob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "orchestrator":
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("orchestrator."):
+                found.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("orchestrator.")}
+        graph[path.stem] = found - {path.stem}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A chain of imports that returns to its start (depth-first), or None."""
+    state: dict[str, int] = {}  # 1: on the current chain, 2: done
+
+    def visit(module: str, chain: list[str]) -> list[str] | None:
+        state[module] = 1
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == 1:
+                return [*chain, module, dep]
+            if dep not in state and (found := visit(dep, [*chain, module])):
+                return found
+        state[module] = 2
+        return None
+
+    return next((c for m in sorted(graph) if m not in state and (c := visit(m, []))), None)
+
+
+def test_imports_inside_orchestrator_point_one_way():
+    graph = _orchestrator_imports()
+    assert {"tables", "rows", "report", "sweep_artifacts", "study"} <= set(graph)
+    assert "tables" in graph["report"] and "rows" in graph["tables"]  # the parser sees lazy and top imports
+    assert find_cycle(graph) is None
+
+
+def test_the_cycle_check_finds_a_circle():
+    assert find_cycle({"report": {"tables"}, "tables": {"sweep_artifacts"}, "sweep_artifacts": {"tables"}}) == [
+        "report", "tables", "sweep_artifacts", "tables"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from ray import tune
 
-import orchestrator.cluster
+import datasets.ray_connection
 import orchestrator.sweep
 from orchestrator.config import ConfigError, SweepSettings, TrialConfig, parse_overrides, preset
 from orchestrator.naming import trial_label
@@ -25,7 +25,7 @@ def no_ray(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("Ray work started for an invalid configuration")
 
-    monkeypatch.setattr(orchestrator.cluster, "init_ray", forbidden)
+    monkeypatch.setattr(datasets.ray_connection, "init_ray", forbidden)
     monkeypatch.setattr(orchestrator.sweep, "prepare_data", forbidden)
 
 

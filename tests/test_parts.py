@@ -4,6 +4,10 @@ source, registered here, run through a tiny sweep end to end (Tune -> Train -> e
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +24,7 @@ from torch.utils.data import Dataset
 from datasets.cache import build_once, cache_key, cache_root
 from datasets.image_folder import ImagePathDataset
 from datasets.invariance_sets import INVARIANCE_SETS, InvarianceSet, InvarianceSetPart
-from datasets.registry import Part, Registry
+from datasets.registry import PARTS_ENTRY_POINT_GROUP, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
 from orchestrator.config import SweepSettings, TrialConfig
 from orchestrator.sweep import run_sweep
@@ -173,6 +177,134 @@ def test_registries_refuse_a_taken_name_and_a_part_that_is_not_a_dataclass():
         class Plain(Part):
             name: ClassVar[str] = "plain"
     assert registry.names() == ("one",)
+
+
+def test_a_new_module_in_a_parts_package_is_found_without_editing_its_init(tmp_path, monkeypatch):
+    package = tmp_path / "user_things"
+    package.mkdir()
+    # The package's __init__ names no module; the registry reads its package on first use.
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        from datasets.registry import Part, Registry
+        THINGS = Registry("thing", Part, package=__name__)
+        IMPORTED = []
+    """))
+    for module, thing in (("zeta", "last"), ("alpha", "first"), ("helpers", None)):
+        register = f"""
+            @THINGS.register
+            @dataclass(frozen=True)
+            class Thing(Part):
+                name: ClassVar[str] = "{thing}"
+        """ if thing else ""
+        (package / f"{module}.py").write_text(textwrap.dedent(f"""
+            from dataclasses import dataclass
+            from typing import ClassVar
+            from datasets.registry import Part
+            from user_things import IMPORTED, THINGS
+            IMPORTED.append(__name__)
+            {register}
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import user_things
+
+    assert user_things.IMPORTED == []
+    assert user_things.THINGS.names() == ("first", "last")
+    # Once, in name order: registration (and a clash of names) is the same on every run.
+    assert user_things.IMPORTED == ["user_things.alpha", "user_things.helpers", "user_things.zeta"]
+    assert "first" in user_things.THINGS and user_things.IMPORTED == ["user_things.alpha", "user_things.helpers",
+                                                                       "user_things.zeta"]
+    for module in ("user_things", "user_things.alpha", "user_things.helpers", "user_things.zeta"):
+        monkeypatch.delitem(sys.modules, module)
+
+
+# Run in a fresh interpreter (what a user's process or a Ray worker sees): which modules the
+# first read of each registry imported, and a trial of a user's method declared only by
+# the entry point of an installed distribution.
+DISCOVERY_SCRIPT = """
+import ast, inspect, json, pkgutil, sys
+from pathlib import Path
+from datasets.invariance_sets import INVARIANCE_SETS
+from datasets.sources import DATA_SOURCES
+from trainables.methods import METHODS
+from trainables.probes import PROBES
+
+out = {"listed": {}, "unregistered": []}
+for registry in (METHODS, INVARIANCE_SETS, PROBES, DATA_SOURCES):
+    package = sys.modules[registry.package]
+    tree = ast.parse(Path(package.__file__).read_text())
+    out["listed"][registry.package] = sorted(
+        {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} - {registry.package + ".base"})
+    modules = [f"{registry.package}.{info.name}" for info in pkgutil.iter_modules(package.__path__)]
+    registry.names()
+    for module in modules:
+        for cls in vars(sys.modules[module]).values():
+            if (inspect.isclass(cls) and issubclass(cls, registry.base) and cls.__module__ == module
+                    and vars(cls).get("name") and (vars(cls)["name"] not in registry
+                                                   or registry.get(vars(cls)["name"]) is not cls)):
+                out["unregistered"].append(f"{module}.{cls.__name__}")
+    out[registry.package] = sorted({registry.get(n).__module__ for n in registry.names()})
+
+from trainables.config import TrialConfig
+trial = TrialConfig().override({"method": "user-mocov2"})
+out["trial"] = {"problems": trial.problems(), "modules": sorted(trial.part_modules()),
+                "bad": trial.override({"method.projection_scale": 0}).problems()}
+print(json.dumps(out))
+"""
+
+USER_METHOD = """
+from dataclasses import dataclass
+from typing import ClassVar
+
+from trainables.methods import METHODS
+from trainables.methods.mocov2 import MoCoV2
+
+
+@METHODS.register
+@dataclass(frozen=True)
+class UserMoCoV2(MoCoV2):
+    name: ClassVar[str] = "user-mocov2"
+    projection_scale: float = 1.0
+
+    def problems(self, trial):
+        own = [] if self.projection_scale > 0 else [f"projection_scale={self.projection_scale} must be positive"]
+        return super().problems(trial) + own
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_discovery(tmp_path_factory) -> dict[str, Any]:
+    """DISCOVERY_SCRIPT's findings, with a user's distribution installed outside the project:
+    its module and its ``*.dist-info`` declaring the module under the parts entry point group."""
+    site = tmp_path_factory.mktemp("user-site")
+    (site / "user_methods.py").write_text(USER_METHOD)
+    dist_info = site / "user_methods-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: user-methods\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[{PARTS_ENTRY_POINT_GROUP}]\nuser = user_methods\n")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(site)])}
+    done = subprocess.run([sys.executable, "-c", DISCOVERY_SCRIPT], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_every_module_of_the_parts_packages_is_registered_without_being_listed(fresh_discovery):
+    # No package's __init__ imports its modules (but base, for the registry)...
+    assert fresh_discovery["listed"] == {p: [] for p in fresh_discovery["listed"]}
+    # ...which registered every part class of every module.
+    assert fresh_discovery["unregistered"] == []
+    assert {f"trainables.methods.{name}" for name in ("mocov2", "simclr", "byol", "pirl", "supcon", "fti")} | {
+        "user_methods"} <= set(fresh_discovery["trainables.methods"])
+    assert "trainables.probes.seg" in fresh_discovery["trainables.probes"]
+    assert "datasets.sources.scenes" in fresh_discovery["datasets.sources"]
+    assert "datasets.invariance_sets.got10k" in fresh_discovery["datasets.invariance_sets"]
+
+
+def test_a_method_from_an_installed_entry_point_passes_the_config_checks(fresh_discovery):
+    trial = fresh_discovery["trial"]
+    assert trial["problems"] == []
+    assert "user_methods" in trial["modules"]  # what a Ray worker imports before it types the trial
+    assert trial["bad"] == ["method.projection_scale=0.0 must be positive"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from PIL import Image
 from trainables.augment import eval_transform
 from trainables.features import extract_features
 from trainables.models import resnet_backbone
-from trainables.probes import linear_probe_top1
+from trainables.probes.linear import linear_probe_top1
 
 
 def blobs(seed: int, n_per_class: int = 30, classes: int = 4, dim: int = 16, spread: float = 1.0):

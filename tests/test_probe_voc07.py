@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 
-from trainables.probes import voc07_average_precision
+from trainables.probes.svm import voc07_average_precision
 from trainables.probes.svm import svm_map
 
 
@@ -336,7 +336,7 @@ def test_probe_view_follows_the_protocol_and_counts_skipped_images_once(tmp_path
     from trainables.config import TrialConfig
     from trainables.features import FeatureExtractor
     from trainables.models import resnet_backbone, scored_layer
-    from trainables.probes import Voc07BoxesProbe, Voc07Probe
+    from trainables.probes.voc07 import Voc07BoxesProbe, Voc07Probe
 
     trunk = resnet_backbone("resnet18")[0].eval()
     shared = FeatureExtractor(scored_layer(trunk, "pool"), "cpu", 4, eval_transform(32), trunk=trunk, image_size=32)

@@ -49,7 +49,7 @@ def label_rows(root: Path) -> tuple[dict[Path, np.ndarray], float]:
     """Each scene image's and box crop's presence vector, and the test scenes' positive rate
     (the mean AP of a random ranking, about)."""
     from datasets.voc import read_voc_split
-    from trainables.probes import Voc07BoxesProbe
+    from trainables.probes.voc07 import Voc07BoxesProbe
 
     rows = {}
     for split in ("trainval", "test"):
@@ -85,7 +85,7 @@ def test_voc07_probes_on_a_frozen_backbone(data_cache, backbone):
     from trainables.augment import eval_transform
     from trainables.features import extract_features
     from trainables.models import scored_layer
-    from trainables.probes import Voc07BoxesProbe
+    from trainables.probes.voc07 import Voc07BoxesProbe
     from trainables.probes.svm import svm_map
 
     trial = scene_trial(data_cache, "voc07,voc07_boxes", **{"probes.voc07.pair": "box,cone", **FEW_COSTS})

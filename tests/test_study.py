@@ -73,7 +73,7 @@ def test_t_interval_is_the_student_t_interval_of_the_mean():
 
 def test_an_interval_needs_two_values_and_says_so():
     one = t_interval([3.0])
-    assert one.half_width is None and one.low is None and "no interval" in one.text()
+    assert one.half_width is None and one.low is None and one.text() == "3.00 (n=1)"
     assert t_interval([]).n == 0 and t_interval([]).text() == "-"
     assert t_interval([1.0, 3.0]).half_width == pytest.approx(stats.t.ppf(0.975, 1) * 1.0)
 
@@ -348,11 +348,13 @@ def test_rebuild_from_the_store_writes_and_prints_the_verdict(tmp_path, capsys):
 
 
 def test_table2_layout_keeps_random_init_rows_apart():
-    from orchestrator.paper_tables import table2_text
+    from orchestrator.paper_tables import TABLE2
+    from orchestrator.tables import build
 
-    rows = [{"data.pretrain": "synthetic-coco-boxes", "seed": s, "epochs": e, "probe/voc07_boxes_map": v}
+    rows = [{"data.pretrain": source, "seed": s, "epochs": e, "probe/voc07_boxes_map": v + shift}
+            for source, shift in (("synthetic-coco-boxes", 0.0), ("synthetic-coco-scenes", 100.0))
             for s, e, v in ((0, 40, 50.0), (1, 40, 52.0), (0, 0, 10.0), (1, 0, 12.0))]
-    text = table2_text(rows)
-    trained = next(line for line in text.splitlines() if "synthetic-coco-boxes`) |" in line)
-    untrained = next(line for line in text.splitlines() if "random init (not trained)" in line)
-    assert "51.00" in trained and "11.00" in untrained and "| none |" in untrained
+    text = build(TABLE2, rows, ["data.pretrain", "epochs", "seed"]).markdown
+    trained = next(line for line in text.splitlines() if line.startswith("| pretrain=synthetic-coco-boxes epochs=40 |"))
+    untrained = next(line for line in text.splitlines() if line.startswith("| pretrain=synthetic-coco-boxes random-init |"))
+    assert "51.00" in trained and "11.00" in untrained

@@ -7,11 +7,14 @@ import io
 import statistics
 
 import pytest
+from scipy import stats
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from datasets.invariance_sets import INVARIANCES
 from orchestrator import tables
+from orchestrator.paper_tables import TABLE1, TABLE4
+from orchestrator.rows import group_over_seeds
 from orchestrator.tracking import TAG_KNOBS, TAG_PARENT, TAG_SWEEP
 
 
@@ -26,61 +29,71 @@ ROWS = [run_row(0.2, 0, 0.0), run_row(0.2, 1, 2.0), run_row(0.5, 0, 10.0)]
 KNOBS = ["method.crop_scale_min", "seed"]
 
 
-def test_runs_that_differ_only_by_seed_are_one_row_with_mean_and_spread():
-    grouped = {r.model: r for r in tables.group_rows(ROWS, KNOBS)}
-    assert sorted(grouped) == ["crop_min=0.2", "crop_min=0.5"]
-    two = grouped["crop_min=0.2"]
-    assert two.runs == 2
-    assert two.mean["ris/viewpoint/top10"] == pytest.approx(61.0)
-    assert two.std["ris/viewpoint/top10"] == pytest.approx(statistics.stdev([60.0, 62.0]))
-    assert "ris/instance/top10" not in two.mean  # not scored: shown as "-"
-    assert grouped["crop_min=0.5"].std["ris/viewpoint/top25"] == 0.0
+def built(rows, knobs=KNOBS, spec=TABLE1):
+    return tables.build(spec, rows, knobs)
 
 
-def test_without_knobs_each_run_is_its_own_row():
-    rows = tables.group_rows(ROWS, [])
-    assert [r.model for r in rows] == [r["run"] for r in ROWS]
+def project_cells(text: str, label: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_runs_that_differ_only_by_seed_are_one_row_with_mean_and_interval():
+    groups = {g.label: g for g in group_over_seeds(ROWS, KNOBS)}
+    assert list(groups) == ["crop_min=0.2", "crop_min=0.5"]
+    two = groups["crop_min=0.2"].interval("ris/viewpoint/top10")
+    assert (two.n, two.mean) == (2, pytest.approx(61.0))
+    # The 95% t-interval over the two seeds: t(0.975, 1) x sd / sqrt(2).
+    assert two.half_width == pytest.approx(stats.t.ppf(0.975, 1) * statistics.stdev([60.0, 62.0]) / 2 ** 0.5)
+    assert groups["crop_min=0.2"].interval("ris/instance/top10").n == 0  # not scored: shown as "-"
+    assert groups["crop_min=0.5"].interval("ris/viewpoint/top25").half_width is None  # one run: no interval
+
+
+def test_without_knobs_each_run_is_its_own_row_and_with_only_seeds_one():
+    assert [g.label for g in group_over_seeds(ROWS, [])] == [r["run"] for r in ROWS]
+    assert [g.label for g in group_over_seeds(ROWS, ["seed"])] == ["all runs"]
 
 
 def test_markdown_has_the_paper_layout_and_the_published_rows():
-    text = tables.markdown(tables.group_rows(ROWS, KNOBS), "table1")
+    text = built(ROWS).markdown
     lines = [line for line in text.splitlines() if line.startswith("|")]
     assert lines[0] == "| model | runs | " + " | ".join(INVARIANCES) + " |"
-    project = next(line for line in lines if line.startswith("| crop_min=0.2 |"))
-    cells = [c.strip() for c in project.strip("|").split("|")]
+    cells = project_cells(text, "crop_min=0.2")
     assert cells[1] == "2"
-    assert cells[2 + INVARIANCES.index("viewpoint")] == "61.00 ± 1.41 / 76.00 ± 1.41"
+    assert cells[2 + INVARIANCES.index("viewpoint")] == "61.00 ± 12.71 / 76.00 ± 12.71"
     assert cells[2 + INVARIANCES.index("instance")] == "- / -"
     assert "| paper: supervised R50 (ImageNet) | paper | 80.89 / 74.21 | 89.54 / 82.62 |" in text
     with_probe = [r | {"probe/linear_top1": 40.0 + r["seed"]} for r in ROWS]
-    lines = tables.markdown(tables.group_rows(with_probe, KNOBS), "table1").splitlines()
-    assert lines[2].endswith(" | instance_viewpoint | probe/linear_top1 |")  # the probes follow the invariances
-    assert next(line for line in lines if line.startswith("| crop_min=0.2 |")).endswith(" | 40.50 ± 0.71 |")
-    assert next(line for line in lines if line.startswith("| paper: PIRL")).endswith(" | - |")
-    video = tables.markdown([], "table4")
+    text = built(with_probe).markdown
+    lines = text.splitlines()
+    assert lines[2].endswith(" | instance_viewpoint | linear top-1 |")  # the probes follow the invariances
+    assert project_cells(text, "crop_min=0.2")[-1] == "40.50 ± 6.35"
+    assert project_cells(text, "paper: PIRL (ImageNet)")[-1] == "-"
+    # A metric fewer runs have than the row says how many.
+    text = built([ROWS[0] | {"probe/linear_top1": 40.0}, ROWS[1], ROWS[2]]).markdown
+    assert project_cells(text, "crop_min=0.2")[-1] == "40.00 (n=1)"
+    video = built([ROWS[2]], spec=TABLE4).markdown
     assert "| paper: Region Tracker | paper | 83.26 / 76.52 |" in video
 
 
-def test_csv_has_one_line_per_row_and_scored_invariance():
-    text = tables.csv_text(tables.group_rows(ROWS, KNOBS), "table1")
-    lines = list(csv.DictReader(io.StringIO(text)))
+def test_csv_has_one_line_per_row_and_metric():
+    lines = list(csv.DictReader(io.StringIO(built(ROWS).csv)))
     project = [r for r in lines if r["source"] == "this project"]
-    assert len(project) == 2 * 2  # two rows x (viewpoint, occlusion)
-    mine = next(r for r in project if r["model"] == "crop_min=0.2" and r["invariance"] == "occlusion")
-    assert float(mine["top10"]) == pytest.approx(71.0) and mine["top25"] == ""
-    assert len([r for r in lines if r["source"] == "paper"]) == 3 * len(INVARIANCES)
+    assert len(project) == 3 + 3  # each row: occlusion top10, viewpoint top10 and top25
+    mine = next(r for r in project if r["model"] == "crop_min=0.2" and r["metric"] == "ris/occlusion/top10")
+    assert float(mine["mean"]) == pytest.approx(71.0) and float(mine["std"]) == pytest.approx(2 ** 0.5, abs=1e-4)
+    assert float(mine["ci95_half_width"]) == pytest.approx(stats.t.ppf(0.975, 1), abs=1e-4) and mine["n"] == "2"
+    assert len([r for r in lines if r["source"] == "paper"]) == 3 * 2 * len(INVARIANCES)
 
 
-def test_build_charts_each_scored_invariance_and_refuses_runs_without_ris(tmp_path):
-    report = tables.build(ROWS, KNOBS)
+def test_build_charts_each_measured_column_and_refuses_runs_without_ris(tmp_path):
+    report = built(ROWS)
     assert sorted(report.charts) == ["occlusion", "viewpoint"]
     assert "Targets scored here: viewpoint 8" in report.markdown  # the comparability line
     written = report.write(tmp_path)
     assert {p.name for p in written} == {"ris_table.md", "ris_table.csv", "ris_occlusion.png", "ris_viewpoint.png"}
     assert all(p.stat().st_size > 0 for p in written)
-    assert tables.build([{"run": "a", "probe/linear_top1": 50.0}], []) is None
-    with pytest.raises(ValueError, match="unknown paper table"):
-        tables.paper_rows("table9")
+    assert built([{"run": "a", "probe/linear_top1": 50.0}], []) is None
 
 
 def test_the_command_reads_a_sweep_from_mlflow_and_logs_on_its_parent(tmp_path, capsys):

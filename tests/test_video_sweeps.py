@@ -14,6 +14,7 @@ import datasets.video.pipeline
 import datasets.video.regions
 import datasets.video.stages
 from datasets.video.regions import read_tracks
+from orchestrator.paper_tables import TABLE3, TABLE4
 from orchestrator.config import SweepSettings, TrialConfig
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import TAG_PARENT
@@ -48,7 +49,7 @@ def test_threshold_sweep_relinks_tracks_only_and_logs_track_figures(ray_session,
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     space = {"method": {"track_threshold": tune.grid_search([0.0, 0.3])}}
     outcome = run_sweep(base, space, SweepSettings(name="thr", storage_path=str(tmp_path / "results"),
-                                                   tracking_uri=uri, experiment="video", paper_table="table4",
+                                                   tracking_uri=uri, experiment="video", tables=(TABLE4, TABLE3),
                                                    log_models=False))
     assert outcome.errors == []
     # Frames, pairs, proposals and region features once; track linking once per threshold.

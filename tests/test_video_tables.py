@@ -1,5 +1,6 @@
 """Table 3 layout of a video sweep: seeds averaged per method, the paper's rows beside."""
-from orchestrator.video_tables import table3
+from orchestrator.paper_tables import TABLE3
+from orchestrator.tables import build
 
 
 def test_table3_averages_seeds_and_shows_the_papers_rows():
@@ -10,13 +11,15 @@ def test_table3_averages_seeds_and_shows_the_papers_rows():
              "method.frame_gap": 5, "method.track_threshold": 0.25},
             {"method": "mocov2_frames", "seed": 0, "probe/linear_top1": 40.0, "run": "d"}]
     # frame_gap and track_threshold differ only by being absent for some methods: rows are named by method.
-    markdown, csv_text = table3(rows, ["method", "method.frame_gap", "method.track_threshold", "seed"])
-    lines = markdown.splitlines()
-    fti = next(line for line in lines if line.startswith("| method=fti"))
-    assert "| 2 |" in fti and "55.00 ± 7.07" in fti  # mean and sample std over the two seeds, in %
-    tracker = next(line for line in lines if line.startswith("| method=region_tracker"))
+    table = build(TABLE3, rows, ["method", "method.frame_gap", "method.track_threshold", "seed"])
+    lines = table.markdown.splitlines()
+    assert lines[2].startswith("| model | runs | VOC07 mAP | cropped boxes mAP | linear top-1 | seg mIoU |")
+    fti = next(line for line in lines if line.startswith("| fti |"))
+    assert "| 2 |" in fti and "55.00 ± 63.53" in fti  # mean and 95% t-interval over the two seeds, in %
+    tracker = next(line for line in lines if line.startswith("| region_tracker |"))
     assert "| 120 |" in tracker and "0.250" in tracker and tracker.rstrip(" |").endswith("-")  # NaN recall: no value
     assert any(line.startswith("| paper: Region Tracker | paper | 66.47") for line in lines)
-    assert any(line.startswith("| method=mocov2_frames | 1 |") for line in lines)
-    assert "this project,method=fti,2,probe/linear_top1,55.0000,7.0711" in csv_text
-    assert table3([{"method": "fti", "run": "x"}], ["method"]) is None
+    assert any(line.startswith("| mocov2_frames | 1 |") for line in lines)
+    assert "this project,fti,2,probe/linear_top1,55.0000,63.5310,7.0711,2" in table.csv
+    assert sorted(table.charts) == ["chance_precision", "linear_top1", "pairs", "precision"]
+    assert build(TABLE3, [{"method": "fti", "run": "x"}], ["method"]) is None

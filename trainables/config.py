@@ -23,10 +23,9 @@ part's in its own ``problems``; all of them run on the driver before any Ray wor
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from datasets.invariance_sets import INVARIANCE_SETS, INVARIANCES, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
@@ -427,9 +426,3 @@ def _set_dotted(nested: dict[str, Any], key: str, value: Any) -> None:
     else:
         nested[head] = value
 
-
-def import_part_modules(modules: Iterable[str]) -> None:
-    """Import the modules defining a trial's parts, so that their registrations run here
-    (a Ray worker process has imported only the built-in parts)."""
-    for module in sorted(modules):
-        importlib.import_module(module)

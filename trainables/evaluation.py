@@ -44,8 +44,7 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
                                     eval_transform(trial.image_size), trunk=backbone, image_size=trial.image_size,
                                     layer=trial.eval_layer)
     metrics: dict[str, float] = {}
-    sets = [(invariance, invariance.trajectories(trial.root_of(invariance), trial.ris_max_objects))
-            for invariance in trial.invariances]
+    sets = [(invariance, read_evaluation_data(invariance, trial)) for invariance in trial.invariances]
     if hasattr(features, "prefetch"):  # one extraction run for all the sets
         features.prefetch([data.paths for _, data in sets])
     for invariance, data in sets:
@@ -61,6 +60,19 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
         metrics.update(probe.evaluate(trial.root_of(probe), features, trial))
     metrics["data/skipped_images"] = features.skipped
     return metrics
+
+
+def read_evaluation_data(part, trial: TrialConfig):
+    """What the evaluation reads for one of the trial's invariance sets or probes, parsed
+    and checked: the set's trajectories (`InvarianceSetPart.trajectories`), or the probe's
+    annotations (`Probe.read`). A malformed file raises `DatasetFormatError` naming it.
+    `evaluate` starts from it, and the sweep's prepare stage calls it before any trial
+    (`orchestrator.sweep.prepare_data`), so a bad annotation is refused before training."""
+    from datasets.invariance_sets import InvarianceSetPart
+
+    if isinstance(part, InvarianceSetPart):
+        return part.trajectories(trial.root_of(part), trial.ris_max_objects)
+    return part.read(trial.root_of(part), trial)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from datasets.cache import build_once, cache_root, file_stamp
 from datasets.image_folder import ImagePathDataset, collate_skip_corrupt
-from datasets.placement import cpu_stage_args
+from datasets.placement import ActorPool, actor_pool, gpu_actors, submitted_to_cluster
 
 log = logging.getLogger(__name__)
 
@@ -144,19 +144,12 @@ class FeatureExtractor:
         return features, labels
 
 
-def gpu_actors(use_gpu: bool, cluster_resources: dict[str, float], autoscaling: bool) -> bool:
-    """Whether the feature actors ask for a GPU each: when the trial uses GPUs and the
-    cluster has some, or may get some (a cluster the autoscaler grows on demand). A local
-    Ray without GPUs would leave GPU actors pending forever: there they run on CPUs."""
-    return use_gpu and (cluster_resources.get("GPU", 0) > 0 or autoscaling)
-
-
 class RayDataFeatures:
     """Frozen features by Ray Data batch inference, cached as Parquet: the evaluation
     stage's extraction path (same interface as :class:`FeatureExtractor`).
 
-    Images are read and embedded in an autoscaling pool of actors, each of which builds
-    the backbone once (one GPU per actor when there are GPUs, else one CPU); only the
+    Images are read and embedded in an autoscaling pool of actors (`pool`), each of which
+    builds the backbone once (one GPU per actor for a GPU trial, else one CPU); only the
     features come back. They are cached under ``<cache>/features/<key>/``, the key a
     digest of the weights, of the image listing (paths, sizes, modification times) and of
     the view, so scoring the same weights on the same images again extracts nothing
@@ -231,8 +224,6 @@ class RayDataFeatures:
         """Features of the decodable `paths` and their positions, from the cache or extracted."""
         import pyarrow.parquet as pq
 
-        from datasets.cache import build_once, cache_root
-
         target = cache_root(self.cache) / "features" / self._key(paths)
         computed = []
         build_once(target, lambda folder: computed.append(self._extract(paths, folder)))
@@ -251,31 +242,28 @@ class RayDataFeatures:
 
         digest = hashlib.sha256(f"{self.weights.digest}|{self.layer}|{self.image_size}|{self.transform!r}".encode())
         for path in paths:
-            stat = path.stat() if path.exists() else None
-            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+            digest.update(f"{path}|{file_stamp(path)}\n".encode())
         return f"{self.weights.arch}-{digest.hexdigest()[:24]}"
+
+    def pool(self) -> ActorPool:
+        """The feature actors: one GPU each when the trial uses GPUs and the cluster has or
+        may add some (`datasets.placement.gpu_actors`), at most `max_actors` (0: the default)."""
+        return actor_pool(self.max_actors, gpu_actors(self.use_gpu, autoscaling=submitted_to_cluster()))
 
     def _extract(self, paths: list[Path], folder: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
         import ray
 
-        resources = ray.cluster_resources()
-        # A `ray job submit` driver (RAY_ADDRESS set) is on a cluster that may scale GPU nodes up.
-        use_gpu = gpu_actors(self.use_gpu, resources, autoscaling=bool(os.environ.get("RAY_ADDRESS")))
-        if self.use_gpu and not use_gpu:
+        pool = self.pool()
+        if self.use_gpu and not pool.gpu:
             log.warning("use_gpu is set but this Ray instance has no GPUs: features are extracted on CPUs")
-        if self.max_actors > 0:
-            actors = self.max_actors
-        else:
-            actors = max(1, int(resources.get("GPU" if use_gpu else "CPU", 1)))
         items = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)])
         embedded = items.map_batches(
-            _EmbedImages, batch_size=self.batch_size, batch_format="numpy", concurrency=(1, actors),
+            _EmbedImages, batch_size=self.batch_size, batch_format="numpy",
             fn_constructor_kwargs={"weights": ray.put(self.weights), "image_size": self.image_size,
-                                   "use_gpu": use_gpu, "layer": self.layer, "whole_image": self.whole_image},
-            num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1,
-            **({} if use_gpu else cpu_stage_args()),  # CPU actors stay off GPU nodes
+                                   "use_gpu": pool.gpu, "layer": self.layer, "whole_image": self.whole_image},
+            **pool.map_batches_args(),
         )
         index, features = [], []
         for batch in embedded.iter_batches(batch_format="numpy", batch_size=None):

@@ -19,18 +19,77 @@ same way and reported at step 0 (a study's random-initialisation row, orchestrat
 """
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray.train
 from ray import tune
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from trainables.config import TrialConfig, import_part_modules
+from datasets.errors import DatasetFormatError
+from datasets.registry import ConfigError, import_parts
+from trainables.config import TrialConfig
 from trainables.evaluation import evaluate_checkpoint
 from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
+
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Retries happen at one level: this module's loop around the trial's Train run
+# (`fit_with_retries`). Neither Tune (the sweep's FailureConfig, orchestrator.sweep) nor
+# Train (`pretrain_trainer`) retries on its own: retries at both multiplied (Tune's 3
+# restarts of a trial whose Train run restarts 3 times: the GPU group brought up 16 times
+# for one error), and neither can tell an error that will recur from one that may pass.
+# This level can: a deterministic error (a config or a data file the workers refuse) is
+# raised at once, while a lost or preempted node is retried and the Train run, named after
+# the trial, resumes from its last checkpoint. (A lost trial driver is not retried: drivers
+# run on the head and CPU nodes, never on spot GPU nodes; `--resume` continues its trial.)
+DETERMINISTIC_ERRORS: tuple[type[Exception], ...] = (ConfigError, DatasetFormatError)
+
+
+def deterministic_cause(error: BaseException) -> BaseException | None:
+    """The deterministic error (`DETERMINISTIC_ERRORS`) behind `error`, or None.
+
+    A Train run's failure wraps its workers' errors: `WorkerGroupError.worker_failures`
+    holds each rank's, wrapped again with its traceback (Train keeps the original in
+    `_base_exc`); a `ControllerError` holds its `controller_failure`. All are searched, and
+    the exceptions' causes."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [error]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DETERMINISTIC_ERRORS):
+            return current
+        stack += [current.__cause__, getattr(current, "controller_failure", None),
+                  getattr(current, "_base_exc", None), *getattr(current, "worker_failures", {}).values()]
+    return None
+
+
+def fit_with_retries(fit: Callable[[], T], max_failures: int) -> T:
+    """`fit()`, called again after an error that may pass, at most `max_failures` times
+    more; a deterministic error (`deterministic_cause`) is raised at once."""
+    failures = 0
+    while True:
+        try:
+            return fit()
+        except Exception as error:
+            cause = deterministic_cause(error)
+            if cause is not None and failures < max_failures:
+                log.error("not retried: %s would recur (%s)", type(cause).__name__, cause)
+            if cause is not None or failures >= max_failures:
+                raise
+            failures += 1
+            first_line = next(iter(str(error).splitlines()), "")
+            log.warning("the Train run failed (%s: %s); retry %d of %d from its last checkpoint",
+                        type(error).__name__, first_line, failures, max_failures)
 
 
 def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
@@ -52,12 +111,12 @@ def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failure
     Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result;
     the evaluation of its last checkpoint is the last one.
     """
-    import_part_modules(part_modules)
+    import_parts(part_modules)
     trial = TrialConfig.from_nested(config)
     if trial.epochs == 0:
         report_initial_weights(trial)
         return
-    result = pretrain_trainer(trial, storage_path, max_failures).fit()
+    result = fit_with_retries(lambda: pretrain_trainer(trial, storage_path).fit(), max_failures)
     tune.report(evaluation_report(trial, result))
 
 
@@ -71,8 +130,10 @@ def report_initial_weights(trial: TrialConfig) -> None:
         tune.report(metrics | {"epoch": 0}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
 
-def pretrain_trainer(trial: TrialConfig, storage_path: str, max_failures: int = 0) -> TorchTrainer:
-    """The current Tune trial's Train run: its workers, storage, restarts and checkpoints."""
+def pretrain_trainer(trial: TrialConfig, storage_path: str) -> TorchTrainer:
+    """The current Tune trial's Train run: its workers, storage and checkpoints. Train
+    retries nothing itself (`fit_with_retries` does, at one level), bar a worker group that
+    could not start yet (nodes still coming up: a wait for capacity, not a retry of work)."""
     context = tune.get_context()
     return TorchTrainer(
         train_loop_per_worker,
@@ -82,7 +143,7 @@ def pretrain_trainer(trial: TrialConfig, storage_path: str, max_failures: int = 
             name=context.get_trial_id(),
             storage_path=f"{storage_path.rstrip('/')}/{context.get_experiment_name()}-train",
             callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            failure_config=ray.train.FailureConfig(max_failures=0, max_preemption_failures=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
     )

@@ -49,6 +49,7 @@ class AloiIlluminationDirection(AloiFactor):
     1,000 trajectories)."""
 
     name: ClassVar[str] = "illumination_direction"
+    short_label: ClassVar[str] = "illum dir"
     pooled: bool = False
     camera: int = 0
 
@@ -66,3 +67,4 @@ class AloiIlluminationColor(AloiFactor):
     """Lamp voltage i110..i250 (colour temperature)."""
 
     name: ClassVar[str] = "illumination_color"
+    short_label: ClassVar[str] = "illum col"

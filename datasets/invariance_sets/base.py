@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from datasets.registry import Part, Registry
+from datasets.registry import Part, Registry, ReportColumn
 from datasets.sources.base import DataRole
 
 # The paper's six invariances (Table 1), spelled as in the MLflow keys of DESIGN.md.
@@ -68,10 +68,17 @@ class InvarianceSetPart(Part):
     """A registered invariance set. Its name is the metric's ``<invariance>``."""
 
     roles: ClassVar[dict[str, DataRole]] = {}
+    short_label: ClassVar[str] = ""  # its column head on a 100-column terminal ("": its name)
+
+    @classmethod
+    def report_columns(cls) -> tuple[ReportColumn, ...]:
+        """One column: Top-10 / Top-25 RIS in percent."""
+        return (ReportColumn((f"ris/{cls.name}/top10", f"ris/{cls.name}/top25"), cls.name,
+                             cls.short_label or cls.name[:9]),)
 
     def trajectories(self, root: Path, max_targets: int) -> InvarianceSet:
         """The set's images under `root`; ``max_targets > 0`` keeps the first that many targets."""
         raise NotImplementedError
 
 
-INVARIANCE_SETS: Registry[type[InvarianceSetPart]] = Registry("invariance set", InvarianceSetPart)
+INVARIANCE_SETS: Registry[type[InvarianceSetPart]] = Registry("invariance set", InvarianceSetPart, package=__package__)

@@ -84,3 +84,4 @@ class InstanceViewpoint(Pascal3DFactor):
     """Target = category, trajectories of one object per viewpoint bin: instance and viewpoint change."""
 
     name: ClassVar[str] = "instance_viewpoint"
+    short_label: ClassVar[str] = "inst+view"

@@ -58,7 +58,7 @@ class DataSource(Part):
         return None
 
 
-DATA_SOURCES: Registry[type[DataSource]] = Registry("data source", DataSource)
+DATA_SOURCES: Registry[type[DataSource]] = Registry("data source", DataSource, package=__package__)
 
 
 def existing_dir(path: str, what: str) -> Path:

@@ -39,7 +39,7 @@ class VideoPipelineConfig:
     seed: int = 0
     # Where stages and generated videos are cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl).
     data_cache: str = ""
-    # Selective-search actors (0: one per CPU Ray sees).
+    # Most selective-search actors (0: datasets.placement.MAX_CPU_POOL_ACTORS); the pool grows from one.
     proposal_actors: int = 0
 
     def validate(self) -> list[str]:

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datasets.placement import cpu_stage_args
+from datasets.placement import actor_pool, cpu_stage_args
+from datasets.ray_connection import init_ray
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, frame_pair_offsets
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
@@ -47,7 +47,6 @@ from datasets.video.stages import StageResult, format_stage_list, list_stages, r
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Bump a stage's version when its output changes for the same parameters.
 FRAMES_VERSION = 1
 PAIRS_VERSION = 1
@@ -197,7 +196,7 @@ def compute_frames(videos: list[VideoSource], config: VideoPipelineConfig, data:
                    num_cpus: int | None = None) -> tuple[dict[str, int], list[str]]:
     import ray
 
-    ensure_ray(num_cpus)  # started only when a stage must be computed: a fully cached run needs no Ray
+    init_ray(num_cpus)  # started only when a stage must be computed: a fully cached run needs no Ray
     dataset = ray.data.from_items([asdict(v) for v in videos], override_num_blocks=max(1, min(len(videos), 2000)))
     dataset = dataset.map_batches(
         decode_frames_batch, batch_size=1, batch_format="pyarrow",
@@ -278,14 +277,6 @@ class ProposalActor:
         return pa.Table.from_pylist(out, schema=PROPOSAL_SCHEMA)
 
 
-def proposal_actor_count(config: VideoPipelineConfig) -> int:
-    import ray
-
-    if config.proposal_actors:
-        return config.proposal_actors
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def frame_row_groups(folder: Path) -> list[dict]:
     """``{"path", "row_group"}`` of every row group of a stage's Parquet files."""
     units = []
@@ -298,7 +289,7 @@ def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Pa
                       num_cpus: int | None = None) -> tuple[dict[str, int], list[str]]:
     import ray
 
-    ensure_ray(num_cpus)
+    init_ray(num_cpus)
     data.mkdir(parents=True, exist_ok=True)
     units = frame_row_groups(frames.data)
     if units:
@@ -306,8 +297,7 @@ def compute_proposals(frames: StageResult, config: VideoPipelineConfig, data: Pa
         dataset = dataset.map_batches(
             ProposalActor, fn_constructor_kwargs=dict(max_regions=config.proposals_per_frame,
                                                       max_side=config.proposal_max_side),
-            batch_size=1, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=proposal_actor_count(config)), **cpu_stage_args(),
+            batch_size=1, batch_format="pyarrow", **actor_pool(config.proposal_actors).map_batches_args(),
         )
         # Writing is light: zero CPUs, so it never waits behind actors that hold every core.
         dataset.write_parquet(str(data), ray_remote_args={"num_cpus": 0})
@@ -370,21 +360,6 @@ def source_key(videos: list[VideoSource]) -> str:
     """A key of the source listing: video ids, paths and their size/modification fingerprints."""
     payload = json.dumps([asdict(v) for v in videos], sort_keys=True)
     return f"source-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
-
-
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Use this process's Ray, or join ``$RAY_ADDRESS``, or start a local instance with this repository importable."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-        return
-    # Workers must import this repository's `datasets`, not Hugging Face's (README).
-    path = os.pathsep.join(dict.fromkeys([str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
-    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}},
-             logging_level=logging.WARNING)
 
 
 def run_frames_stage(config: VideoPipelineConfig, videos: list[VideoSource], num_cpus: int | None = None) -> StageResult:

@@ -42,11 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datasets.placement import cpu_stage_args
+from datasets.placement import ActorPool, actor_pool, cpu_stage_args, gpu_actors, submitted_to_cluster
+from datasets.ray_connection import init_ray
 from datasets.video.pipeline import (
     FRAME_SCHEMA,
     PipelineResult,
-    ensure_ray,
     frame_row_groups,
     read_stage_table,
 )
@@ -143,23 +143,25 @@ class RegionFeatureActor:
         return pa.Table.from_pylist(out, schema=FEATURE_SCHEMA)
 
 
+def region_feature_pool(use_gpu: bool, actors: int = 0) -> ActorPool:
+    """The region-feature actors: one GPU each when the trial uses GPUs and the cluster has
+    or may add some (`datasets.placement.gpu_actors`), at most `actors` (0: the default)."""
+    return actor_pool(actors, gpu_actors(use_gpu, autoscaling=submitted_to_cluster()))
+
+
 def compute_region_features(frames: StageResult, proposals: StageResult, features_factory: Callable[[], FeatureFn],
-                            data: Path, actors: int = 0) -> tuple[dict[str, int], list[str]]:
+                            data: Path, actors: int = 0, use_gpu: bool = False) -> tuple[dict[str, int], list[str]]:
     import ray
 
-    ensure_ray()
+    init_ray()
     data.mkdir(parents=True, exist_ok=True)
     units = frame_row_groups(frames.data)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    size = actors or (gpus or max(1, int(ray.cluster_resources().get("CPU", 1))))
     if units:
         dataset = ray.data.from_items(units, override_num_blocks=len(units))
         dataset = dataset.map_batches(
             RegionFeatureActor,
             fn_constructor_kwargs=dict(features_factory=features_factory, proposals_folder=str(proposals.data)),
-            batch_size=1, batch_format="pyarrow", num_cpus=1, num_gpus=1 if gpus else 0,
-            compute=ray.data.ActorPoolStrategy(size=size),
-            **({} if gpus else cpu_stage_args()),  # CPU actors stay off GPU nodes (datasets.placement)
+            batch_size=1, batch_format="pyarrow", **region_feature_pool(use_gpu, actors).map_batches_args(),
         )
         dataset.write_parquet(str(data), ray_remote_args={"num_cpus": 0})
     table = read_stage_table(data, ["num_boxes", "dim"], FEATURE_SCHEMA)
@@ -169,12 +171,13 @@ def compute_region_features(frames: StageResult, proposals: StageResult, feature
 
 
 def run_region_features_stage(pipeline: PipelineResult, features_factory: Callable[[], FeatureFn], model_key: str,
-                              cache: str = "", actors: int = 0) -> StageResult:
-    """Region features of every chunk frame's proposals, keyed by ``model_key`` and the proposals stage."""
+                              cache: str = "", actors: int = 0, use_gpu: bool = False) -> StageResult:
+    """Region features of every chunk frame's proposals, keyed by ``model_key`` and the proposals stage
+    (GPU actors with `use_gpu`: `region_feature_pool`)."""
     frames, proposals = pipeline.stage("frames"), pipeline.stage("proposals")
     return run_stage(stages_root(cache), "region_features", FEATURES_VERSION, {"model": model_key},
                      [frames.key, proposals.key],
-                     lambda data: compute_region_features(frames, proposals, features_factory, data, actors))
+                     lambda data: compute_region_features(frames, proposals, features_factory, data, actors, use_gpu))
 
 
 # --------------------------------------------------------------------------- tracks
@@ -222,7 +225,7 @@ def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, thr
     """Link every chunk's tracks as a Ray Data job: group the feature rows by chunk, one task per group."""
     import ray
 
-    ensure_ray()
+    init_ray()
     data.mkdir(parents=True, exist_ok=True)
     files = sorted(str(f) for f in Path(features.data).glob("*.parquet"))
     if files:

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets.cache import file_stamp
 from datasets.errors import DatasetFormatError
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,7 @@ def _natural_key(name: str) -> list:
 
 
 def _fingerprint(path: Path, *more: Path) -> str:
-    parts = []
-    for item in (path, *more):
-        try:
-            stat = item.stat()
-            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-        except OSError:
-            parts.append("-")
-    return "/".join(parts)
+    return "/".join(file_stamp(item) for item in (path, *more))
 
 
 def trackingnet_chunk_folders(root: str | Path) -> list[Path]:

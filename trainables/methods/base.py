@@ -96,4 +96,4 @@ class Method(Part):
         return {}
 
 
-METHODS: Registry[type[Method]] = Registry("method", Method)
+METHODS: Registry[type[Method]] = Registry("method", Method, package=__package__)

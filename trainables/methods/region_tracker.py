@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from datasets.registry import ReportColumn
 from trainables.methods.base import METHODS, StepOutput
 from trainables.methods.fti import FrameTemporalInvariance
 
@@ -45,6 +46,13 @@ TRACK_METRICS = {"track_pairs": "tracks/pairs", "precision": "tracks/precision",
 class RegionPairsMethod(FrameTemporalInvariance):
     """Frame pairs plus one region pair each from a track stage (not registered itself):
     the region branch, the 0.5 / 0.5 loss and the shared queue of Algorithm 1."""
+
+    # The track stage's figures (TRACK_METRICS), shown in the video tables.
+    columns: ClassVar[tuple[ReportColumn, ...]] = (
+        ReportColumn(("tracks/pairs",), "track pairs", "pairs", digits=0, percent=False),
+        ReportColumn(("tracks/precision",), "track precision", "prec", digits=3, percent=False),
+        ReportColumn(("tracks/chance_precision",), "chance precision", "chance", digits=3, percent=False),
+        ReportColumn(("tracks/recall",), "track recall", "recall", digits=3, percent=False))
 
     roi_size: int = 2  # ROI-align cells per side of the region embeddings in training
     region_weight: float = 0.5  # Algorithm 1: loss = 0.5 x frame + 0.5 x region
@@ -136,7 +144,8 @@ class RegionTracker(RegionPairsMethod):
         from datasets.video.regions import run_region_features_stage
 
         features = self.feature_function(trial)
-        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache))
+        return run_region_features_stage(self.pipeline(trial), features, features.key(), str(trial.data_cache),
+                                         use_gpu=trial.use_gpu)
 
     def track_stage(self, trial: Any):
         from datasets.video.regions import run_tracks_stage

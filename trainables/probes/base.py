@@ -5,8 +5,11 @@ images it needs (:class:`trainables.features.FeatureExtractor`, one extraction p
 shared with RIS) and returns its metrics, named as in ../shared/DESIGN.md
 (``probe/<name>``).
 
-Protocol: ``roles`` (the one data role it reads) and
-``evaluate(root, features, trial) -> dict[str, float]``.
+Protocol: ``roles`` (the one data role it reads),
+``evaluate(root, features, trial) -> dict[str, float]``, and ``read(root, trial)``: its
+annotations and listings parsed and checked, which ``evaluate`` starts from and the
+sweep's prepare stage calls before any trial (a malformed file is refused before
+training, not found after it).
 """
 from __future__ import annotations
 
@@ -28,5 +31,12 @@ class Probe(Part):
         """The probe's metrics on the data under `root` (its role's resolved root)."""
         raise NotImplementedError
 
+    def read(self, root: Path, trial: Any) -> Any:
+        """Every annotation and listing under `root` that `evaluate` reads, parsed and
+        checked: a bad one raises `DatasetFormatError` naming the file and the fault. No
+        images are decoded. A probe that reads only images (whose layout its data source
+        checks) parses nothing here."""
+        return None
 
-PROBES: Registry[type[Probe]] = Registry("probe", Probe)
+
+PROBES: Registry[type[Probe]] = Registry("probe", Probe, package=__package__)

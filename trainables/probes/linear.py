@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
+from datasets.registry import ReportColumn
 from trainables.probes.base import PROBES, Probe
 
 
@@ -48,6 +49,7 @@ class LinearProbe(Probe):
     """``probe/linear_top1``: fit on the role's ``train/`` split, scored on ``val/``."""
 
     name: ClassVar[str] = "linear"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (ReportColumn(("probe/linear_top1",), "linear top-1", "linear"),)
     roles: ClassVar[dict[str, DataRole]] = {"probe": DataRole(IMAGE_FOLDER, "synthetic-objects", ("train", "val"))}
     max_iter: int = 1000
 

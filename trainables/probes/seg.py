@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.sources.base import ADE20K, DataRole
+from datasets.registry import ReportColumn
 from trainables.probes.base import PROBES, Probe
 
 LAYERS = ("layer2", "layer3", "layer4")
@@ -126,6 +127,8 @@ class SegmentationProbe(Probe):
     """``probe/seg_miou`` and ``probe/seg_pixel_acc`` on ADE20K-layout masks."""
 
     name: ClassVar[str] = "seg"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (ReportColumn(("probe/seg_miou",), "seg mIoU", "seg miou"),
+                                                   ReportColumn(("probe/seg_pixel_acc",), "seg pixel acc.", "seg acc"))
     roles: ClassVar[dict[str, DataRole]] = {"ade20k": DataRole(ADE20K, "synthetic-ade20k", ("training", "validation"))}
     input_size: int = 128  # images and masks are resized to this square
     epochs: int = 30
@@ -144,12 +147,17 @@ class SegmentationProbe(Probe):
                 if getattr(self, k) < 0]
         return out
 
-    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+    def read(self, root: Path, trial: Any):
+        """Both splits' listings of image and mask pairs, and the class list."""
         from datasets.ade20k import read_ade20k
+
+        return read_ade20k(root, "training"), read_ade20k(root, "validation")
+
+    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
         from datasets.errors import DatasetFormatError
         from trainables.features import extract_feature_maps
 
-        train, val = read_ade20k(root, "training"), read_ade20k(root, "validation")
+        train, val = self.read(root, trial)
         train_images, train_masks = _subset(train.images, train.masks, self.max_train_images)
         val_images, val_masks = _subset(val.images, val.masks, self.max_val_images)
         x_train, y_train, bad_train = load_pairs(train_images, train_masks, self.input_size)

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datasets.sources.base import VOC2007, DataRole
+from datasets.registry import ReportColumn
 from trainables.probes.base import PROBES, Probe
 from trainables.probes.svm import PROTOCOLS, mean_ap, parse_costs, svm_problems, svm_scores
 
@@ -85,6 +86,9 @@ class Voc07Probe(SvmProbe):
     """``probe/voc07_map`` (and ``probe/voc07_pair_map`` with ``pair``)."""
 
     name: ClassVar[str] = "voc07"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (
+        ReportColumn(("probe/voc07_map",), "VOC07 mAP", "voc07"),
+        ReportColumn(("probe/voc07_pair_map",), "A xor B mAP (co-occurring pair)", "xor"))
     pair: str = ""  # "A,B": also the co-occurrence check on test images with A or B but not both
 
     def problems(self, trial: Any) -> list[str]:
@@ -94,23 +98,28 @@ class Voc07Probe(SvmProbe):
             out.append(f"pair={self.pair!r} must name two different classes, e.g. chair,diningtable")
         return out
 
-    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+    def read(self, root: Path, trial: Any):
+        """Both splits' class files (and `pair`'s classes among them)."""
         from datasets.errors import DatasetFormatError
         from datasets.voc import read_voc_split
 
         train, test = read_voc_split(root, "trainval"), read_voc_split(root, "test")
         if train.classes != test.classes:
             raise DatasetFormatError(f"{root}: trainval and test have different class files")
+        if self.pair and not all(n.strip() in train.classes for n in self.pair.split(",")):
+            raise DatasetFormatError(f"{root}: pair={self.pair!r} names a class without class files "
+                                     f"(classes: {', '.join(train.classes)})")
+        return train, test
+
+    def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
+        train, test = self.read(root, trial)
         train_x, train_i, test_x, test_i = split_features(self.view(features, trial), train.paths, test.paths)
         scores = self.scores(train_x, train.labels[train_i], test_x, trial)
         labels = test.labels[test_i]
         value, aps = self.scored_map(scores, labels)
         metrics = {"probe/voc07_map": value, "data/voc07_classes_scored": int(np.sum(~np.isnan(aps)))}
         if self.pair:
-            a, b = (train.classes.index(n.strip()) if n.strip() in train.classes else None for n in self.pair.split(","))
-            if a is None or b is None:
-                raise DatasetFormatError(f"{root}: pair={self.pair!r} names a class without class files "
-                                         f"(classes: {', '.join(train.classes)})")
+            a, b = (train.classes.index(n.strip()) for n in self.pair.split(","))
             one = ((labels[:, a] == 1) & (labels[:, b] == -1)) | ((labels[:, a] == -1) & (labels[:, b] == 1))
             metrics["probe/voc07_pair_map"] = self.scored_map(scores[one][:, [a, b]], labels[one][:, [a, b]])[0]
             metrics["data/voc07_pair_images"] = int(one.sum())
@@ -123,6 +132,7 @@ class Voc07BoxesProbe(SvmProbe):
     """``probe/voc07_boxes_map``: the SVM protocol on every annotated box, cut out."""
 
     name: ClassVar[str] = "voc07_boxes"
+    columns: ClassVar[tuple[ReportColumn, ...]] = (ReportColumn(("probe/voc07_boxes_map",), "cropped boxes mAP", "boxes"),)
     include_difficult: bool = False
     crop_max_side: int = 224
 
@@ -130,9 +140,14 @@ class Voc07BoxesProbe(SvmProbe):
         out = super().problems(trial)
         return out + ([] if self.crop_max_side >= 8 else [f"crop_max_side={self.crop_max_side} must be at least 8"])
 
-    def boxes(self, root: Path, split: str) -> tuple[list[Path], np.ndarray, Counter]:
-        """The split's box crops and their N x C labels in {1, -1}; what was left out, counted."""
-        from datasets.crops import CropRequest, write_crops
+    def read(self, root: Path, trial: Any) -> dict[str, tuple]:
+        """Every box of both splits, all their annotation files parsed (`box_requests`)."""
+        return {split: self.box_requests(root, split) for split in ("trainval", "test")}
+
+    def box_requests(self, root: Path, split: str) -> tuple[Any, list, list[int], Counter]:
+        """The split, the boxes to cut from its images, their classes, and what was left
+        out, counted; every annotation file of the split is parsed."""
+        from datasets.crops import CropRequest
         from datasets.voc import parse_annotation, read_voc_split
 
         data = read_voc_split(root, split)
@@ -146,7 +161,16 @@ class Voc07BoxesProbe(SvmProbe):
                 else:
                     requests.append(CropRequest(image, obj.pixel_edges()))
                     classes.append(data.classes.index(obj.name))
+        return data, requests, classes, skipped
+
+    def boxes(self, root: Path, split: str, requested: tuple | None = None) -> tuple[list[Path], np.ndarray, Counter]:
+        """The split's box crops and their N x C labels in {1, -1}; what was left out,
+        counted. `requested`: the split's `box_requests`, where they were read already."""
+        from datasets.crops import write_crops
+
+        data, requests, classes, skipped = requested or self.box_requests(root, split)
         crops, failed = write_crops(data.root, f"voc07-{split}-boxes", requests, self.crop_max_side)
+        skipped = Counter(skipped)
         skipped.update(failed)
         kept = [k for k, crop in enumerate(crops) if crop is not None]
         labels = -np.ones((len(kept), len(data.classes)), np.int8)
@@ -154,8 +178,9 @@ class Voc07BoxesProbe(SvmProbe):
         return [crops[k] for k in kept], labels, skipped
 
     def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
-        train_paths, train_labels, skipped = self.boxes(root, "trainval")
-        test_paths, test_labels, test_skipped = self.boxes(root, "test")
+        splits = self.read(root, trial)
+        train_paths, train_labels, skipped = self.boxes(root, "trainval", splits["trainval"])
+        test_paths, test_labels, test_skipped = self.boxes(root, "test", splits["test"])
         skipped.update(test_skipped)
         train_x, train_i, test_x, test_i = split_features(self.view(features, trial), train_paths, test_paths)
         scores = self.scores(train_x, train_labels[train_i], test_x, trial)
