@@ -144,10 +144,9 @@ def test_weight_zero_is_the_plain_method_bit_for_bit():
     x1, x2 = normalised_images(8), normalised_images(9)
     # MoCo: no second forward (the query encoder's BN statistics are the plain step's), no metric.
     off, plain = tiny_moco(adversarial_weight=0.0, adversarial_epsilon=0.5), tiny_moco()
-    for model in (off, plain):
-        out = model(x1, x2)
-        out.loss.backward()
-    assert torch.equal(off(x1, x2).loss, plain(x1, x2).loss) and off(x1, x2).adversarial_loss is None
+    off_out, plain_out = off(x1, x2), plain(x1, x2)
+    off_out.loss.backward(), plain_out.loss.backward()
+    assert torch.equal(off_out.loss, plain_out.loss) and off_out.adversarial_loss is None
     assert all(torch.equal(a, b) for a, b in zip(off.state_dict().values(), plain.state_dict().values()))
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(off.encoder_q.parameters(), plain.encoder_q.parameters()))
     # SimCLR and MoCo v2 through the method's step: the same loss, gradients and metric names.
