@@ -24,15 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables import distributed
+from trainables.adversarial import adversarial_problems, combined_loss, fgsm_view
 from trainables.losses import info_nce
 from trainables.models import Encoder
 from trainables.momentum import ema_update
 
 
 class MoCoOutput(NamedTuple):
-    loss: torch.Tensor
-    logits: torch.Tensor  # N x (1 + K), divided by the temperature, positives in column 0
+    loss: torch.Tensor  # with adversarial examples on, (1 - alpha) * clean + alpha * adversarial
+    logits: torch.Tensor  # N x (1 + K), divided by the temperature, positives in column 0 (clean queries)
     keys: torch.Tensor  # N x dim, this worker's L2-normalised keys (what it enqueued, in its rank slot)
+    adversarial_loss: torch.Tensor | None = None  # InfoNCE of the FGSM queries (None: the option is off)
 
 
 def moco_problems(dim: int, queue_size: int, momentum: float, temperature: float,
@@ -84,18 +86,25 @@ class MoCo(nn.Module):
         momentum: m of the key-encoder update k <- m k + (1 - m) q.
         temperature: tau of Eq. 1.
         shuffle_bn_groups: G, key sub-batches per worker normalised separately (1: one).
+        adversarial_weight: alpha of adversarial contrastive examples (``trainables.adversarial``;
+            0: off): the queries' FGSM versions meet the same keys and queue.
+        adversarial_epsilon: their FGSM step, in pixel units.
     """
 
     def __init__(self, arch: str = "resnet18", dim: int = 128, queue_size: int = 4096,
-                 momentum: float = 0.99, temperature: float = 0.2, shuffle_bn_groups: int = 1):
+                 momentum: float = 0.99, temperature: float = 0.2, shuffle_bn_groups: int = 1,
+                 adversarial_weight: float = 0.0, adversarial_epsilon: float = 0.0):
         super().__init__()
-        if problems := moco_problems(dim, queue_size, momentum, temperature):
+        if problems := moco_problems(dim, queue_size, momentum, temperature) + adversarial_problems(
+                adversarial_weight, adversarial_epsilon):
             raise ValueError("; ".join(problems))
         if shuffle_bn_groups < 1:
             raise ValueError(f"shuffle_bn_groups={shuffle_bn_groups} must be at least 1")
         self.momentum = momentum
         self.temperature = temperature
         self.shuffle_bn_groups = shuffle_bn_groups
+        self.adversarial_weight = adversarial_weight
+        self.adversarial_epsilon = adversarial_epsilon
 
         self.encoder_q = Encoder(arch, dim)
         self.encoder_k = copy.deepcopy(self.encoder_q)  # starts equal to the query encoder
@@ -134,6 +143,9 @@ class MoCo(nn.Module):
         return k_all[start: start + im_k.shape[0]], k_all
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> MoCoOutput:
+        adversarial = self.adversarial_weight > 0
+        if adversarial:  # FGSM needs the loss's gradient with respect to the query images
+            im_q = im_q.detach().requires_grad_(True)
         q = F.normalize(self.encoder_q(im_q).float(), dim=1)
 
         with torch.no_grad():
@@ -142,10 +154,18 @@ class MoCo(nn.Module):
 
         # The queue is cloned: it is updated in place below, before backward needs it.
         # The logits stay in fp32 under mixed precision (differences of cosines / tau).
+        queue = self.queue.clone().detach()
         with torch.autocast(device_type=q.device.type, enabled=False):
-            loss, logits = info_nce(q, k, self.queue.clone().detach(), self.temperature)
+            loss, logits = info_nce(q, k, queue, self.temperature)
+        adversarial_loss = None
+        if adversarial:
+            # The FGSM queries meet the same keys and queue: one momentum update, one enqueue.
+            q_adv = F.normalize(self.encoder_q(fgsm_view(loss, im_q, self.adversarial_epsilon)).float(), dim=1)
+            with torch.autocast(device_type=q.device.type, enabled=False):
+                adversarial_loss, _ = info_nce(q_adv, k, queue, self.temperature)
+            loss = combined_loss(loss, adversarial_loss, self.adversarial_weight)
         self._dequeue_and_enqueue(k_all)
-        return MoCoOutput(loss, logits, k)
+        return MoCoOutput(loss, logits, k, adversarial_loss)
 
 
 @torch.no_grad()

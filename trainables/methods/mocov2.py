@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
+from trainables.adversarial import adversarial_problems
 from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
 from trainables.methods.base import METHODS, Method, StepOutput
 from trainables.moco import MoCo, moco_problems, queue_overlap_warning
@@ -44,6 +45,9 @@ class MoCoV2(Method):
     crop_scale_max: float = 1.0
     # Key sub-batches per worker with their own BN statistics (MoCo's GPU count; 1: off).
     shuffle_bn_groups: int = 1
+    # Adversarial contrastive examples (trainables.adversarial): alpha of the FGSM queries' loss (0: off)
+    adversarial_weight: float = 0.0
+    adversarial_epsilon: float = 0.03  # their FGSM step in pixel units (images in [0, 1])
 
     def problems(self, trial: Any) -> list[str]:
         out = moco_problems(self.dim, self.queue_size, self.momentum, self.temperature,
@@ -53,12 +57,13 @@ class MoCoV2(Method):
         if self.shuffle_bn_groups < 1 or per_worker % self.shuffle_bn_groups or per_worker // self.shuffle_bn_groups < 2:
             out.append(f"shuffle_bn_groups={self.shuffle_bn_groups} must split each worker's batch of "
                        f"{per_worker} into sub-batches of at least 2 images")
-        return out + ([crop] if crop else [])
+        return out + ([crop] if crop else []) + adversarial_problems(self.adversarial_weight, self.adversarial_epsilon)
 
     def build_model(self, trial: Any) -> MoCo:
         return MoCo(arch=trial.arch, dim=self.dim, queue_size=self.queue_size,
                     momentum=self.momentum, temperature=self.temperature,
-                    shuffle_bn_groups=self.shuffle_bn_groups)
+                    shuffle_bn_groups=self.shuffle_bn_groups,
+                    adversarial_weight=self.adversarial_weight, adversarial_epsilon=self.adversarial_epsilon)
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         return two_view_dataset(roots["pretrain"], int(trial.image_size), (self.crop_scale_min, self.crop_scale_max))
@@ -67,7 +72,10 @@ class MoCoV2(Method):
         im_q, im_k = inputs
         out = model(im_q, im_k)
         # The mean cosine of a query and its positive key (column 0 of the logits, times tau).
-        return StepOutput(out.loss, {"positive_similarity": out.logits[:, 0].detach().mean() * self.temperature})
+        metrics = {"positive_similarity": out.logits[:, 0].detach().mean() * self.temperature}
+        if out.adversarial_loss is not None:
+            metrics["adversarial_loss"] = out.adversarial_loss.detach()
+        return StepOutput(out.loss, metrics)
 
     def data_warnings(self, num_images: int, where: str) -> list[str]:
         warning = queue_overlap_warning(self.queue_size, num_images, where)

@@ -63,6 +63,9 @@ class RegionPairsMethod(FrameTemporalInvariance):
             out.append(f"roi_size={self.roi_size} must be at least 1")
         if not 0.0 <= self.region_weight <= 1.0:
             out.append(f"region_weight={self.region_weight} must be in [0, 1]")
+        if self.adversarial_weight:  # RegionMoCo's forward has no adversarial queries
+            out.append(f"adversarial_weight={self.adversarial_weight}: {self.name} has no adversarial "
+                       "contrastive examples (the region branch does not perturb); keep it 0")
         return out
 
     def track_stage(self, trial: Any):

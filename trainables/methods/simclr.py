@@ -10,6 +10,11 @@ MLP of Sec. 2.1 (SimCLR v1; ``trainables.models.mlp_head``). The embeddings of e
 are gathered with their gradients (``distributed.gather_with_grad``). Both views pass the
 encoder as one batch per worker, so batch norm sees both (SimCLR's global BN would
 normalise over all workers; with one worker it is the same).
+
+With ``adversarial_weight`` > 0 (adversarial contrastive examples, ``trainables.adversarial``)
+the first view's FGSM version replaces it in a second NT-Xent batch: the encoder embeds it
+with the clean second views as one batch again, so the adversarial loss is the clean loss's
+function (batch norm included) at the perturbed input, which FGSM raises to first order.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from torch.utils.data import Dataset
 
 from datasets.sources.base import IMAGE_FOLDER, DataRole
 from trainables import distributed
+from trainables.adversarial import adversarial_problems, combined_loss, fgsm_view
 from trainables.augment import crop_scale_problem
 from trainables.losses import nt_xent
 from trainables.methods.base import METHODS, Method, StepOutput
@@ -75,13 +81,16 @@ class SimCLR(Method):
     temperature: float = 0.1  # tau of Eq. 1
     crop_scale_min: float = 0.2  # as MoCo v2's, the paper's cropping knob
     crop_scale_max: float = 1.0
+    # Adversarial contrastive examples (trainables.adversarial): alpha of the FGSM view's loss (0: off)
+    adversarial_weight: float = 0.0
+    adversarial_epsilon: float = 0.03  # its FGSM step in pixel units (images in [0, 1])
 
     def problems(self, trial: Any) -> list[str]:
         out = [f"dim={self.dim} must be at least 1"] if self.dim < 1 else []
         if self.temperature <= 0:
             out.append(f"temperature={self.temperature} must be positive")
         crop = crop_scale_problem(self.crop_scale_min, self.crop_scale_max)
-        return out + ([crop] if crop else [])
+        return out + ([crop] if crop else []) + adversarial_problems(self.adversarial_weight, self.adversarial_epsilon)
 
     def build_model(self, trial: Any) -> SimCLRModel:
         return SimCLRModel(trial.arch, self.dim)
@@ -94,7 +103,18 @@ class SimCLR(Method):
 
     def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> StepOutput:
         x1, x2 = inputs
+        adversarial = self.adversarial_weight > 0
+        if adversarial:  # FGSM needs the loss's gradient with respect to the first views
+            x1 = x1.detach().requires_grad_(True)
         z1, z2 = model(x1, x2)
         with torch.autocast(device_type=z1.device.type, enabled=False):
             loss = global_nt_xent(z1, z2, self.temperature)
-        return StepOutput(loss, {"positive_similarity": (z1 * z2).sum(1).mean().detach()})
+        metrics = {"positive_similarity": (z1 * z2).sum(1).mean().detach()}
+        if adversarial:
+            # The unwrapped module (one DDP forward per step); DDP syncs at the combined loss's backward.
+            z1_adv, z2_adv = getattr(model, "module", model)(fgsm_view(loss, x1, self.adversarial_epsilon), x2)
+            with torch.autocast(device_type=z1.device.type, enabled=False):
+                adversarial_loss = global_nt_xent(z1_adv, z2_adv, self.temperature)
+            loss = combined_loss(loss, adversarial_loss, self.adversarial_weight)
+            metrics["adversarial_loss"] = adversarial_loss.detach()
+        return StepOutput(loss, metrics)
