@@ -33,6 +33,9 @@ def _gather_and_backward(rank: int, world_size: int, store: str, out_dir: str) -
         (gathered * _weights(rank)).sum().backward()
         torch.save({"gathered": gathered.detach(), "sizes": sizes, "grad": t.grad}, f"{out_dir}/rank{rank}.pt")
     finally:
+        # Every rank's collectives done before teardown: a rank that destroyed its group
+        # while the other was still in one aborted it (SIGABRT, seen once in CI).
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

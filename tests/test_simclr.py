@@ -73,6 +73,9 @@ def _rank_loss(rank: int, world_size: int, store: str, out_dir: str) -> None:
         (loss / world_size).backward()  # DDP's mean over ranks
         torch.save({"loss": loss.detach(), "grad1": z1.grad, "grad2": z2.grad}, f"{out_dir}/rank{rank}.pt")
     finally:
+        # Every rank's collectives done before teardown: a rank that destroyed its group
+        # while the other was still in one aborted it (SIGABRT, seen once in CI).
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
