@@ -205,7 +205,7 @@ def rendered_text(url: str, scratch: Path) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " | ", dom)))
 
 
-def rendered_when(url: str, scratch: Path, ready, tries: int = 3) -> str:
+def rendered_when(url: str, scratch: Path, ready, tries: int = 5) -> str:
     """`rendered_text`, loaded again (up to `tries` times) until `ready(text)`: the chart view
     loads its charts after the page, late on a loaded machine. The last text either way."""
     for attempt in range(tries):
