@@ -4,7 +4,7 @@
     python -m orchestrator.mlflow_server --host 10.0.0.12 \\
         --backend-store-uri postgresql://mlflow@db.internal:5432/mlflow \\
         --artifacts-destination s3://my-bucket/mlartifacts          # a cluster's server, on the head's private address
-    python -m orchestrator.mlflow_server --host 0.0.0.0 --basic-auth ...  # behind a Service (kuberay/mlflow.yaml)
+    python -m orchestrator.mlflow_server --host $POD_IP --basic-auth ...  # behind a Service (kuberay/mlflow.yaml)
 
 It runs `mlflow server` with a proxied artifact store (`--serve-artifacts`): clients
 (the sweep's driver, `mlflow ui` users, `mlflow.pytorch.load_model`) upload and download

@@ -388,13 +388,15 @@ def test_the_mlflow_deployment_runs_the_projects_server_with_basic_auth_behind_a
     # The server's own command line takes the arguments (Kubernetes fills in $(VAR) from env).
     from orchestrator.mlflow_server import command_line, server_command
 
-    filled = [a.replace("$(MLFLOW_BACKEND_STORE_URI)", "postgresql://mlflow@db:5432/mlflow") for a in args]
+    filled = [a.replace("$(MLFLOW_BACKEND_STORE_URI)", "postgresql://mlflow@db:5432/mlflow").replace("$(POD_IP)", "10.1.2.3")
+              for a in args]
     assert filled != args
     parsed = command_line().parse_args(filled)
     command = server_command(parsed.host, parsed.port, parsed.backend_store_uri, parsed.artifacts_destination,
                              parsed.workers, parsed.folder, parsed.allowed_hosts, parsed.basic_auth)
     assert command[command.index("--app-name") + 1] == "basic-auth"
-    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--host") + 1] == "10.1.2.3"  # the pod's address (downward API)
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     # The Ray pods sign in as the admin the server creates.
     _, cluster = kuberay("raycluster.yaml")
     for group, template in _pod_templates(cluster):
