@@ -18,6 +18,7 @@ last. Evaluation is a stage of its own, after the Train run, reading the last ch
 from __future__ import annotations
 
 import logging
+import os
 import random
 import tempfile
 import time
@@ -229,6 +230,14 @@ def setup_training(trial: TrialConfig, device: torch.device, settings: DeviceSet
     return model, optimizer, scheduler, start_epoch
 
 
+def _outwait_train_poll() -> None:
+    """Wait out Ray Train's health check, so the controller has collected this worker's last
+    report and registered its checkpoint: a fault injected within one poll of a report loses
+    that checkpoint, and the restarted run would start over instead of resuming."""
+
+    time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 1)
+
+
 def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
     """The fault tests' worker death (inject_kill_mid_epoch), once per Train run: a marker,
     then SIGKILL, as a preempted node or an OOM kill ends a process (no exception, no cleanup).
@@ -244,7 +253,7 @@ def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
     marker = markers / f"{ray.train.get_context().get_experiment_name()}-epoch{epoch}"
     if marker.exists():
         return
-    time.sleep(2 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)) + 1)
+    _outwait_train_poll()
     markers.mkdir(parents=True, exist_ok=True)
     marker.write_text(str(os.getpid()))
     os.kill(os.getpid(), signal.SIGKILL)
@@ -327,4 +336,5 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint_epoch_{epoch:04d}")
 
         if epoch == trial.inject_failure_at_epoch and not resumed:
+            _outwait_train_poll()
             raise RuntimeError(f"injected failure after epoch {epoch} (inject_failure_at_epoch; fault-tolerance test)")
