@@ -142,7 +142,8 @@ def run(preset_name: str = "default", changes: dict | None = None) -> dict:
     trial = trial_config(preset_name, changes)
     start = time.perf_counter()
     baseline = random_init_metrics(trial)
-    calibrated = random_init_metrics(trial, recalibrate_bn=True)
+    # BN is re-estimated on the pretraining image folder; a video method has none (frames).
+    calibrated = random_init_metrics(trial, recalibrate_bn=True) if "pretrain" in trial.roles() else {}
     metrics = pretrained_metrics(trial)
     trained, untrained = float(metrics["probe/linear_top1"]), float(baseline["probe/linear_top1"])
     result = {
@@ -153,7 +154,8 @@ def run(preset_name: str = "default", changes: dict | None = None) -> dict:
         "changes": {k: v for k, v in trial.flat().items() if v != preset(preset_name).flat().get(k)},
         "probe_classes": trial.data["probe"].classes,
         "probe_top1_random_init": round(untrained, 2),
-        "probe_top1_random_init_bn_recalibrated": round(float(calibrated["probe/linear_top1"]), 2),
+        "probe_top1_random_init_bn_recalibrated": (round(float(calibrated["probe/linear_top1"]), 2)
+                                                   if calibrated else "n/a (no pretraining image folder)"),
         "probe_top1_pretrained": round(trained, 2),
         "probe_margin_points": round(trained - untrained, 2),
         "final_pretrain_loss": round(float(metrics["pretrain/loss"]), 4),
