@@ -31,11 +31,16 @@ def _probes(label: str, keys: tuple[str, ...], values: tuple[float | None, ...])
 
 RIS_TITLE = "RIS (%) per invariance as top-10/top-25, then the probes (%)"
 
-TABLE1 = TableSpec(  # ImageNet-trained models
-    name="table1", file="ris_table", chart_prefix="ris", title=RIS_TITLE, families=("ris/", "probe/"),
-    needs=("ris/",), terminal_head="top-10/top-25", best_by=BEST_BY,
-    published_heading="paper, Table 1 (ResNet-50, ImageNet; for orientation, not a target):",
-    published=(
+
+def _ris_table(name: str, published_heading: str, published: tuple[Published, ...]) -> TableSpec:
+    """Tables 1 and 4: one layout (RIS per invariance, then the probes), other published rows."""
+    return TableSpec(name=name, file="ris_table", chart_prefix="ris", title=RIS_TITLE, families=("ris/", "probe/"),
+                     needs=("ris/",), terminal_head="top-10/top-25", best_by=BEST_BY,
+                     published_heading=published_heading, published=published)
+
+
+TABLE1 = _ris_table(  # ImageNet-trained models
+    "table1", "paper, Table 1 (ResNet-50, ImageNet; for orientation, not a target):", (
         _ris("supervised R50", " (ImageNet)", (80.89, 74.21), (89.54, 82.62), (94.63, 89.08), (99.88, 99.38),
              (66.11, 59.44), (70.17, 63.47)),
         _ris("MoCo v2", " (ImageNet)", (84.19, 77.88), (85.15, 75.08), (90.28, 80.76), (99.66, 97.11),
@@ -44,11 +49,8 @@ TABLE1 = TableSpec(  # ImageNet-trained models
              (52.97, 46.79), (57.01, 51.03)),
     ))
 
-TABLE4 = TableSpec(  # video models, pretrained on TrackingNet
-    name="table4", file="ris_table", chart_prefix="ris", title=RIS_TITLE, families=("ris/", "probe/"),
-    needs=("ris/",), terminal_head="top-10/top-25", best_by=BEST_BY,
-    published_heading="paper, Table 4 (ResNet-50; for orientation, not a target):",
-    published=(
+TABLE4 = _ris_table(  # video models, pretrained on TrackingNet
+    "table4", "paper, Table 4 (ResNet-50; for orientation, not a target):", (
         _ris("baseline MoCo v2 on frames", "", (81.73, 75.35), (81.55, 71.71), (82.19, 72.45), (98.78, 93.58),
              (43.76, 40.43), (48.85, 45.76)),
         _ris("Frame Temporal Invariance", "", (79.92, 73.33), (83.87, 74.86), (84.47, 75.57), (99.18, 96.03),
