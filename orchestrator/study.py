@@ -172,7 +172,9 @@ class Study:
             # base's own checks (a data role no selected part reads) must see it.
             if not set_in_space(space, key, value) or key in SELECTIONS:
                 changes[key] = value
-        base = base.override(changes)
+        # The base takes the first arm first: a setting only the arms read (the videos of
+        # the video methods) is then checked against a trial that reads it.
+        base = base.override({self.knob: first_arm(space, self.knob)} | changes)
         epochs = space.get(EPOCHS, base.epochs)
         if isinstance(epochs, dict):
             raise ConfigError("a study sweeps epochs itself (its epochs=0 rows): the sweep's space "
@@ -199,27 +201,40 @@ def _option_arm(option: Any, rest: list[str]) -> Any:
     return option
 
 
-def keep_arms(space: dict[str, Any], knob: str, arms: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of `space` whose grid over `knob` keeps only the options naming an arm
-    (ConfigError naming a missing arm or a space that does not sweep the knob)."""
-    space = copy.deepcopy(space)
+def _knob_grid(space: dict[str, Any], knob: str) -> tuple[dict[str, Any], str, list[str]]:
+    """`(node, key, rest)`: ``node[key]`` is the grid that sweeps `knob` in `space`, and
+    `rest` the knob's path inside each option (ConfigError when the space does not sweep it)."""
     parts = knob.split(".")
     node: Any = space
     for i, key in enumerate(parts):
         if not isinstance(node, dict) or key not in node:
             break
-        options = _grid(node[key])
-        if options is not None:
-            kept = [o for o in options if arm_label(_option_arm(o, parts[i + 1:])) in arms]
-            found = {arm_label(_option_arm(o, parts[i + 1:])) for o in kept}
-            if missing := [a for a in arms if a not in found]:
-                named = ", ".join(arm_label(_option_arm(o, parts[i + 1:])) for o in options)
-                raise ConfigError(f"the study's arms {', '.join(missing)} of {knob} are not in the "
-                                  f"sweep's grid ({named}); add them to the sweep's options")
-            node[key] = {"grid_search": kept}
-            return space
+        if _grid(node[key]) is not None:
+            return node, key, parts[i + 1:]
         node = node[key]
     raise ConfigError(f"the study's knob {knob} is not swept by the sweep's search space")
+
+
+def keep_arms(space: dict[str, Any], knob: str, arms: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of `space` whose grid over `knob` keeps only the options naming an arm
+    (ConfigError naming a missing arm or a space that does not sweep the knob)."""
+    space = copy.deepcopy(space)
+    node, key, rest = _knob_grid(space, knob)
+    options = _grid(node[key])
+    kept = [o for o in options if arm_label(_option_arm(o, rest)) in arms]
+    found = {arm_label(_option_arm(o, rest)) for o in kept}
+    if missing := [a for a in arms if a not in found]:
+        named = ", ".join(arm_label(_option_arm(o, rest)) for o in options)
+        raise ConfigError(f"the study's arms {', '.join(missing)} of {knob} are not in the "
+                          f"sweep's grid ({named}); add them to the sweep's options")
+    node[key] = {"grid_search": kept}
+    return space
+
+
+def first_arm(space: dict[str, Any], knob: str) -> Any:
+    """The value of `knob` in the first option of the space's grid over it."""
+    node, key, rest = _knob_grid(space, knob)
+    return _option_arm(_grid(node[key])[0], rest)
 
 
 def set_in_space(space: dict[str, Any], key: str, value: Any) -> bool:

@@ -223,6 +223,10 @@ def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
     assert {a for a, _, _ in cells} == set(study.arms) and {s for _, s, _ in cells} == {0, 1, 2}
     for config in configs:  # the study's settings reach every trial, arms included
         assert config.image_size == 32 and config.method.queue_size == 128 and config.method.temperature == 0.1
+    # Every plain setting, including those only the arms read (the video methods' videos).
+    plain = {k: v for k, v in study.settings.items() if k not in ("invariances", "probes", "epochs")}
+    for flat in flats:
+        assert {k: flat[k] for k in plain} == plain
     for claim in study.claims:
         assert claim.metric.startswith(("ris/", "probe/"))
         key = claim.metric.split("/")[1]
