@@ -15,14 +15,17 @@ and reach it from a laptop through an SSH tunnel or `kubectl proxy` (README,
 need a database server (PostgreSQL: `postgresql+psycopg2://user@host:5432/db`, the password in
 `~/.pgpass` or `PGPASSWORD`, never on the command line).
 
-Two mistakes are refused before the server starts (exit 2, the flag named). Binding any
+Three mistakes are refused before the server starts (exit 2, the flag named). Binding any
 address but loopback (127.0.0.0/8, ::1, `localhost`) without `--basic-auth`: anyone on
 the network could read and delete runs and, through the proxy, write to the bucket; the
 server is not switched to basic auth on its own, since that needs an admin password and
 gives clients a login they did not ask for. And a runs database other than SQLite
 (PostgreSQL, MySQL, ...) without `--artifacts-destination`: the default `<folder>/mlartifacts`
 is relative to wherever the server happens to start (a container's throwaway file system,
-a job's temporary directory), so a cluster's server names its bucket or shared folder.
+a job's temporary directory), so a cluster's server names its bucket or shared folder. And
+a database whose SQLAlchemy driver is not installed (SQLAlchemy 2.1 reads a bare
+`postgresql://` as psycopg 3; the `server` extra installs psycopg2, which
+`postgresql+psycopg2://` names).
 
 `--basic-auth` runs MLflow's own basic-auth app (`mlflow server --app-name basic-auth`,
 the `mlflow[auth]` extra): every request but `/health` needs a user and password. Its
