@@ -57,6 +57,7 @@ TAG_SWEEP = "dssl.sweep"
 TAG_SWEEP_DIR = "dssl.sweep_dir"
 TAG_TRIAL_ID = "dssl.trial_id"
 TAG_GIT_DIRTY = "dssl.git_dirty"  # "true" when the tree had uncommitted changes to tracked files
+GIT_COMMIT_ENV_VAR = "DSSL_GIT_COMMIT"  # the submitter's commit where there is no clone (the image, a job)
 TAG_ERROR = "dssl.error"  # a failed trial's error
 TAG_CHECKPOINT = "dssl.checkpoint"  # the checkpoint the child's logged model was read from
 TAG_MODEL_URI = "dssl.model_uri"
@@ -98,7 +99,13 @@ def _git(*args: str) -> str | None:
 
 
 def git_commit() -> str:
-    return _git("rev-parse", "HEAD") or "unknown"
+    """The submitter's commit: `DSSL_GIT_COMMIT` when set, else what git says here.
+
+    The variable carries it where there is no clone: the project's image (built with
+    `--build-arg GIT_COMMIT=$(git rev-parse HEAD)`, orchestrator/clusters/Dockerfile) and
+    a job submitted with it in `--runtime-env-json`'s `env_vars`.
+    """
+    return os.environ.get(GIT_COMMIT_ENV_VAR, "").strip() or _git("rev-parse", "HEAD") or "unknown"
 
 
 def git_dirty() -> str:
@@ -139,8 +146,8 @@ def artifact_location(tracking_uri: str) -> str | None:
     Beside a SQLite store (`<store folder>/mlartifacts`), so that artifacts survive with
     the store; a relative default would land in the process's working directory, which
     under `ray job submit` is a temporary copy deleted with the job. A tracking server
-    (http/https) keeps its own default: its proxied artifact store. Other databases: the
-    server-side default too (None), as there is no folder to sit beside.
+    (http/https) keeps its own default: its proxied artifact store. A database server has
+    no folder to sit beside: a sweep refuses it (`orchestrator.mlflow_server.check_tracking_uri`).
     """
     prefix = "sqlite:///"
     if tracking_uri.startswith(prefix):

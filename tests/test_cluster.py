@@ -25,7 +25,15 @@ from orchestrator.cluster import (
     trial_driver_resources,
 )
 from orchestrator.config import ConfigError
-from orchestrator.mlflow_server import _redacted, check_tracking_uri, server_command, write_auth_config
+from orchestrator.mlflow_server import (
+    _redacted,
+    check_tracking_uri,
+    command_line,
+    refusal,
+    server_command,
+    write_auth_config,
+)
+from orchestrator.mlflow_server import main as server_main
 from orchestrator.sweep import TRIAL_DRIVER_RESOURCES
 from tests.test_cli import run
 
@@ -148,8 +156,11 @@ def test_an_unreachable_tracking_store_is_named_with_the_fix(tmp_path):
         check_tracking_uri(f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(ConfigError, match="does not exist"):
         check_tracking_uri(f"sqlite:///{tmp_path}/missing/mlflow.db")
-    with pytest.raises(ConfigError, match=r"postgresql://u:\*\*\*@127.0.0.1"):
+    # A database directly: MLflow would put the artifacts in the job's working directory.
+    with pytest.raises(ConfigError, match=r"postgresql://u:\*\*\*@127.0.0.1.*is a database.*mlflow_server"):
         check_tracking_uri(f"postgresql://u:secret@127.0.0.1:{free_port()}/mlflow", timeout=2)
+    with pytest.raises(ConfigError, match="--artifacts-destination"):
+        check_tracking_uri("mysql+pymysql://u@db/mlflow")
     check_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")  # a new SQLite file is fine
     assert _redacted("postgresql://me:pw@db:5432/x") == "postgresql://me:***@db:5432/x"
 
@@ -184,6 +195,36 @@ def test_a_sweep_with_an_unreachable_tracking_server_stops_before_ray(monkeypatc
     assert run(["--tracking-uri", f"http://127.0.0.1:{free_port()}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: MLflow tracking server") and "unreachable" in err
+
+
+def refused(capsys, *argv: str) -> str:
+    """The error `python -m orchestrator.mlflow_server ARGV` exits with (it must exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        server_main(list(argv))
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_the_server_refuses_the_network_without_basic_auth(capsys):
+    for host in ("10.0.0.5", "0.0.0.0", "::", "mlflow.internal"):
+        assert "--basic-auth" in refused(capsys, "--host", host), host
+    for host in ("127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"):
+        assert refusal(command_line().parse_args(["--host", host])) is None, host
+    assert refusal(command_line().parse_args(["--host", "10.0.0.5", "--basic-auth"])) is None
+
+
+def test_the_server_on_a_database_needs_a_named_artifacts_destination(capsys):
+    database = "postgresql+psycopg2://mlflow:pw@db:5432/mlflow"
+    err = refused(capsys, "--backend-store-uri", database)
+    assert "--artifacts-destination" in err and "pw" not in err  # the password stays out of logs
+    assert refusal(command_line().parse_args(["--backend-store-uri", database,
+                                              "--artifacts-destination", "s3://b/mlartifacts"])) is None
+    # SQLite's default sits in --folder, beside the store: no destination needed.
+    assert refusal(command_line().parse_args(["--backend-store-uri", "sqlite:////srv/mlflow.db"])) is None
+    # A driver that is not installed is named before MLflow fails on it.
+    err = refused(capsys, "--backend-store-uri", "postgresql+no_such_driver://db/mlflow",
+                  "--artifacts-destination", "s3://b/mlartifacts")
+    assert "no_such_driver" in err and "postgresql+psycopg2://" in err
 
 
 def test_the_server_binds_loopback_with_a_proxied_artifact_store_unless_told(tmp_path):

@@ -370,6 +370,14 @@ def test_the_image_installs_the_project_at_the_pinned_ray():
     assert base == RAY_PIN
     for package in ("orchestrator", "trainables", "datasets", "sweeps"):
         assert f"COPY --chown=ray:users {package} {package}" in DOCKERFILE
+    # The commit it was built from, where git cannot say it (.git stays out): a required
+    # build argument, the variable runs are tagged from (orchestrator.tracking.git_commit).
+    from orchestrator.tracking import GIT_COMMIT_ENV_VAR
+
+    assert ".git" in (CLUSTERS / "Dockerfile.dockerignore").read_text().split()
+    assert f"ENV {GIT_COMMIT_ENV_VAR}=${{GIT_COMMIT}}" in DOCKERFILE
+    assert 'test -n "${GIT_COMMIT}"' in DOCKERFILE
+    assert "--build-arg GIT_COMMIT=$(git rev-parse HEAD)" in (REPO_ROOT / "README.md").read_text()
     # With the `server` extra: the MLflow Deployment runs basic auth on PostgreSQL.
     assert 'pip install --no-cache-dir -e ".[server]"' in DOCKERFILE
     assert re.search(r'"mlflow\[auth\]==[\d.]+"', PYPROJECT) and re.search(r'"psycopg2-binary==[\d.]+"', PYPROJECT)

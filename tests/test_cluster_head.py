@@ -7,7 +7,9 @@ driver on this machine, logging to an MLflow server started here. Each trial's T
 worker is SIGKILLed halfway through epoch 1, and the sweep's driver is SIGKILLed while
 the second trial restarts; `--resume`, submitted with the token as a Ray job (the
 working directory uploaded, the driver run by the head), finishes the sweep: the
-cluster path of the README, and the suite's one `ray job submit` run. The sweep joining
+cluster path of the README, and the suite's one `ray job submit` run. The MLflow server
+keeps its runs in a real PostgreSQL (a throwaway one, tests/postgres.py), as a cluster's
+server does. The sweep joining
 this head with local storage also shows that a one-node head is not taken for a
 multi-node cluster. Read back over MLflow's REST API, nothing was lost: one parent and one
 child run per trial, all FINISHED, every epoch's loss logged exactly once, the finished
@@ -32,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.postgres import postgres_database
 from tests.tiny import tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -93,13 +96,22 @@ def start_head(head: Head) -> subprocess.Popen:
         start_new_session=True)
 
 
-def start_mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
+def start_mlflow_server(folder: Path, database: str) -> tuple[subprocess.Popen, str]:
+    """The project's server on `database`, its artifacts in `folder`/mlartifacts (a database
+    server needs the destination named)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.mlflow_server", "--port", str(port), "--folder", str(folder),
-         "--workers", "1"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [sys.executable, "-m", "orchestrator.mlflow_server", "--port", str(port), "--backend-store-uri", database,
+         "--artifacts-destination", str(folder / "mlartifacts"), "--workers", "1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return process, f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    folder: Path  # its artifacts: folder/mlartifacts
+    database: str  # its runs: a SQLAlchemy URI
 
 
 def healthy(url: str) -> bool:
@@ -112,7 +124,7 @@ def healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    """The token head and the MLflow server, started side by side (each takes seconds)."""
+    """The token head and the MLflow server on PostgreSQL, started side by side (each takes seconds)."""
     home = tmp_path_factory.mktemp("home")  # no default token file: clients have only what we give
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS} | {
         "HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
@@ -122,13 +134,16 @@ def services(tmp_path_factory):
     head = Head("", "", env, secrets.token_hex(32))
     folder = tmp_path_factory.mktemp("mlflow-server")
     head_process = start_head(head)
-    server_process, server = start_mlflow_server(folder)
     try:
-        wait_for(lambda: jobs_list(head, head.with_token()).returncode == 0, 180, "token head", head_process)
-        wait_for(lambda: healthy(server), 180, "mlflow server", server_process)
-        yield head, (server, folder)
+        with postgres_database() as database:
+            server_process, server = start_mlflow_server(folder, database)
+            try:
+                wait_for(lambda: jobs_list(head, head.with_token()).returncode == 0, 180, "token head", head_process)
+                wait_for(lambda: healthy(server), 180, "mlflow server", server_process)
+                yield head, MlflowServer(server, folder, database)
+            finally:
+                stop(server_process)
     finally:
-        stop(server_process)
         stop(head_process, signal.SIGKILL)  # SIGTERM drains the node for 30 s: nothing to keep here
 
 
@@ -172,7 +187,7 @@ def history(server: str, run_id: str, key: str) -> list[int]:
 
 
 def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_server, data_cache, tmp_path):
-    server, server_folder = mlflow_server
+    server = mlflow_server.url
     storage, cache = tmp_path / "results", data_cache
     # No probe in this sweep (below): its data role goes too.
     sets = [a for item in tiny_overrides(cache) if not item.startswith("data.probe") for a in ("--set", item)]
@@ -240,4 +255,15 @@ def test_a_sweep_survives_killed_workers_and_a_killed_driver(token_head, mlflow_
     # Each trial's worker really died mid-epoch 1, once (the restarts resumed from epoch 0's checkpoint).
     assert killed(first) == [f"{first.name}-epoch1"] and killed(second) == [f"{second.name}-epoch1"]
     # The parent's artifacts went through the server's proxied store.
-    assert any((server_folder / "mlartifacts").rglob("trials.json"))
+    assert any((mlflow_server.folder / "mlartifacts").rglob("trials.json"))
+    # And the runs live in PostgreSQL, where the server put them.
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(mlflow_server.database)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(sqlalchemy.text("SELECT status FROM runs WHERE experiment_id = :e"),
+                                        {"e": int(experiment["experiment_id"])}).scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(stored) == ["FINISHED"] * 3

@@ -12,6 +12,7 @@ from orchestrator import compare
 from orchestrator.config import ConfigError
 from orchestrator.tracking import (
     EXPERIMENT_KIND_TRAINING,
+    GIT_COMMIT_ENV_VAR,
     TAG_ERROR,
     TAG_EXPERIMENT_KIND,
     TAG_GIT_DIRTY,
@@ -22,6 +23,7 @@ from orchestrator.tracking import (
     metrics_of,
     resolve_tracking_uri,
 )
+from tests.conftest import REPO_ROOT
 from tests.tiny import tiny_config
 from trainables.config import TrialConfig
 
@@ -144,6 +146,24 @@ def test_the_experiment_is_a_training_experiment_with_artifacts_beside_the_store
     client.delete_experiment(client.create_experiment("gone"))
     with pytest.raises(ConfigError, match="experiment 'gone' is deleted; restore it"):
         SweepTracker(uri, "gone", "s3", str(tmp_path / "s3"))
+
+
+def test_the_submitters_commit_tags_the_runs_where_the_code_has_no_clone(tmp_path, monkeypatch):
+    """The project's image and a job's copy without `.git`: DSSL_GIT_COMMIT carries the commit
+    (the parent run's `git_commit` tag and MLflow's source tags both come from git_commit)."""
+    from orchestrator import tracking
+
+    copy = tmp_path / "copy"  # the code, no .git (as in the image: Dockerfile.dockerignore)
+    copy.mkdir()
+    monkeypatch.setattr(tracking, "REPO_ROOT", copy)
+    monkeypatch.delenv(GIT_COMMIT_ENV_VAR, raising=False)
+    assert tracking.git_commit() == "unknown" and "mlflow.source.git.commit" not in tracking.source_tags()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv(GIT_COMMIT_ENV_VAR, commit)
+    assert tracking.git_commit() == commit == tracking.source_tags()["mlflow.source.git.commit"]
+    # Read first, also in a clone: it is the submitter's word for the code the job runs.
+    monkeypatch.setattr(tracking, "REPO_ROOT", REPO_ROOT)
+    assert tracking.git_commit() == commit
 
 
 def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets(tmp_path, data_cache):
