@@ -138,7 +138,9 @@ def services(tmp_path_factory):
         with postgres_database() as database:
             server_process, server = start_mlflow_server(folder, database)
             try:
-                wait_for(lambda: jobs_list(head, head.with_token()).returncode == 0, 180, "token head", head_process)
+                # 300 s: returns once the head answers (seconds on a quiet machine); a fresh-clone
+                # CI at load average 17-67 needed more than 180 s.
+                wait_for(lambda: jobs_list(head, head.with_token()).returncode == 0, 300, "token head", head_process)
                 wait_for(lambda: healthy(server), 180, "mlflow server", server_process)
                 yield head, MlflowServer(server, folder, database)
             finally:
