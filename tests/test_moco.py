@@ -277,7 +277,7 @@ def test_shuffle_bn_groups_normalise_a_key_over_a_random_sub_batch_on_one_worker
         torch.testing.assert_close(grouped[chunk], encoder(x[chunk]))
     assert not torch.allclose(grouped, plain)  # not the whole batch's statistics
     assert torch.equal(grouped_bn_forward(encoder, x, 1), plain)
-    with pytest.raises(ValueError, match="does not split into shuffle_bn_groups=3"):
+    with pytest.raises(ValueError, match="shuffle_bn_groups=3 must split each worker's batch of 8 into equal"):
         grouped_bn_forward(encoder, x, 3)
     # The method checks it before any work, against each worker's batch.
     (msg,) = TrialConfig(batch_size=64, num_workers=2).override({"method.shuffle_bn_groups": 64}).problems()
@@ -297,5 +297,5 @@ def test_one_worker_keys_come_from_random_sub_batches_with_shuffle_bn_groups():
         whole_batch = F.normalize(model.encoder_k(im_k), dim=1)  # as the queries are normalised
     torch.testing.assert_close(out.keys, expected)
     assert not torch.allclose(out.keys, whole_batch, atol=1e-3)
-    with pytest.raises(ValueError, match="batch of 3 does not split into shuffle_bn_groups=2"):
+    with pytest.raises(ValueError, match="shuffle_bn_groups=2 must split each worker's batch of 3 into equal"):
         model(im_q[:3], im_k[:3])

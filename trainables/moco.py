@@ -168,6 +168,15 @@ class MoCo(nn.Module):
         return MoCoOutput(loss, logits, k, adversarial_loss)
 
 
+def shuffle_bn_problem(worker_batch: int, groups: int) -> str | None:
+    """Why `groups` cannot split a worker's batch of `worker_batch` keys (None when it can):
+    equal sub-batches of at least 2 images (one image has no batch statistics to speak of)."""
+    if groups < 1 or worker_batch % groups or worker_batch // groups < 2:
+        return (f"shuffle_bn_groups={groups} must split each worker's batch of {worker_batch} "
+                "into equal sub-batches of at least 2 images")
+    return None
+
+
 @torch.no_grad()
 def grouped_bn_forward(encoder: nn.Module, x: torch.Tensor, groups: int) -> torch.Tensor:
     """`encoder` on `x` with batch norm over `groups` random sub-batches, in `x`'s order.
@@ -180,9 +189,8 @@ def grouped_bn_forward(encoder: nn.Module, x: torch.Tensor, groups: int) -> torc
     """
     if groups == 1:
         return encoder(x)
-    if x.shape[0] % groups or x.shape[0] // groups < 2:
-        raise ValueError(f"a worker's batch of {x.shape[0]} does not split into shuffle_bn_groups={groups} "
-                         "sub-batches of at least 2 images")
+    if problem := shuffle_bn_problem(x.shape[0], groups):
+        raise ValueError(problem)
     order = torch.randperm(x.shape[0], device=x.device)
     keys = torch.cat([encoder(chunk) for chunk in x[order].chunk(groups)])
     return keys[torch.argsort(order)]

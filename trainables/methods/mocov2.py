@@ -19,7 +19,8 @@ from datasets.sources.base import IMAGE_FOLDER, DataRole, split_dir
 from trainables.adversarial import adversarial_problems
 from trainables.augment import TwoCropsTransform, crop_scale_problem, mocov2_transform
 from trainables.methods.base import METHODS, Method, StepOutput
-from trainables.moco import MoCo, moco_problems, queue_overlap_warning
+from trainables.config import per_worker_batch
+from trainables.moco import MoCo, moco_problems, queue_overlap_warning, shuffle_bn_problem
 
 
 def two_view_dataset(root: Path, image_size: int, crop_scale: tuple[float, float]) -> Dataset:
@@ -53,10 +54,12 @@ class MoCoV2(Method):
         out = moco_problems(self.dim, self.queue_size, self.momentum, self.temperature,
                             global_batch=int(trial.batch_size))
         crop = crop_scale_problem(self.crop_scale_min, self.crop_scale_max)
-        per_worker = int(trial.batch_size) // max(1, int(trial.num_workers))
-        if self.shuffle_bn_groups < 1 or per_worker % self.shuffle_bn_groups or per_worker // self.shuffle_bn_groups < 2:
-            out.append(f"shuffle_bn_groups={self.shuffle_bn_groups} must split each worker's batch of "
-                       f"{per_worker} into sub-batches of at least 2 images")
+        try:
+            per_worker = per_worker_batch(int(trial.batch_size), int(trial.num_workers))
+        except ValueError:
+            per_worker = None  # the trial's own check names the uneven split
+        if per_worker is not None and (problem := shuffle_bn_problem(per_worker, self.shuffle_bn_groups)):
+            out.append(problem)
         return out + ([crop] if crop else []) + adversarial_problems(self.adversarial_weight, self.adversarial_epsilon)
 
     def build_model(self, trial: Any) -> MoCo:
