@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from datasets.errors import DatasetFormatError
+from datasets.registry import ConfigError
 from trainables.config import TrialConfig
 from trainables.evaluation import (EVALUATION_MEMORY_FLOOR, IN_PROCESS_MAX_IMAGES, estimated_evaluation_memory,
-                                   extracts_in_process, plan_evaluation, run_evaluation)
+                                   extracts_in_process, fitted_to_this_node, plan_evaluation, run_evaluation)
 
 
 @pytest.fixture(autouse=True)
@@ -49,16 +50,23 @@ def test_features_are_extracted_in_process_for_cpu_trials_on_one_node_or_few_ima
 
 def test_the_memory_request_is_estimated_from_images_and_width_or_set_by_the_trial(tmp_path):
     trial = probe_trial(tmp_path)
-    plan = plan_evaluation(trial, multi_node=False)
+    plan = plan_evaluation(trial, multi_node=True)
     # 24 images of ResNet-18's 512 pooled floats, held twice, over the floor.
     assert plan.memory == estimated_evaluation_memory(24, 512) == 24 * 512 * 4 * 2 + EVALUATION_MEMORY_FLOOR
     assert plan.in_process and plan.num_cpus == trial.cpus_per_worker
-    wide = plan_evaluation(trial.override({"eval_layer": "layer4_2x2", "image_size": 64}), multi_node=False)
+    wide = plan_evaluation(trial.override({"eval_layer": "layer4_2x2", "image_size": 64}), multi_node=True)
     assert wide.memory == estimated_evaluation_memory(24, 4 * 512)  # a 2 x 2 grid of layer4
     assert plan_evaluation(trial.override({"eval_memory_gb": 1.5}), multi_node=True).memory == int(1.5 * 1024**3)
-    assert not plan_evaluation(trial.override({"use_gpu": True}), multi_node=False).in_process
+    assert not plan_evaluation(trial.override({"use_gpu": True}), multi_node=True).in_process
     assert any("eval_memory_gb" in p for p in trial.override({"eval_memory_gb": -1}).problems())
     assert "eval_memory_gb" not in trial.flat()  # placement, not a param
+
+
+def test_on_one_node_the_request_fits_the_node_or_a_set_one_is_refused():
+    assert fitted_to_this_node(3 * 1024**3, explicit=False, node_memory=4 * 1024**3) == 3 * 1024**3
+    assert fitted_to_this_node(5 * 1024**3, explicit=False, node_memory=4 * 1024**3) == 4 * 1024**3
+    with pytest.raises(ConfigError, match="eval_memory_gb=5 is more than"):
+        fitted_to_this_node(5 * 1024**3, explicit=True, node_memory=4 * 1024**3)
 
 
 @pytest.mark.slow

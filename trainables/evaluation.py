@@ -211,8 +211,33 @@ def plan_evaluation(trial: TrialConfig, multi_node: bool | None = None) -> Evalu
         memory = int(trial.eval_memory_gb * 1024**3)
     else:
         memory = estimated_evaluation_memory(images, feature_width(trial))
+    if not multi_node:  # no node will be added: a request beyond this one's would wait forever
+        memory = fitted_to_this_node(memory, explicit=trial.eval_memory_gb > 0)
     in_process = extracts_in_process(trial.use_gpu, multi_node, images)
     return EvaluationPlan(in_process, trial.cpus_per_worker if in_process else 1, memory, cpu_only_resources())
+
+
+def fitted_to_this_node(memory: int, explicit: bool, node_memory: float | None = None) -> int:
+    """`memory`, at most the single-node Ray's `memory` resource (`node_memory`, default the
+    connected Ray's): an estimate above it is lowered (with a warning), a trial's own
+    `eval_memory_gb` above it refused."""
+    import logging
+
+    from datasets.registry import ConfigError
+
+    if node_memory is None:
+        import ray
+
+        node_memory = ray.cluster_resources().get("memory", float("inf"))
+    if memory <= node_memory:
+        return memory
+    if explicit:
+        raise ConfigError(f"eval_memory_gb={memory / 1024**3:g} is more than this Ray's memory resource "
+                          f"({node_memory / 1024**3:.1f} GiB): the evaluation task could never start")
+    logging.getLogger(__name__).warning(
+        "the evaluation's features may need %.1f GiB, more than this Ray's %.1f GiB: asking for that",
+        memory / 1024**3, node_memory / 1024**3)
+    return int(node_memory)
 
 
 @dataclass(frozen=True)
