@@ -43,8 +43,8 @@ RIS_TOP_K = (10, 25)
 FEATURE_COPIES = 2
 EVALUATION_MEMORY_FLOOR = 2 * 1024**3
 # Up to this many images, a CPU trial's evaluation on a multi-node cluster extracts its
-# features in its own process: starting a Ray Data actor pool costs about 15 s on 2 cores
-# (BENCHMARKS.md, "Tune + Train overhead"), more than a few thousand small images take.
+# features in its own process: a Ray Data actor pool starts in about 10-15 s on 2 cores
+# (BENCHMARKS.md, "Frozen-feature extraction"), more than a few thousand small images take.
 # On one node a CPU trial always does: a pool there has no CPUs beyond the task's own
 # threads, and its actors would wait on the CPUs that concurrent evaluation tasks hold.
 IN_PROCESS_MAX_IMAGES = 20_000
