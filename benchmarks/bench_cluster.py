@@ -11,7 +11,15 @@
 
 Both timings run in one process, one after the other, on the same synthetic data.
 
+`--study-trial` measures one study trial instead (the crop-scale study's settings,
+`sweeps/crop_scale.py` STUDY, arm 0.4): the sweep's own trainable
+(`trainables.trial.pretrain_and_evaluate`: the Train run, then the evaluation task) in a
+Tune trial with the sweep's driver resources, timed around `Tuner.fit()`, against a plain
+loop doing the same training and the same evaluation (`trainables.evaluation.evaluate` in
+this process, same torch threads), alternating which runs first.
+
     python -m benchmarks.bench_cluster [--preset default] [--trials 2] [--set KEY=VALUE ...]
+    python -m benchmarks.bench_cluster --study-trial [--repeats 2]
     python -m benchmarks.run cluster
 """
 from __future__ import annotations
@@ -28,8 +36,10 @@ from benchmarks.machine import command_line, machine
 from orchestrator.config import SweepSettings, parse_overrides, preset
 
 
-def plain_loop(trial, folder: Path) -> float:
-    """The pretraining of `trainables.pretrain.train_loop_per_worker`, without Ray."""
+def plain_loop(trial, folder: Path, evaluate: bool = False) -> float:
+    """The pretraining of `trainables.pretrain.train_loop_per_worker`, without Ray (a
+    checkpoint every `checkpoint_every` epochs and at the last, as it saves them); with
+    `evaluate`, then the evaluation stage's metrics of the trained backbone, in process."""
     from trainables.methods.base import step_output
     from trainables.pretrain import build_model, build_optimizer, cpu_split, pretrain_loader, save_checkpoint
 
@@ -52,7 +62,12 @@ def plain_loop(trial, folder: Path) -> float:
             step += 1
             trial.method.on_step_end(model, step, total)
         scheduler.step()
-        save_checkpoint(folder / f"plain-{epoch}.pt", model, optimizer, scheduler, epoch)
+        if epoch == trial.epochs - 1 or (epoch + 1) % trial.checkpoint_every == 0:
+            save_checkpoint(folder / f"plain-{epoch}.pt", model, optimizer, scheduler, epoch)
+    if evaluate:
+        from trainables.evaluation import evaluate as evaluate_backbone
+
+        evaluate_backbone(trial.method.backbone(model).eval(), trial, "cpu")
     torch.set_num_threads(previous)
     return time.perf_counter() - start
 
@@ -82,6 +97,68 @@ def tune_train(trial, folder: Path) -> tuple[float, float]:
     if results.errors:
         raise RuntimeError(f"the Tune + Train trial failed: {results.errors[0]}")
     return elapsed, float(results[0].metrics.get("pretrain/images_per_second", float("nan")))
+
+
+def tune_study_trial(trial, folder: Path) -> float:
+    """One Tune trial running the sweep's trainable (Train run + evaluation task) with the
+    sweep's driver resources, timed around fit()."""
+    from ray import tune
+
+    from orchestrator.sweep import TRIAL_DRIVER_RESOURCES
+    from trainables.trial import pretrain_and_evaluate
+
+    trainable = tune.with_resources(tune.with_parameters(pretrain_and_evaluate, storage_path=str(folder)),
+                                    TRIAL_DRIVER_RESOURCES)
+    tuner = tune.Tuner(trainable, param_space=trial.to_nested(),
+                       run_config=tune.RunConfig(name=f"study-trial-{time.monotonic_ns()}",
+                                                 storage_path=str(folder), verbose=0))
+    start = time.perf_counter()
+    results = tuner.fit()
+    elapsed = time.perf_counter() - start
+    if results.errors:
+        raise RuntimeError(f"the study trial failed: {results.errors[0]}")
+    if "probe/linear_top1" not in results[0].metrics:
+        raise RuntimeError("the study trial reported no evaluation")
+    return elapsed
+
+
+def study_trial(repeats: int = 2) -> dict:
+    """`repeats` pairs of (Tune + Train + evaluation task, plain loop + in-process
+    evaluation) of one crop-scale study trial, the order alternating."""
+    import os
+
+    from datasets.ray_connection import init_ray
+    from orchestrator.sweep import prepare_data
+    from sweeps.crop_scale import STUDY
+
+    trial = preset("default").override(STUDY.settings | {STUDY.knob: STUDY.arms[0]})
+    prepare_data([trial])  # generated before any timing
+    init_ray(num_cpus=2, quiet=True)
+    pairs, loads = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        for i in range(repeats):
+            loads.append(round(os.getloadavg()[0], 1))
+            if i % 2 == 0:
+                tune_s, plain_s = tune_study_trial(trial, folder), plain_loop(trial, folder, evaluate=True)
+            else:
+                plain_s = plain_loop(trial, folder, evaluate=True)
+                tune_s = tune_study_trial(trial, folder)
+            pairs.append((tune_s, plain_s))
+            print(f"one study trial ({'Tune' if i % 2 == 0 else 'plain'} first, load {loads[-1]}): Tune + Train + "
+                  f"evaluation {tune_s:.1f} s, plain loop + evaluation {plain_s:.1f} s: {tune_s / plain_s:.2f}x",
+                  flush=True)
+    result = {
+        "machine": machine() + " (shared with other jobs)",
+        "command": command_line(),
+        "settings": f"crop-scale STUDY, {STUDY.knob}={STUDY.arms[0]}, epochs={trial.epochs}",
+        "load_average_at_start": loads,
+        "tune_train_evaluation_seconds": [round(t, 1) for t, _ in pairs],
+        "plain_loop_evaluation_seconds": [round(p, 1) for _, p in pairs],
+        "ratio": [round(t / p, 3) for t, p in pairs],
+    }
+    print(json.dumps(result, indent=2))
+    return result
 
 
 def sweep_throughput(base, trials: int, concurrency: int, folder: Path) -> float:
@@ -157,7 +234,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="(Tune + Train, plain loop) pairs")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 2],
                         help="sweep concurrencies to measure (none: skip the sweeps)")
+    parser.add_argument("--study-trial", action="store_true",
+                        help="one crop-scale study trial (training + evaluation) instead, against a plain loop")
     args = parser.parse_args()
+    if args.study_trial:
+        study_trial(args.repeats)
+        return
     run(args.preset, args.overrides, args.trials, tuple(args.concurrency), args.repeats)
 
 

@@ -12,6 +12,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Ray Train V2's controller polls its workers every 2 s by default, and a run waits on the
+# polls (each epoch's report, its end): 0.5 s saved about 4 s of a 20 s one-trial test sweep
+# on 2 cores, and a study trial reports 40 epochs. A local Ray's workers get it (the user's
+# own value wins); a cluster's come from its job's runtime environment.
+TRAIN_POLL_VAR, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
+
 
 def project_pythonpath() -> str:
     """PYTHONPATH that puts this repository ahead of site-packages.
@@ -38,7 +44,8 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bo
     `ray job submit` driver, or a user pointing at a head), join that cluster and keep the
     job's runtime environment (its working_dir is already first on PYTHONPATH). Otherwise
     start a local instance of `num_cpus`/`num_gpus` (None: the machine's) with this
-    repository on the workers' PYTHONPATH and the dashboard on 127.0.0.1: it serves Ray's
+    repository on the workers' PYTHONPATH, Train's controller polling every `TRAIN_POLL_S`
+    and the dashboard on 127.0.0.1: it serves Ray's
     state API, which Ray Train V2's placement-group cleaner polls; without it every Train
     run logs a warning every second or two and a dead controller's placement group is never
     freed, so a process whose Ray Data stage started Ray first must still have it.
@@ -51,5 +58,7 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bo
             ray.init(address=os.environ["RAY_ADDRESS"], **common)
         else:
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                     runtime_env={"env_vars": {"PYTHONPATH": project_pythonpath()}}, **common)
+                     runtime_env={"env_vars": {"PYTHONPATH": project_pythonpath(),
+                                               TRAIN_POLL_VAR: os.environ.get(TRAIN_POLL_VAR, TRAIN_POLL_S)}},
+                     **common)
     return ray.cluster_resources()

@@ -19,9 +19,10 @@ from orchestrator.search import grid_keys, knobs, trials_of
 
 log = logging.getLogger(__name__)
 
-# A trial's own process only waits on its Train run, whose workers hold the CPUs: it
-# reserves a little memory (Tune needs some resource) and no CPU, so that on a 2-CPU
-# machine two 1-CPU Train workers can run side by side.
+# A trial's own process only waits on its Train run and then its evaluation task
+# (trainables.evaluation.run_evaluation), which hold the CPUs and memory: it reserves a
+# little memory (Tune needs some resource) and no CPU, so that on a 2-CPU machine two 1-CPU
+# Train workers can run side by side.
 TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 256 * 1024**2}
 
 

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_POLL_VAR, TRAIN_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"  # see ray_session
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +21,7 @@ def ray_session():
 
     from datasets.ray_connection import init_ray
 
-    # Train's controller polls its workers every 2 s by default, and a tiny run waits on
-    # the polls (its reports, its end): 0.5 s saved about 4 s of a 20 s one-trial sweep on
-    # 2 cores. Set before Ray starts, so the raylet and its actors inherit it.
-    os.environ.setdefault(TRAIN_POLL_VAR, TRAIN_POLL_S)
+    # (init_ray has Train's controller poll every 0.5 s: tiny runs wait on its polls.)
     init_ray(num_cpus=2, quiet=True)
     yield ray
     ray.shutdown()

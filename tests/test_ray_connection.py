@@ -11,7 +11,7 @@ import ray
 import datasets.ray_connection
 import datasets.video.pipeline
 import datasets.video.regions
-from datasets.ray_connection import REPO_ROOT, init_ray
+from datasets.ray_connection import REPO_ROOT, TRAIN_POLL_VAR, init_ray
 
 
 @pytest.fixture
@@ -27,13 +27,14 @@ def ray_init_calls(monkeypatch):
 def test_a_local_ray_has_the_dashboard_and_this_repository_first_on_the_workers_path(ray_init_calls, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.delenv(TRAIN_POLL_VAR, raising=False)
     assert init_ray(num_cpus=2) == {"CPU": 2.0}
     assert init_ray(num_cpus=8) == {"CPU": 2.0}  # once per process: the second call joins the first
     [call] = ray_init_calls
     # The dashboard serves the state API that Ray Train's placement-group cleaner polls.
     assert call["include_dashboard"] is True and call["dashboard_host"] == "127.0.0.1"
     assert call["num_cpus"] == 2
-    assert call["runtime_env"] == {"env_vars": {"PYTHONPATH": f"{REPO_ROOT}:/elsewhere"}}
+    assert call["runtime_env"] == {"env_vars": {"PYTHONPATH": f"{REPO_ROOT}:/elsewhere", TRAIN_POLL_VAR: "0.5"}}
 
 
 def test_with_a_cluster_address_ray_joins_it_and_keeps_the_jobs_environment(ray_init_calls, monkeypatch):

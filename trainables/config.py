@@ -105,6 +105,9 @@ class TrialConfig:
     # Custom Ray resources each Train worker also asks for ("name=amount,..."), to pin the
     # workers to a node group of a heterogeneous cluster; placement only, not a param.
     worker_resources: str = field(default="", metadata=NOT_A_PARAM)
+    # The evaluation task's memory request in GiB (0: estimated from the images it scores and
+    # the feature width, trainables.evaluation.plan_evaluation); placement only, not a param.
+    eval_memory_gb: float = field(default=0.0, metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         data = {role: self.data.get(role) or DATA_SOURCES.get(need.default_source)()
@@ -180,6 +183,9 @@ class TrialConfig:
             self.custom_worker_resources()
         except ValueError as err:
             out.append(str(err))
+        if self.eval_memory_gb < 0:
+            out.append(f"eval_memory_gb={self.eval_memory_gb} must be at least 0 (0: estimated from the "
+                       f"evaluation's images and feature width)")
         if self.inject_kill_mid_epoch == 0:
             out.append("inject_kill_mid_epoch=0 would kill every restart (no checkpoint yet): use >= 1")
         if self.lr <= 0:

@@ -13,7 +13,7 @@ Per epoch every worker calls `ray.train.report` with the same metrics (Ray keeps
 workers) and `pretrain/<name>` for each metric the method's `training_step` reports
 (a `StepOutput`), averaged over the epoch's images like the loss. Rank 0 attaches `checkpoint.pt` every `checkpoint_every` epochs and on the
 last. Evaluation is a stage of its own, after the Train run, reading the last checkpoint
-(`trainables.evaluation.evaluate_checkpoint`): no rank waits on it.
+(`trainables.evaluation.run_evaluation`, a Ray task of its own): no rank waits on it.
 """
 from __future__ import annotations
 

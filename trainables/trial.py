@@ -8,8 +8,9 @@ the Train workers receive the typed `TrialConfig`. The Train run is named after 
 trial and stored under the sweep's storage, so when a sweep is resumed the same Train run
 picks up its latest checkpoint (model, optimizer, schedule) instead of starting over.
 
-Evaluation is the trial's second stage: on the Train run's last checkpoint, with features
-from Ray Data actors (`trainables.evaluation.evaluate_checkpoint`), reported to Tune as
+Evaluation is the trial's second stage: a Ray task of its own on the Train run's last
+checkpoint (`trainables.evaluation.run_evaluation`), with the CPUs and memory the trial
+states, never in this 0-CPU driver (which Tune packs onto the head); reported to Tune as
 one more result at the last epoch's step, with `data/skipped_images` (unreadable images
 of the last pretraining epoch and of the evaluation).
 
@@ -33,7 +34,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from datasets.errors import DatasetFormatError
 from datasets.registry import ConfigError, import_parts
 from trainables.config import TrialConfig
-from trainables.evaluation import evaluate_checkpoint
+from trainables.evaluation import run_evaluation
 from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
 
 
@@ -125,7 +126,7 @@ def report_initial_weights(trial: TrialConfig) -> None:
     with tempfile.TemporaryDirectory() as checkpoint_dir:
         checkpoint_file = Path(checkpoint_dir) / CHECKPOINT_FILE
         save_initial_checkpoint(checkpoint_file, trial)
-        metrics = evaluate_checkpoint(trial, checkpoint_file)
+        metrics = run_evaluation(trial).metrics  # the task rebuilds the same initial weights
         metrics |= trial.method.prepare(trial)  # its data's figures, as a trained trial reports them
         tune.report(metrics | {"epoch": 0}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
@@ -151,8 +152,7 @@ def pretrain_trainer(trial: TrialConfig, storage_path: str) -> TorchTrainer:
 
 def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str, float]:
     """The evaluation stage's metrics for a finished Train run, at its last epoch's step."""
-    with result.checkpoint.as_directory() as checkpoint_dir:
-        metrics = evaluate_checkpoint(trial, Path(checkpoint_dir) / CHECKPOINT_FILE)
+    metrics = run_evaluation(trial, result.checkpoint).metrics
     last = result.metrics
     metrics["data/skipped_images"] += int(last.get("pretrain/skipped_images", 0))
     metrics |= trial.method.prepare(trial)  # its data's figures (tracks/pairs, ...); cached by now
