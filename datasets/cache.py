@@ -20,7 +20,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from filelock import FileLock
@@ -35,19 +37,36 @@ COMPLETE_MARKER = ".complete"
 # Local cache folders that mirror an object-store URI (cache_root("s3://...")), by path.
 _MIRRORS: dict[str, str] = {}
 
+# The trial's data_cache while a reader that caches on its own runs (using_data_cache).
+_DATA_CACHE: ContextVar[str] = ContextVar("data_cache", default="")
+
+
+@contextmanager
+def using_data_cache(data_cache: str) -> Iterator[None]:
+    """Within the block, :func:`cache_root` without an override is `data_cache` (a
+    trial's), so what a reader caches for itself (crops of a real root, datasets.crops)
+    goes where the trial's generated data goes: on a cluster, shared storage, never one
+    node's user cache. An empty `data_cache` changes nothing."""
+    token = _DATA_CACHE.set(data_cache)
+    try:
+        yield
+    finally:
+        _DATA_CACHE.reset(token)
+
 
 def is_uri(path: str) -> bool:
     return "://" in str(path)
 
 
 def cache_root(override: str = "") -> Path:
-    """The cache folder: ``override``, else ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``.
+    """The cache folder: ``override``, else the trial's (:func:`using_data_cache`), else
+    ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``.
 
     A URI (``s3://...``, ``gs://...``, ``file://...``) gives a local folder mirroring it
     (under the local default), from which :func:`build_once` downloads and to which it
     uploads.
     """
-    chosen = override or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
+    chosen = override or _DATA_CACHE.get() or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
     if not is_uri(chosen):
         return Path(chosen).expanduser().resolve()
     import hashlib

@@ -142,3 +142,12 @@ def test_the_dataset_digest_changes_when_a_file_is_rewritten_at_the_same_size(tm
     os.utime(tmp_path / "a.png", ns=(1, 1))
     after = listing_digest.__wrapped__(str(tmp_path))
     assert after[1] == before[1] == 1 and after[0] != before[0]
+
+
+def test_a_crop_of_a_missing_image_is_an_error_naming_it(tmp_path, monkeypatch):
+    """Issue 23, finding 2: a path that is not there is an error, never a smaller set."""
+    from datasets.crops import CropRequest, write_crops
+
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        write_crops(tmp_path, "test", [CropRequest(tmp_path / "gone.png", (0, 0, 4, 4))])
