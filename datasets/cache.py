@@ -105,6 +105,15 @@ def _mirror_upload(tmp: Path, uri: str) -> None:
     log.info("uploaded %s", uri)
 
 
+def _mirror_of(target: Path) -> str | None:
+    """The URI that mirrors `target`, a folder in a mirror (``<mirror>/features/<key>``
+    too: the evaluation's features are one level down), or None."""
+    for folder in target.parents:
+        if (uri := _MIRRORS.get(str(folder))) is not None:
+            return f"{uri}/{target.relative_to(folder).as_posix()}"
+    return None
+
+
 def cache_key(name: str, version: int, **params: object) -> str:
     """A folder name that changes whenever the generator or any of its parameters does.
 
@@ -176,13 +185,13 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         for orphan in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
             shutil.rmtree(orphan, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        mirror = _MIRRORS.get(str(target.parent))
+        mirror = _mirror_of(target)
         try:
             if mirror is None:
                 build(tmp)
-            elif not _mirror_download(f"{mirror}/{target.name}", tmp):
+            elif not _mirror_download(mirror, tmp):
                 build(tmp)
-                _mirror_upload(tmp, f"{mirror}/{target.name}")
+                _mirror_upload(tmp, mirror)
             (tmp / COMPLETE_MARKER).write_text("complete\n")
             tmp.chmod(0o755)  # mkdtemp makes it private; the data is not secret
             os.rename(tmp, target)

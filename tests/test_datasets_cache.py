@@ -151,3 +151,15 @@ def test_a_crop_of_a_missing_image_is_an_error_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="gone.png"):
         write_crops(tmp_path, "test", [CropRequest(tmp_path / "gone.png", (0, 0, 4, 4))])
+
+
+def test_a_folder_nested_in_an_object_store_cache_is_mirrored_too(tmp_path, monkeypatch):
+    """The evaluation's features live at <cache>/features/<key>: on an object-store cache
+    they must reach the store like the top-level data folders (issue 23, object storage)."""
+    from datasets.cache import build_once, cache_root
+
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "local"))
+    store = tmp_path / "store"
+    build_once(cache_root(f"file://{store}") / "features" / "key", lambda tmp: (tmp / "f.txt").write_text("x"))
+    assert (store / "features" / "key" / "f.txt").read_text() == "x"
+    assert (store / "features" / "key" / ".complete").is_file()
