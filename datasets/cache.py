@@ -20,7 +20,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from filelock import FileLock
@@ -35,19 +37,36 @@ COMPLETE_MARKER = ".complete"
 # Local cache folders that mirror an object-store URI (cache_root("s3://...")), by path.
 _MIRRORS: dict[str, str] = {}
 
+# The trial's data_cache while a reader that caches on its own runs (using_data_cache).
+_DATA_CACHE: ContextVar[str] = ContextVar("data_cache", default="")
+
+
+@contextmanager
+def using_data_cache(data_cache: str) -> Iterator[None]:
+    """Within the block, :func:`cache_root` without an override is `data_cache` (a
+    trial's), so what a reader caches for itself (crops of a real root, datasets.crops)
+    goes where the trial's generated data goes: on a cluster, shared storage, never one
+    node's user cache. An empty `data_cache` changes nothing."""
+    token = _DATA_CACHE.set(data_cache)
+    try:
+        yield
+    finally:
+        _DATA_CACHE.reset(token)
+
 
 def is_uri(path: str) -> bool:
     return "://" in str(path)
 
 
 def cache_root(override: str = "") -> Path:
-    """The cache folder: ``override``, else ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``.
+    """The cache folder: ``override``, else the trial's (:func:`using_data_cache`), else
+    ``$DSSL_CACHE_DIR``, else ``~/.cache/demystify-ssl``.
 
     A URI (``s3://...``, ``gs://...``, ``file://...``) gives a local folder mirroring it
     (under the local default), from which :func:`build_once` downloads and to which it
     uploads.
     """
-    chosen = override or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
+    chosen = override or _DATA_CACHE.get() or os.environ.get(CACHE_ENV_VAR, "") or str(DEFAULT_CACHE_DIR)
     if not is_uri(chosen):
         return Path(chosen).expanduser().resolve()
     import hashlib
@@ -84,6 +103,15 @@ def _mirror_upload(tmp: Path, uri: str) -> None:
     with fs.open_output_stream(f"{path}/{COMPLETE_MARKER}") as out:
         out.write(b"complete\n")
     log.info("uploaded %s", uri)
+
+
+def _mirror_of(target: Path) -> str | None:
+    """The URI that mirrors `target`, a folder in a mirror (``<mirror>/features/<key>``
+    too: the evaluation's features are one level down), or None."""
+    for folder in target.parents:
+        if (uri := _MIRRORS.get(str(folder))) is not None:
+            return f"{uri}/{target.relative_to(folder).as_posix()}"
+    return None
 
 
 def cache_key(name: str, version: int, **params: object) -> str:
@@ -157,13 +185,13 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         for orphan in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
             shutil.rmtree(orphan, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        mirror = _MIRRORS.get(str(target.parent))
+        mirror = _mirror_of(target)
         try:
             if mirror is None:
                 build(tmp)
-            elif not _mirror_download(f"{mirror}/{target.name}", tmp):
+            elif not _mirror_download(mirror, tmp):
                 build(tmp)
-                _mirror_upload(tmp, f"{mirror}/{target.name}")
+                _mirror_upload(tmp, mirror)
             (tmp / COMPLETE_MARKER).write_text("complete\n")
             tmp.chmod(0o755)  # mkdtemp makes it private; the data is not secret
             os.rename(tmp, target)

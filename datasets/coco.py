@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.cache import build_once, cache_key, cache_root, file_stamp
+from datasets.cache import build_once, cache_key, cache_root, file_stamp, using_data_cache
 from datasets.crops import CropRequest, write_crops
 from datasets.errors import DatasetFormatError
 
@@ -141,7 +141,8 @@ def coco_image_folder(root: Path | str, split: str, view: str, max_images: int =
                 os.symlink(Path(path).resolve(), tmp / "train" / "scene" / f"{k:07d}{Path(path).suffix.lower()}")
             return
         requests = [CropRequest(Path(p), (b[0], b[1], b[0] + b[2], b[1] + b[3])) for p, b, _ in items]
-        crops, _ = write_crops(Path(root), f"coco-{split}-boxes", requests, max_side=224)
+        with using_data_cache(cache):  # the crops beside the view that links to them
+            crops, _ = write_crops(Path(root), f"coco-{split}-boxes", requests, max_side=224)
         for k, (crop, (_, _, category)) in enumerate(zip(crops, items)):
             if crop is not None:  # unreadable images are counted in the crops' manifest
                 folder = tmp / "train" / category.replace("/", "_")

@@ -6,13 +6,17 @@ image" (Sec. 3.2). The evaluation reads images by path (``InvarianceSet.paths``)
 crop is written once as a PNG into a cache folder and reused.
 
 Where: next to a generated root (a folder built by :func:`datasets.cache.build_once`,
-which lives in the trial's ``data_cache``, or one of its subfolders), else in :func:`datasets.cache.cache_root`
-(``$DSSL_CACHE_DIR`` or ``~/.cache/demystify-ssl``), so a read-only real root is never
+which lives in the trial's ``data_cache``, or one of its subfolders), else in :func:`datasets.cache.cache_root`:
+the trial's ``data_cache`` while its evaluation data is read (:func:`datasets.cache.using_data_cache`;
+on a cluster that is shared storage, so every node reads the same crops), else
+``$DSSL_CACHE_DIR`` or ``~/.cache/demystify-ssl``. A read-only real root is never
 written to. The folder's name is a hash of everything that decides the crops: each
 image's path, size and modification time, its box, and the size cap; a changed image or
 annotation gives a new folder instead of stale crops. ``crops.json`` in the folder
-records which requests could not be cut (unreadable image, box outside the image), so a
-reused folder reports the same skip counts as the build that wrote it.
+records which requests could not be cut (undecodable image, box outside the image), so a
+reused folder reports the same skip counts as the build that wrote it. A missing image is
+no such request: it raises FileNotFoundError naming it (a wrong path is an error, never
+a silently smaller set).
 """
 from __future__ import annotations
 
@@ -67,7 +71,7 @@ def _cut(request: CropRequest, target: Path, max_side: int) -> str | None:
                 return "boxes_outside_image"
             crop = image.convert("RGB").crop(box)
     except FileNotFoundError:
-        return "missing_images"
+        raise
     except (UnidentifiedImageError, OSError, ValueError):
         return "unreadable_images"
     if max(crop.size) > max_side:

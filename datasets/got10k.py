@@ -215,7 +215,8 @@ def _frame_fits(path: Path, box: np.ndarray) -> str | None:
         with Image.open(path) as image:
             width, height = image.size
     except FileNotFoundError:
-        return "missing_frames"
+        # Annotated but absent: a wrong or partly copied root, never a frame to pass over.
+        raise DatasetFormatError(f"{path}: missing (its sequence's groundtruth.txt annotates it)") from None
     except (UnidentifiedImageError, OSError):
         return "unreadable_frames"
     x, y, w, h = box
@@ -230,8 +231,9 @@ def occlusion_samples(sequence: SequenceAnnotations, min_level: int = 1) -> tupl
     Frames marked absent, with an empty box (width or height <= 0) or a cover level
     below ``min_level`` are not candidates. For each level the earliest candidate whose
     frame exists, decodes its header and overlaps its box is taken; frames failing that
-    are counted (``missing_frames``, ``unreadable_frames``, ``boxes_outside_image``) and
-    the next candidate of the level is tried.
+    are counted (``unreadable_frames``, ``boxes_outside_image``) and the next candidate
+    of the level is tried. An annotated frame that is not there raises DatasetFormatError
+    naming it.
     """
     skipped: Counter = Counter()
     skipped["absent_frames"] += int(sequence.absent.sum())
@@ -306,7 +308,7 @@ def read_occlusion(root: Path | str, split: str = "train", target: str = "sequen
             requests.append(CropRequest(sequence.frame(index), (x, y, x + w, y + h)))
             owners.append((target_id, trajectory))
     crops, crop_skipped = write_crops(Path(root), f"got10k-occlusion-{split}", requests, crop_max_side)
-    skipped.update({("unreadable_frames" if k in ("unreadable_images", "missing_images") else k): v
+    skipped.update({("unreadable_frames" if k == "unreadable_images" else k): v
                     for k, v in crop_skipped.items()})
     frames = [str(request.image) for request in requests]
     kept = [(path, owner, frame) for path, owner, frame in zip(crops, owners, frames) if path is not None]

@@ -6,10 +6,13 @@ Images decode to RGB uint8 CHW tensors with ``torchvision.io.decode_image`` (JPE
 WebP) or Pillow (the other extensions, which torchvision cannot decode). A file
 that cannot be decoded makes ``__getitem__`` return ``None`` (with a warning naming
 it); :func:`collate_skip_corrupt` drops those from the batch and counts them, so one
-bad file in a million never stops a run.
+bad file in a million never stops a run. A file that is not there at all is no corrupt
+image but a wrong path (a node that cannot see the driver's disk, a moved root): it
+raises FileNotFoundError naming it, so that nothing is scored on a silent subset.
 """
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,14 +92,21 @@ def validate_image_folder_root(root: Path | str) -> Path:
 
 
 def load_rgb(path: Path) -> torch.Tensor | None:
-    """The image at ``path`` as an RGB uint8 (3, H, W) tensor, or ``None`` if it cannot be decoded."""
+    """The image at ``path`` as an RGB uint8 (3, H, W) tensor, or ``None`` if it cannot be decoded.
+
+    Raises FileNotFoundError (naming ``path``) when there is no file: see the module docstring.
+    """
     path = Path(path)
     try:
         if path.suffix.lower() in _TORCHVISION_DECODES:
             return decode_image(str(path), mode=ImageReadMode.RGB)
         with Image.open(path) as image:
             return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    except FileNotFoundError:
+        raise
     except (RuntimeError, ValueError, OSError) as error:  # PIL's UnidentifiedImageError is an OSError
+        if not path.exists():  # torchvision reports a missing file as a RuntimeError
+            raise FileNotFoundError(errno.ENOENT, "input image not found", str(path)) from error
         log.warning("skipping unreadable image %s: %s", path, error)
         return None
 

@@ -213,7 +213,8 @@ class ObjectFilter:
         if obj.azimuth is None:
             return "objects_without_viewpoint"
         if not obj.image.exists():
-            return "missing_images"
+            # An annotated image that is not there: a wrong or partly copied root, not an object to leave out.
+            raise DatasetFormatError(f"{obj.image}: missing (annotated in {obj.annotation})")
         return None
 
 

@@ -83,8 +83,11 @@ def _sweep_exists(path: str) -> bool:
     if "://" in path:
         from ray.tune import Tuner
 
+        from datasets.storage import storage_filesystem
+
         try:
-            return Tuner.can_restore(path)
+            filesystem, inner = storage_filesystem(path)
+            return Tuner.can_restore(inner, storage_filesystem=filesystem)
         except Exception as err:  # pyarrow's errors for an unknown scheme, bucket or credentials
             raise ConfigError(f"cannot read the storage path {path}: {err}") from err
     folder = Path(path)
@@ -184,6 +187,7 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from orchestrator.console import SweepProgress, active, log_path
 
     from datasets.ray_connection import init_ray, on_cluster
+    from datasets.storage import driver_env, storage_filesystem
     from orchestrator.cluster import (
         check_on_every_node,
         cluster_view,
@@ -256,13 +260,16 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     )
     part_modules = tuple(sorted(set().union(*(c.part_modules() for c in configs))))
     trainable = tune.with_resources(
-        tune.with_parameters(pretrain_and_evaluate, storage_path=storage,
-                             max_failures=max_failures, part_modules=part_modules),
+        tune.with_parameters(pretrain_and_evaluate, storage_path=storage, max_failures=max_failures,
+                             part_modules=part_modules, env=driver_env()),
         trial_driver_resources(TRIAL_DRIVER_RESOURCES, view),
     )
+    # Built on the driver, where AWS_ENDPOINT_URL is set: the endpoint travels with it to
+    # Tune's trial actors, which Ray may have started without it (datasets.storage).
+    filesystem, storage_in_fs = storage_filesystem(storage)
     if settings.resume:
-        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = tune.Tuner.restore(storage_filesystem(experiment_path)[1], trainable, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=filesystem)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -272,7 +279,8 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             ),
             run_config=tune.RunConfig(
                 name=settings.name,
-                storage_path=storage,
+                storage_path=storage_in_fs,
+                storage_filesystem=filesystem,
                 callbacks=[callback, SweepProgress(len(configs), swept)],
                 # No trial restarts here: retries happen at one level, the trial's own loop
                 # around its Train run, which raises deterministic errors at once

@@ -142,3 +142,24 @@ def test_the_dataset_digest_changes_when_a_file_is_rewritten_at_the_same_size(tm
     os.utime(tmp_path / "a.png", ns=(1, 1))
     after = listing_digest.__wrapped__(str(tmp_path))
     assert after[1] == before[1] == 1 and after[0] != before[0]
+
+
+def test_a_crop_of_a_missing_image_is_an_error_naming_it(tmp_path, monkeypatch):
+    """Issue 23, finding 2: a path that is not there is an error, never a smaller set."""
+    from datasets.crops import CropRequest, write_crops
+
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        write_crops(tmp_path, "test", [CropRequest(tmp_path / "gone.png", (0, 0, 4, 4))])
+
+
+def test_a_folder_nested_in_an_object_store_cache_is_mirrored_too(tmp_path, monkeypatch):
+    """The evaluation's features live at <cache>/features/<key>: on an object-store cache
+    they must reach the store like the top-level data folders (issue 23, object storage)."""
+    from datasets.cache import build_once, cache_root
+
+    monkeypatch.setenv("DSSL_CACHE_DIR", str(tmp_path / "local"))
+    store = tmp_path / "store"
+    build_once(cache_root(f"file://{store}") / "features" / "key", lambda tmp: (tmp / "f.txt").write_text("x"))
+    assert (store / "features" / "key" / "f.txt").read_text() == "x"
+    assert (store / "features" / "key" / ".complete").is_file()

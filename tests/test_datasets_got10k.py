@@ -83,16 +83,18 @@ def test_target_object_class_and_max_targets(tree):
     assert len(first) == 4 and set(first.targets.tolist()) == {0}
 
 
-def test_missing_frame_and_box_outside_image_are_skipped_and_counted(tree):
+def test_box_outside_image_is_skipped_and_counted_and_a_missing_frame_is_an_error(tree):
     split = tree / "train"
     folder = make_sequence(split, "GOT-10k_Train_000004", [8, 8, 4, 4, 2],
                            boxes=["5,4,20,15", "5,4,20,15", "100,100,10,10", "5,4,20,15", "5,4,0,0"])
-    (folder / "00000001.jpg").unlink()
     data = read_occlusion(tree)
-    assert data.skipped["missing_frames"] == 1 and data.skipped["boxes_outside_image"] == 1
-    assert data.skipped["zero_boxes"] == 1
-    # Levels 8 (frame 2 instead of the missing frame 1) and 4 (frame 4): still a trajectory.
+    assert data.skipped["boxes_outside_image"] == 1 and data.skipped["zero_boxes"] == 1
+    # Levels 8 (frame 1) and 4 (frame 4 instead of frame 3, outside): still a trajectory.
     assert data.targets.tolist().count(2) == 2
+    # An annotated frame that is not there is a wrong root (issue 23, finding 2), not a skip.
+    (folder / "00000001.jpg").unlink()
+    with pytest.raises(DatasetFormatError, match=r"GOT-10k_Train_000004/00000001\.jpg: missing"):
+        read_occlusion(tree)
 
 
 def test_label_length_must_match_the_frame_count(tree):
@@ -165,3 +167,17 @@ def test_generation_is_deterministic(tmp_path):
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert len(files) == 2 * (6 + 5) + 1
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+
+
+def test_crops_of_a_real_root_go_to_the_trials_data_cache_not_the_users(tree, tmp_path):
+    """Issue 23, finding 2: on a cluster the trial's data_cache is shared storage; crops in
+    one node's user cache ($DSSL_CACHE_DIR, set by `tree`) are paths other nodes cannot read."""
+    from trainables.config import TrialConfig
+    from trainables.evaluation import read_evaluation_data
+
+    trial = TrialConfig().override({"invariances": "occlusion", "data.got10k": "got10k", "data.got10k.root": str(tree),
+                                    "data_cache": str(tmp_path / "trial-cache")})
+    (part,) = trial.invariances
+    data = read_evaluation_data(part, trial)
+    assert data.paths and all(Path(p).is_relative_to(tmp_path / "trial-cache") for p in data.paths)
+    assert not (tmp_path / "cache").exists()

@@ -146,3 +146,29 @@ def test_fast_root_check_matches_the_scan(tmp_path):
     (tmp_path / "b" / "deep").mkdir(parents=True)
     (tmp_path / "b" / "deep" / "x.PNG").write_bytes(b"")
     assert validate_image_folder_root(tmp_path) == tmp_path
+
+
+# -- a missing file is an error, not a skipped image (issue 23, finding 2) ----------------------------
+@pytest.mark.parametrize("name", ["gone.png", "gone.bmp"])  # torchvision's decoder, then Pillow's
+def test_a_missing_file_is_an_error_naming_it_not_a_skipped_image(with_corrupt, name):
+    missing = with_corrupt[0].parent / name
+    with pytest.raises(FileNotFoundError, match=name):
+        ImagePathDataset([*with_corrupt, missing])[4]
+
+
+def test_feature_extraction_refuses_a_missing_file_instead_of_scoring_a_subset(with_corrupt):
+    from trainables.features import _EmbedImages, extract_features
+
+    missing = str(with_corrupt[0].parent / "gone.png")
+    flatten = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        extract_features(flatten, [with_corrupt[0], missing], 4, "cpu", transform=lambda x: x.float())
+
+    class Weights:  # the feature actors' interface (trainables.weights.BackboneWeights)
+        def build(self):
+            return flatten
+
+    embed = _EmbedImages(Weights(), image_size=4, use_gpu=False)
+    batch = {"index": np.arange(2), "path": np.asarray([str(with_corrupt[0]), missing])}
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        embed(batch)

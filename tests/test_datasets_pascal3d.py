@@ -135,12 +135,14 @@ def test_object_without_bbox_is_named(tree):
         read_annotation(bad, tree / "Images" / "car_pascal")
 
 
-def test_box_outside_image_and_missing_image_are_skipped_and_counted(tree):
+def test_box_outside_image_is_skipped_and_counted_and_a_missing_image_is_an_error(tree):
     write_image(tree, "car", "2008_000020", [obj("car", [50, 40, 60, 50], 1.0)])  # the image is 40 x 30
     path = write_image(tree, "car", "2008_000021", [obj("car", [1, 1, 5, 5], 2.0)])
+    assert read_instance_set(tree, "instance").skipped["boxes_outside_image"] == 1
+    # An annotated image that is not there is a wrong root (issue 23, finding 2), not a skip.
     (tree / "Images" / "car_pascal" / "2008_000021.jpg").unlink()
-    data = read_instance_set(tree, "instance")
-    assert data.skipped["boxes_outside_image"] == 1 and data.skipped["missing_images"] == 1
+    with pytest.raises(DatasetFormatError, match=r"car_pascal/2008_000021\.jpg: missing \(annotated in .*2008_000021\.mat\)"):
+        read_instance_set(tree, "instance")
     assert path.exists()
 
 

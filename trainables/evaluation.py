@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.cache import using_data_cache
 from trainables.augment import eval_transform
 from trainables.config import TrialConfig
 from trainables.features import FeatureExtractor
@@ -76,7 +77,8 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
             metrics[f"ris/{invariance.name}/top{k}"] = scores[k]
         metrics[f"data/ris_targets/{invariance.name}"] = len(np.unique(data.targets[index]))
     for probe in trial.probes:
-        metrics.update(probe.evaluate(trial.root_of(probe), features, trial))
+        with using_data_cache(trial.data_cache):  # a probe's own crops (voc07_boxes) too
+            metrics.update(probe.evaluate(trial.root_of(probe), features, trial))
     metrics["data/skipped_images"] = features.skipped
     return metrics
 
@@ -89,9 +91,10 @@ def read_evaluation_data(part, trial: TrialConfig):
     (`orchestrator.sweep.prepare_data`), so a bad annotation is refused before training."""
     from datasets.invariance_sets import InvarianceSetPart
 
-    if isinstance(part, InvarianceSetPart):
-        return part.trajectories(trial.root_of(part), trial.ris_max_objects)
-    return part.read(trial.root_of(part), trial)
+    with using_data_cache(trial.data_cache):  # crops of a real root go to the trial's cache
+        if isinstance(part, InvarianceSetPart):
+            return part.trajectories(trial.root_of(part), trial.ris_max_objects)
+        return part.read(trial.root_of(part), trial)
 
 
 @dataclass(frozen=True)

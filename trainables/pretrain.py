@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from datasets.image_folder import ReplaceCorrupt
 from datasets.registry import ConfigError
+from datasets.storage import use_driver_env
 from trainables import distributed, optim
 from trainables.config import TrialConfig, per_worker_batch
 from trainables.methods.base import StepOutput, step_output
@@ -261,6 +262,7 @@ def _kill_this_worker(trial: TrialConfig, epoch: int) -> None:
 
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train worker function: pretraining, checkpoints, final evaluation."""
+    use_driver_env(loop_config.get("env", {}))  # the sweep's object store and cache (datasets.storage)
     trial: TrialConfig = loop_config["trial"]
     method = trial.method
     context = ray.train.get_context()

@@ -33,6 +33,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from datasets.errors import DatasetFormatError
 from datasets.registry import ConfigError, import_parts
+from datasets.storage import storage_filesystem, use_driver_env
 from trainables.config import TrialConfig
 from trainables.evaluation import run_evaluation
 from trainables.pretrain import CHECKPOINT_FILE, save_initial_checkpoint, train_loop_per_worker
@@ -103,21 +104,24 @@ def scaling_config(trial: TrialConfig) -> ray.train.ScalingConfig:
 
 
 def pretrain_and_evaluate(config: dict[str, Any], storage_path: str, max_failures: int = 0,
-                          part_modules: tuple[str, ...] = ()) -> None:
+                          part_modules: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
     """Tune trainable: pretrain the trial, evaluate on the last epoch, report.
 
     `storage_path` is the sweep's storage (local folder, NFS or s3://...); the Train run
     lives at `<storage_path>/<experiment>-train/<trial id>`. `part_modules` are imported
     first, so that parts registered outside the project (a user's module) resolve here.
+    `env` is the sweep driver's object-store and cache settings (`datasets.storage.driver_env`),
+    set here and in the Train workers before anything reads storage.
     Each report of the Train run (rank 0's metrics, one per epoch) becomes a Tune result;
     the evaluation of its last checkpoint is the last one.
     """
+    use_driver_env(env or {})
     import_parts(part_modules)
     trial = TrialConfig.from_nested(config)
     if trial.epochs == 0:
         report_initial_weights(trial)
         return
-    result = fit_with_retries(lambda: pretrain_trainer(trial, storage_path).fit(), max_failures)
+    result = fit_with_retries(lambda: pretrain_trainer(trial, storage_path, env or {}).fit(), max_failures)
     tune.report(evaluation_report(trial, result))
 
 
@@ -131,18 +135,21 @@ def report_initial_weights(trial: TrialConfig) -> None:
         tune.report(metrics | {"epoch": 0}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
 
-def pretrain_trainer(trial: TrialConfig, storage_path: str) -> TorchTrainer:
+def pretrain_trainer(trial: TrialConfig, storage_path: str, env: dict[str, str] | None = None) -> TorchTrainer:
     """The current Tune trial's Train run: its workers, storage and checkpoints. Train
     retries nothing itself (`fit_with_retries` does, at one level), bar a worker group that
     could not start yet (nodes still coming up: a wait for capacity, not a retry of work)."""
     context = tune.get_context()
+    # Built here, where the driver's endpoint is set: it travels with the filesystem to the workers.
+    filesystem, path = storage_filesystem(f"{storage_path.rstrip('/')}/{context.get_experiment_name()}-train")
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"trial": trial},
+        train_loop_config={"trial": trial, "env": env or {}},
         scaling_config=scaling_config(trial),
         run_config=ray.train.RunConfig(
             name=context.get_trial_id(),
-            storage_path=f"{storage_path.rstrip('/')}/{context.get_experiment_name()}-train",
+            storage_path=path,
+            storage_filesystem=filesystem,
             callbacks=[TuneReportCallback()],
             failure_config=ray.train.FailureConfig(max_failures=0, max_preemption_failures=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
