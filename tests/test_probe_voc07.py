@@ -395,3 +395,41 @@ def test_ray_data_features_view_has_its_own_cache_key_and_actor_settings(tmp_pat
     image.write_bytes(b"")
     assert view._key([image]) != shared._key([image])  # cached apart: another layer and transform
     assert "CenterCrop" in repr(shared.transform) and "CenterCrop" not in repr(view.transform)
+
+
+def test_in_process_features_are_extract_features_and_cached_like_ray_datas(tmp_path):
+    """A small single-node evaluation extracts in its own process (no actor pool) through the
+    same cache: a second instance on the same weights and images extracts nothing."""
+    from dataclasses import dataclass
+
+    import torch
+    from PIL import Image
+
+    from trainables.augment import eval_transform
+    from trainables.features import RayDataFeatures, extract_features
+    from trainables.models import resnet_backbone
+
+    @dataclass
+    class Weights:
+        arch: str = "resnet18"
+        digest: str = "in-process"
+
+        def build(self):
+            torch.manual_seed(0)
+            return resnet_backbone(self.arch)[0].eval()
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
+    cache = tmp_path / "cache"
+    first = RayDataFeatures(Weights(), 32, 2, cache=str(cache), in_process=True)
+    features, labels = first(paths)
+    expected, _, _ = extract_features(Weights().build(), paths, 2, "cpu", transform=eval_transform(32))
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    assert labels.tolist() == [0, 1, 2, 3, 4] and (first.extracted, first.reused) == (5, 0)
+    again = RayDataFeatures(Weights(), 32, 2, cache=str(cache), in_process=True)
+    np.testing.assert_array_equal(again(paths)[0], features)
+    assert (again.extracted, again.reused) == (0, 5)
+    assert again.view(True, "pool").in_process  # a view extracts the same way

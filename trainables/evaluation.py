@@ -129,12 +129,11 @@ def evaluate_checkpoint(trial: TrialConfig, checkpoint_file: Path | str, in_proc
     in this process (`in_process`, on the CPU) or by Ray Data."""
     from trainables.features import RayDataFeatures
 
-    if in_process:
-        return evaluate(load_backbone(trial, checkpoint_file), trial, "cpu")
     backbone = load_trained_backbone(trial, checkpoint_file)
     features = RayDataFeatures(backbone, trial.image_size, trial.eval_batch_size, cache=trial.data_cache,
-                               use_gpu=trial.use_gpu, layer=trial.eval_layer)
-    return evaluate(None, trial, "cuda" if trial.use_gpu else "cpu", features=features)
+                               use_gpu=trial.use_gpu and not in_process, layer=trial.eval_layer,
+                               in_process=in_process)
+    return evaluate(None, trial, "cuda" if trial.use_gpu and not in_process else "cpu", features=features)
 
 
 # -- the evaluation as Ray work ------------------------------------------------------------
@@ -180,8 +179,13 @@ class EvaluationPlan:
     resources: dict[str, float] = field(default_factory=dict)  # the CPU-node marker, where a cluster has one
 
     def remote_options(self) -> dict[str, Any]:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        # Outside the caller's placement group: a Tune trial's driver holds a 0-CPU bundle
+        # and captures its child tasks, so the task could never fit in it.
         return {"num_cpus": self.num_cpus, "num_gpus": 0, "memory": self.memory,
-                "resources": dict(self.resources)}
+                "resources": dict(self.resources),
+                "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None)}
 
     def requested(self) -> dict[str, float]:
         """The resources Ray assigns the task, as `get_assigned_resources()` spells them."""
@@ -278,8 +282,13 @@ def run_evaluation(trial: TrialConfig, checkpoint=None, plan: EvaluationPlan | N
     caller's process raised it), the task's traceback chained to it."""
     import ray
 
+    from datasets.storage import driver_env
+
     plan = plan or plan_evaluation(trial)
-    task = ray.remote(_evaluation_task).options(**plan.remote_options(), name=f"evaluation-{trial.arch}")
+    options = plan.remote_options()
+    if env := driver_env():  # the sweep's object store and cache, as its Train workers get them
+        options["runtime_env"] = {"env_vars": env}
+    task = ray.remote(_evaluation_task).options(**options, name=f"evaluation-{trial.arch}")
     try:
         return ray.get(task.remote(trial, checkpoint, plan.in_process))
     except ray.exceptions.RayTaskError as error:

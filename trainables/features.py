@@ -145,8 +145,9 @@ class FeatureExtractor:
 
 
 class RayDataFeatures:
-    """Frozen features by Ray Data batch inference, cached as Parquet: the evaluation
-    stage's extraction path (same interface as :class:`FeatureExtractor`).
+    """Frozen features by Ray Data batch inference (or, `in_process`, a torch DataLoader in
+    this process), cached as Parquet: the evaluation stage's extraction path (same
+    interface as :class:`FeatureExtractor`).
 
     Images are read and embedded in an autoscaling pool of actors (`pool`), each of which
     builds the backbone once (one GPU per actor for a GPU trial, else one CPU); only the
@@ -157,11 +158,13 @@ class RayDataFeatures:
     """
 
     def __init__(self, weights, image_size: int, batch_size: int, cache: str = "", use_gpu: bool = False,
-                 max_actors: int = 0, layer: str = "pool", whole_image: bool = False):
+                 max_actors: int = 0, layer: str = "pool", whole_image: bool = False, in_process: bool = False):
         """`weights`: anything with ``build() -> nn.Module``, ``arch`` and ``digest`` (a
         `trainables.weights.BackboneWeights` or `trainables.evaluation.TrainedBackbone`);
         `layer`: the scored layer (`trainables.models.SCORED_LAYERS`); `whole_image`: the
-        whole image resized instead of the centre crop (`trainables.augment.eval_transform`)."""
+        whole image resized instead of the centre crop (`trainables.augment.eval_transform`);
+        `in_process`: extract in this process on the CPU (a torch DataLoader, no actor pool:
+        a small single-node evaluation), cached the same way."""
         from trainables.augment import eval_transform
         from trainables.models import scored_layer
 
@@ -175,6 +178,7 @@ class RayDataFeatures:
         self.cache = cache
         self.use_gpu = use_gpu
         self.max_actors = max_actors
+        self.in_process = in_process
         self.transform = eval_transform(image_size, whole_image)
         self.skipped = self.extracted = self.reused = 0
         self._prefetched: dict[Path, np.ndarray] = {}
@@ -186,7 +190,7 @@ class RayDataFeatures:
         if (whole_image, layer) == (self.whole_image, self.layer):
             return self
         child = RayDataFeatures(self.weights, self.image_size, self.batch_size, self.cache, self.use_gpu,
-                                self.max_actors, layer, whole_image)
+                                self.max_actors, layer, whole_image, self.in_process)
         child.parent = self
         return child
 
@@ -253,6 +257,19 @@ class RayDataFeatures:
     def _extract(self, paths: list[Path], folder: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        index, features = self._extract_in_process(paths) if self.in_process else self._extract_by_ray_data(paths)
+        order = np.argsort(index)
+        flat = pa.array(features[order].ravel(), type=pa.float32())
+        table = pa.table({"index": pa.array(index[order], pa.int64()),
+                          "feature": pa.FixedSizeListArray.from_arrays(flat, features.shape[1])})
+        pq.write_table(table, folder / "features.parquet")
+
+    def _extract_in_process(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        features, index, _ = extract_features(self.backbone, paths, self.batch_size, "cpu", transform=self.transform)
+        return np.asarray(index, np.int64), np.asarray(features, np.float32)
+
+    def _extract_by_ray_data(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         import ray
 
         pool = self.pool()
@@ -271,11 +288,7 @@ class RayDataFeatures:
             features.append(batch["feature"])
         index = np.concatenate(index) if index else np.empty(0, np.int64)
         features = np.concatenate(features).astype(np.float32) if features else np.empty((0, 1), np.float32)
-        order = np.argsort(index)
-        flat = pa.array(features[order].ravel(), type=pa.float32())
-        table = pa.table({"index": pa.array(index[order], pa.int64()),
-                          "feature": pa.FixedSizeListArray.from_arrays(flat, features.shape[1])})
-        pq.write_table(table, folder / "features.parquet")
+        return index, features
 
 
 class _EmbedImages:
