@@ -362,7 +362,7 @@ def test_the_hooks_return_while_a_model_export_blocks_the_writer_and_all_is_writ
     callback.on_trial_result(0, [], second, {"epoch": 1, "pretrain/loss": 5.5})
     callback.on_trial_complete(0, [], second)
     assert not exported.is_set(), "a hook waited for the model export"
-    assert callback.writer.pending() == 4  # the export, then the second trial's four writes
+    assert callback.writer.pending() == 5  # the first trial's export, then the second trial's four writes
     release.set()
     callback.on_experiment_end([])
 
