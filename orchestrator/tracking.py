@@ -403,19 +403,25 @@ def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: T
     # A batch of two: torch.export keeps a size-1 dimension static, and the batch should not be.
     example = np.random.default_rng(0).standard_normal(
         (2, 3, trial.image_size, trial.image_size)).astype(np.float32)
-    model = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                       params={k: str(v) for k, v in trial.flat().items()})
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         def log_as(serialization_format: str):
-            return mlflow.pytorch.log_model(
-                backbone, name=MODEL_NAME, run_id=run_id, model_id=model.model_id, input_example=example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                                  f"torchvision=={torchvision.__version__.split('+')[0]}"],
-                registered_model_name=registered_model_name or None,
-                serialization_format=serialization_format,
-            )
+            # A logged model per attempt: a failed attempt has already linked its model to the
+            # run as an output, and a second link of the same pair is refused by the store.
+            model = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                               params={k: str(v) for k, v in trial.flat().items()})
+            try:
+                return mlflow.pytorch.log_model(
+                    backbone, name=MODEL_NAME, run_id=run_id, model_id=model.model_id, input_example=example,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                                      f"torchvision=={torchvision.__version__.split('+')[0]}"],
+                    registered_model_name=registered_model_name or None,
+                    serialization_format=serialization_format,
+                )
+            except Exception:
+                client.delete_logged_model(model.model_id)  # no half-written model beside the real one
+                raise
         tags = {TAG_MODEL_FORMAT: "pt2"}
         try:
             info = log_as("pt2")
@@ -427,7 +433,7 @@ def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: T
             info = log_as("pickle")
     finally:
         mlflow.set_tracking_uri(previous)
-    client.set_logged_model_tags(model.model_id, tags)
+    client.set_logged_model_tags(info.model_id, tags)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return info.model_uri
 
