@@ -10,6 +10,10 @@ model-training experiment (so the UI opens on its runs, not on the GenAI overvie
 artifacts live beside the store (never in a `ray job submit` working directory), every
 run carries MLflow's own source tags, a child run lists the datasets it read and holds
 its final backbone as an MLflow model.
+
+Tune runs its callbacks on its event loop, so the callback only snapshots what a trial
+reported and hands the writes to one background thread (`MLflowWriter`), which performs
+them in order and is drained, with a bounded wait, before the sweep exits.
 """
 from __future__ import annotations
 
@@ -20,11 +24,13 @@ import json
 import logging
 import math
 import os
+import queue
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +67,8 @@ GIT_COMMIT_ENV_VAR = "DSSL_GIT_COMMIT"  # the submitter's commit where there is 
 TAG_ERROR = "dssl.error"  # a failed trial's error
 TAG_CHECKPOINT = "dssl.checkpoint"  # the checkpoint the child's logged model was read from
 TAG_MODEL_URI = "dssl.model_uri"
+TAG_MODEL_FORMAT = "dssl.model_format"  # "pt2" (torch.export), or "pickle" when export failed
+TAG_EXPORT_ERROR = "dssl.export_error"  # why torch.export failed, when the model is pickled
 TAG_COMPARE_URL = "dssl.compare_url"  # parent: the compare-runs page of its children
 TAG_RUNS_URL = "dssl.runs_url"  # parent: the runs table filtered to its children
 TAG_TRACKING_ERRORS = "dssl.tracking_errors"  # parent: MLflow writes lost after retries
@@ -190,6 +198,130 @@ def with_retries(what: str, call: Callable[[], Any], delays: tuple[float, ...]) 
     raise AssertionError("unreachable")
 
 
+# One retry policy, ours (`with_retries`): MLflow's REST client also retries every HTTP
+# request itself (7 times with exponential backoff, 120 s timeout each: minutes per call
+# against a sick server), and ours wrapped it, multiplying both. Ours is the one kept: it
+# covers the database stores too (a locked SQLite file, a dropped PostgreSQL connection),
+# which MLflow's HTTP layer never sees, and it is where a lost write is counted. So this
+# process turns MLflow's HTTP retries off and bounds each request, unless the user chose
+# otherwise; a write then costs at most len(delays) + 1 requests. MLflow reads both
+# variables at every request.
+MLFLOW_HTTP_POLICY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+
+
+def use_one_retry_policy() -> dict[str, str]:
+    """Apply `MLFLOW_HTTP_POLICY` to the process's environment where unset; return what was set."""
+    applied = {k: v for k, v in MLFLOW_HTTP_POLICY.items() if k not in os.environ}
+    os.environ.update(applied)
+    return applied
+
+
+_WRITERS: set["MLflowWriter"] = set()  # open writers of this process, drained on interrupt
+_WRITERS_LOCK = threading.Lock()
+
+
+class MLflowWriter:
+    """One thread that performs MLflow writes in the order they are submitted.
+
+    A Tune callback runs on Tune's event loop: a slow write there (a model exported and
+    uploaded, a dataset root listed, a sick server retried) stalls every trial's
+    scheduling. The callback submits its writes here instead and returns at once. One
+    thread, one queue: the writes of a run keep their order, and a SQLite store keeps
+    one writer. `close` drains with a bounded wait and counts what was not written.
+    """
+
+    def __init__(self, name: str = "mlflow-writer"):
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.lost = 0  # writes submitted but never confirmed: dropped, or still running at close
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        with _WRITERS_LOCK:
+            _WRITERS.add(self)
+
+    def submit(self, what: str, task: Callable[[], Any]) -> None:
+        with self._lock:
+            if not self._closed:
+                self._queue.put((what, task))
+                return
+            self.lost += 1
+        log.error("MLflow: %s not recorded: the sweep's writer is closed", what)
+
+    def pending(self) -> int:
+        """Writes submitted and not yet done (the running one included)."""
+        return self._queue.unfinished_tasks
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                what, task = item
+                try:
+                    task()
+                except Exception as err:  # noqa: BLE001 - a task's own bug must not stop later writes
+                    with self._lock:
+                        self.lost += 1
+                    log.error("MLflow: %s failed, not recorded: %s", what, err, exc_info=True)
+            finally:
+                self._queue.task_done()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every submitted write; whether all were done."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def close(self, timeout: float) -> int:
+        """Drain for up to `timeout` seconds, then stop; return the writes lost in all.
+
+        Writes still queued at the deadline are dropped; one still running is counted lost
+        (it is never waited for again). Later submits are refused and counted.
+        """
+        if not self._closed:
+            if self.pending():
+                log.info("MLflow: waiting up to %.0f s for %d writes (the trials' models among them)",
+                         timeout, self.pending())
+            self.drain(timeout)
+        with self._lock:
+            if self._closed:
+                return self.lost
+            self._closed = True
+            dropped = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                dropped.append(item[0])
+                self._queue.task_done()
+            running = self._queue.unfinished_tasks
+            self._queue.put(None)  # the thread stops after the running write, if any
+            self.lost += len(dropped) + running
+        for what in dropped:
+            log.error("MLflow: %s not recorded: the sweep ended before it was written", what)
+        if running:
+            log.error("MLflow: a write still running after %.0f s is counted lost", timeout)
+        with _WRITERS_LOCK:
+            _WRITERS.discard(self)
+        return self.lost
+
+
+def close_writers(timeout: float) -> int:
+    """Close every open writer of this process within `timeout` seconds in all; the writes lost."""
+    deadline = time.monotonic() + timeout
+    with _WRITERS_LOCK:
+        writers = list(_WRITERS)
+    return sum(w.close(max(0.0, deadline - time.monotonic())) for w in writers)
+
+
 @functools.lru_cache(maxsize=64)
 def listing_digest(root: str) -> tuple[str, int]:
     """A digest of a dataset's file listing (relative paths and `file_stamp`s) and its
@@ -260,6 +392,11 @@ def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: T
     it would file the model under the process's active experiment, so the model is
     created here first, in the run's experiment, with the trial's params. The
     requirements are given, not inferred: inference loads the model in a subprocess.
+
+    The model is saved with torch.export (`pt2`: loading it runs no pickled code). A
+    backbone torch.export cannot trace is saved pickled instead, and says so: the run and
+    the logged model are tagged `dssl.model_format` = `pickle`, with the reason in
+    `dssl.export_error` (`pt2` otherwise), as README promises.
     """
     import mlflow
     import mlflow.pytorch
@@ -273,27 +410,38 @@ def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: T
     # A batch of two: torch.export keeps a size-1 dimension static, and the batch should not be.
     example = np.random.default_rng(0).standard_normal(
         (2, 3, trial.image_size, trial.image_size)).astype(np.float32)
-    model = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                       params={k: str(v) for k, v in trial.flat().items()})
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         def log_as(serialization_format: str):
-            return mlflow.pytorch.log_model(
-                backbone, name=MODEL_NAME, run_id=run_id, model_id=model.model_id, input_example=example,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                                  f"torchvision=={torchvision.__version__.split('+')[0]}"],
-                registered_model_name=registered_model_name or None,
-                serialization_format=serialization_format,
-            )
+            # A logged model per attempt: a failed attempt has already linked its model to the
+            # run as an output, and a second link of the same pair is refused by the store.
+            model = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                               params={k: str(v) for k, v in trial.flat().items()})
+            try:
+                return mlflow.pytorch.log_model(
+                    backbone, name=MODEL_NAME, run_id=run_id, model_id=model.model_id, input_example=example,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                                      f"torchvision=={torchvision.__version__.split('+')[0]}"],
+                    registered_model_name=registered_model_name or None,
+                    serialization_format=serialization_format,
+                )
+            except Exception:
+                client.delete_logged_model(model.model_id)  # no half-written model beside the real one
+                raise
+        tags = {TAG_MODEL_FORMAT: "pt2"}
         try:
-            # pt2 (torch.export): loading it runs no pickled code and needs no project import.
             info = log_as("pt2")
         except Exception as err:  # noqa: BLE001 - a part's backbone torch.export cannot trace
-            log.warning("torch.export failed on %s's backbone (%s); logging it pickled", trial.method.name, err)
+            reason = f"{type(err).__name__}: {err}"[:ERROR_TAG_CHARS]
+            log.warning("torch.export failed on %s's backbone (%s); logging it pickled, tagged %s=pickle",
+                        trial.method.name, reason.splitlines()[0], TAG_MODEL_FORMAT)
+            tags = {TAG_MODEL_FORMAT: "pickle", TAG_EXPORT_ERROR: reason}
             info = log_as("pickle")
     finally:
         mlflow.set_tracking_uri(previous)
+    client.set_logged_model_tags(info.model_id, tags)
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     return info.model_uri
 
 
@@ -319,6 +467,7 @@ class SweepTracker:
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str,
                  script: str | None = None):
         self.tracking_uri = tracking_uri
+        use_one_retry_policy()
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.sweep_name = sweep_name
         self.sweep_dir = sweep_dir
@@ -397,6 +546,20 @@ class SweepTracker:
         self.client.set_terminated(self.parent_run_id, status=status)
 
 
+@dataclass(frozen=True)
+class TrialView:
+    """What the writer needs of a Tune trial, taken on Tune's event loop (Tune's `Trial`
+    object keeps changing there)."""
+
+    trial_id: str
+    label: str  # str(trial): the run name when no knob is swept
+    config: TrialConfig
+
+    @classmethod
+    def of(cls, trial) -> "TrialView":
+        return cls(trial.trial_id, str(trial), TrialConfig.from_nested(trial.config))
+
+
 class MLflowTrialCallback(Callback):
     """Ray Tune callback (driver side) that mirrors every trial into its child run.
 
@@ -408,12 +571,18 @@ class MLflowTrialCallback(Callback):
     metrics are stepped by the trial's `epoch`; the datasets a trial reads are its
     inputs; when it completes, its last checkpoint's backbone is logged as its model.
 
-    Every MLflow call is retried (`RETRY_DELAYS`); one that still fails is logged and
-    counted (`errors`, and the parent's `dssl.tracking_errors` tag), never raised: a
-    tracking hiccup must not end the sweep.
+    The hooks return at once: each hands its writes to the callback's `MLflowWriter`
+    (one thread, in order), which `on_experiment_end` drains for up to `DRAIN_TIMEOUT_S`
+    (on SIGTERM or a second Ctrl-C, `InterruptMarker` drains it for a few seconds).
+    Every MLflow call is retried (`RETRY_DELAYS`); one that still fails, or a write the
+    drain did not reach, is logged and counted (`errors`, `writer.lost`, and the parent's
+    `dssl.tracking_errors` tag), never raised: a tracking hiccup must not end the sweep.
     """
 
     RETRY_DELAYS: tuple[float, ...] = (1.0, 4.0)
+    # Bounds the wait at the end of a sweep for the writes still queued: in the worst case
+    # a few trials' backbones, exported and uploaded one after another.
+    DRAIN_TIMEOUT_S: float = 600.0
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, sweep_dir: str,
                  tags: dict[str, str] | None = None, knobs: list[str] | None = None,
@@ -429,11 +598,13 @@ class MLflowTrialCallback(Callback):
         self.errors = 0
         self._checkpoints: dict[str, str] = {}  # trial id -> its last reported checkpoint folder
         self._tracker: SweepTracker | None = None
+        self._writer: MLflowWriter | None = None
+        # Read and written by the writer thread only:
         self._runs: dict[str, str] = {}
         self._epochs: dict[str, set[int]] = {}  # trial id -> epochs whose pretrain/ metrics are logged
 
     def __getstate__(self):
-        return {**self.__dict__, "_tracker": None, "_runs": {}, "_epochs": {}}
+        return {**self.__dict__, "_tracker": None, "_writer": None, "_runs": {}, "_epochs": {}}
 
     @property
     def tracker(self) -> SweepTracker:
@@ -442,58 +613,58 @@ class MLflowTrialCallback(Callback):
                                          self.sweep_dir)
         return self._tracker
 
+    @property
+    def writer(self) -> MLflowWriter:
+        if self._writer is None:
+            self._writer = MLflowWriter(name=f"mlflow-writer-{self.sweep_name}")
+        return self._writer
+
     def _try(self, what: str, call: Callable[[], Any]) -> tuple[bool, Any]:
         ok, value = with_retries(what, call, self.RETRY_DELAYS)
         self.errors += not ok
         return ok, value
 
     def setup(self, **info):
-        self.tracker  # connect (and create the parent run) before the first trial
+        # Connect (and find the parent run) before the first trial, on Tune's loop: a store
+        # that cannot be reached fails the sweep here, before any trial runs.
+        self.tracker
+        self.writer
 
     def run_name(self, params: dict[str, Any], fallback: str) -> str:
         """The swept knobs' short labels (orchestrator.naming), seed last: `crop_min=0.08`."""
         return trial_label(params, self.knobs, fallback)
 
-    def _run_id(self, trial) -> str | None:
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the writes submitted so far (up to `timeout` s, default DRAIN_TIMEOUT_S)."""
+        return self._writer is None or self._writer.drain(self.DRAIN_TIMEOUT_S if timeout is None else timeout)
+
+    # On the writer thread -------------------------------------------------------------
+
+    def _run_id(self, trial: TrialView) -> str | None:
         if trial.trial_id not in self._runs:
-            config = TrialConfig.from_nested(trial.config)
-            params = config.flat()
+            params = trial.config.flat()
             ok, run_id = self._try(f"child run of {trial.trial_id}", lambda: self.tracker.child_run(
-                trial.trial_id, self.run_name(params, str(trial)), params, self.tags,
-                dataset_inputs(config)))
+                trial.trial_id, self.run_name(params, trial.label), params, self.tags,
+                dataset_inputs(trial.config)))
             if not ok:
                 return None
             self._runs[trial.trial_id] = run_id
         return self._runs[trial.trial_id]
 
-    def _terminate(self, trial, status: str, tags: dict[str, str] | None = None) -> None:
-        run_id = self._run_id(trial)
-        if run_id is None:
-            return
-        if tags:
-            self._try(f"tags of {trial.trial_id}", lambda: self.tracker.client.log_batch(
-                run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
-        self._try(f"{status} of {trial.trial_id}",
-                  lambda: self.tracker.client.set_terminated(run_id, status=status))
-
-    def on_trial_start(self, iteration, trials, trial, **info):
+    def _start(self, trial: TrialView) -> None:
         run_id = self._run_id(trial)
         if run_id is not None:
             self._try(f"start of {trial.trial_id}",
                       lambda: self.tracker.client.update_run(run_id, status="RUNNING"))
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if result.get("checkpoint_path"):  # added by Train's TuneReportCallback
-            self._checkpoints[trial.trial_id] = str(result["checkpoint_path"])
-        metrics, constants = split_constants(metrics_of(result))
-        run_id = self._run_id(trial) if metrics or constants else None
+    def _log_result(self, trial: TrialView, metrics: dict[str, float], constants: dict[str, str],
+                    step: int, timestamp: int) -> None:
+        run_id = self._run_id(trial)
         if run_id is None:
             return
         if constants:
-            self._log_constants(trial, run_id, constants)
-            if not metrics:
-                return
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
+            self._try(f"data figures of {trial.trial_id}", lambda: self.tracker.client.log_batch(
+                run_id, tags=[RunTag(k, v) for k, v in constants.items()]))
         if "pretrain/loss" in metrics:
             # A Train run restarted from an older checkpoint than its last report (a worker
             # died before its checkpoint was registered) repeats epochs: the first report
@@ -502,21 +673,11 @@ class MLflowTrialCallback(Callback):
             if step in logged:
                 metrics = {k: v for k, v in metrics.items() if not k.startswith("pretrain/")}
             logged.add(step)
-            if not metrics:
-                return
-        timestamp = int(float(result.get("timestamp") or time.time()) * 1000)
+        if not metrics:
+            return
         batch = [Metric(k, v, timestamp, step) for k, v in metrics.items()]
         self._try(f"metrics of {trial.trial_id} (step {step})",
                   lambda: self.tracker.client.log_batch(run_id, metrics=batch))
-
-    def _log_constants(self, trial, run_id: str, constants: dict[str, str]) -> None:
-        """Data figures as tags; a non-zero skipped count also as a warning (files were left out)."""
-        self._try(f"data figures of {trial.trial_id}", lambda: self.tracker.client.log_batch(
-            run_id, tags=[RunTag(k, v) for k, v in constants.items()]))
-        for key, value in constants.items():
-            if "skipped" in key and float(value):
-                log.warning("trial %s: %s = %s (input that could not be read was left out; tag on its MLflow run)",
-                            self.run_name(TrialConfig.from_nested(trial.config).flat(), str(trial)), key, value)
 
     def _logged_epochs(self, trial_id: str, run_id: str) -> set[int]:
         """Epochs of `pretrain/loss` in the run: read once per driver (a resumed sweep's too)."""
@@ -526,27 +687,66 @@ class MLflowTrialCallback(Callback):
             self._epochs[trial_id] = {m.step for m in history} if ok else set()
         return self._epochs[trial_id]
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def _complete(self, trial: TrialView, checkpoint: str | None) -> None:
         run_id = self._run_id(trial)
-        checkpoint = self._checkpoints.get(trial.trial_id)
         if run_id is not None and checkpoint and self.log_models:
             self._try(f"model of {trial.trial_id}", lambda: self._log_model(run_id, trial, checkpoint))
         self._terminate(trial, "FINISHED")
 
-    def _log_model(self, run_id: str, trial, checkpoint: str) -> None:
+    def _log_model(self, run_id: str, trial: TrialView, checkpoint: str) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             path = checkpoint_file(checkpoint, self.sweep_dir, Path(scratch))
             uri = log_backbone(self.tracker.client, self.tracker.experiment_id, run_id,
-                               TrialConfig.from_nested(trial.config), path, self.registered_model_name)
+                               trial.config, path, self.registered_model_name)
         self.tracker.client.log_batch(run_id, tags=[RunTag(TAG_CHECKPOINT, checkpoint),
                                                     RunTag(TAG_MODEL_URI, uri)])
 
+    def _terminate(self, trial: TrialView, status: str, tags: dict[str, str] | None = None) -> None:
+        run_id = self._run_id(trial)
+        if run_id is None:
+            return
+        if tags:
+            self._try(f"tags of {trial.trial_id}", lambda: self.tracker.client.log_batch(
+                run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
+        self._try(f"{status} of {trial.trial_id}",
+                  lambda: self.tracker.client.set_terminated(run_id, status=status))
+
+    # Tune's hooks, on its event loop: snapshot, submit, return ------------------------
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        view = TrialView.of(trial)
+        self.writer.submit(f"start of {trial.trial_id}", lambda: self._start(view))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("checkpoint_path"):  # added by Train's TuneReportCallback
+            self._checkpoints[trial.trial_id] = str(result["checkpoint_path"])
+        metrics, constants = split_constants(metrics_of(result))
+        if not metrics and not constants:
+            return
+        view = TrialView.of(trial)
+        for key, value in constants.items():
+            if "skipped" in key and float(value):
+                log.warning("trial %s: %s = %s (input that could not be read was left out; tag on its MLflow run)",
+                            self.run_name(view.config.flat(), view.label), key, value)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        timestamp = int(float(result.get("timestamp") or time.time()) * 1000)
+        self.writer.submit(f"result of {trial.trial_id} (step {step})",
+                           lambda: self._log_result(view, metrics, constants, step, timestamp))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        view, checkpoint = TrialView.of(trial), self._checkpoints.get(trial.trial_id)
+        self.writer.submit(f"model and end of {trial.trial_id}", lambda: self._complete(view, checkpoint))
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._terminate(trial, "FAILED", {TAG_ERROR: trial_error(trial)})
+        view, error = TrialView.of(trial), trial_error(trial)
+        self.writer.submit(f"failure of {trial.trial_id}",
+                           lambda: self._terminate(view, "FAILED", {TAG_ERROR: error}))
 
     def on_experiment_end(self, trials, **info):
+        # The writer is stopped first, so this tag is written by one thread at a time too.
+        lost = self._writer.close(self.DRAIN_TIMEOUT_S) if self._writer is not None else 0
         self._try("tracking error count", lambda: self.tracker.client.set_tag(
-            self.tracker.parent_run_id, TAG_TRACKING_ERRORS, str(self.errors)))
+            self.tracker.parent_run_id, TAG_TRACKING_ERRORS, str(self.errors + lost)))
 
 
 def trial_error(trial) -> str:
@@ -579,7 +779,14 @@ class InterruptMarker:
         self._thread: threading.Thread | None = None
         self._previous = None
 
+    # `ray job stop` sends SIGKILL 3 s after SIGTERM (RAY_JOB_STOP_WAIT_TIME_S): the queued
+    # writes get a moment, the KILLED marks the rest.
+    DRAIN_S = 1.5
+
     def mark(self) -> None:
+        """Drain the MLflow writers (briefly; what is left is counted lost), then mark KILLED:
+        after the drain, so that no queued write turns a KILLED run back into RUNNING."""
+        close_writers(self.DRAIN_S)
         with_retries("marking the sweep KILLED", self.tracker.mark_killed, (1.0,))
 
     def _on_sigterm(self, signum, frame):

@@ -1,7 +1,9 @@
 """MLflow tracking: parent run per sweep, child run per trial, found again on resume."""
 from __future__ import annotations
 
+import os
 import pickle
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -13,15 +15,21 @@ from orchestrator.config import ConfigError
 from orchestrator.tracking import (
     EXPERIMENT_KIND_TRAINING,
     GIT_COMMIT_ENV_VAR,
+    MLFLOW_HTTP_POLICY,
     TAG_ERROR,
     TAG_EXPERIMENT_KIND,
+    TAG_EXPORT_ERROR,
     TAG_GIT_DIRTY,
+    TAG_MODEL_FORMAT,
+    TAG_MODEL_URI,
     TAG_PARENT,
     TAG_TRACKING_ERRORS,
     MLflowTrialCallback,
     SweepTracker,
     metrics_of,
     resolve_tracking_uri,
+    use_one_retry_policy,
+    with_retries,
 )
 from tests.conftest import REPO_ROOT
 from tests.tiny import tiny_config
@@ -76,6 +84,7 @@ def test_data_figures_are_tags_and_a_nonzero_skipped_count_warns(tmp_path, data_
                                             "data/skipped_images": 0, "data/train_images": 1200})
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]  # zero: nothing to say
     callback.on_trial_result(0, [], trial, {"epoch": 1, "data/skipped_images": 3})
+    assert callback.flush()
     run = MlflowClient(uri).get_run(callback._runs["t_00009"])
     assert run.data.metrics == {"ris/viewpoint/top10": 70.0}  # the only metric; the figures are tags
     assert {k: v for k, v in run.data.tags.items() if k.startswith("data/")} == {
@@ -95,6 +104,7 @@ def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache)
     first.on_trial_start(0, [], trial)
     first.on_trial_result(0, [], trial, {"epoch": 0, "pretrain/loss": 5.0})
     first.on_trial_error(0, [], trial)
+    first.on_experiment_end([])
 
     # The driver restarts (Tuner.restore unpickles the callback): same parent, same child.
     second = pickle.loads(pickle.dumps(first))
@@ -102,6 +112,7 @@ def test_trials_become_child_runs_and_a_resume_reuses_them(tmp_path, data_cache)
     second.on_trial_start(0, [], trial)
     second.on_trial_result(0, [], trial, {"epoch": 1, "pretrain/loss": 4.0, "ris/viewpoint/top10": 70.0})
     second.on_trial_complete(0, [], trial)
+    second.on_experiment_end([])
     assert second.tracker.parent_run_id == first.tracker.parent_run_id
 
     client = MlflowClient(uri)
@@ -180,6 +191,7 @@ def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets
     callback.setup()
     trial = fake_trial("t_00001", data_cache, **{"method.crop_scale_min": 0.5, "seed": 2})
     callback.on_trial_start(0, [], trial)
+    assert callback.flush()
     run = MlflowClient(uri).get_run(callback._runs["t_00001"])
     assert run.info.run_name == "crop_min=0.5 seed=2"
     assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.user"]
@@ -198,6 +210,7 @@ def test_an_mlflow_failure_in_the_callback_is_retried_then_counted_never_raised(
     callback.setup()
     trial = fake_trial("t_00002", data_cache)
     callback.on_trial_start(0, [], trial)
+    assert callback.flush()
     real_log_batch = MlflowClient.log_batch
     calls = []
 
@@ -209,6 +222,7 @@ def test_an_mlflow_failure_in_the_callback_is_retried_then_counted_never_raised(
 
     monkeypatch.setattr(MlflowClient, "log_batch", failing)
     callback.on_trial_result(0, [], trial, {"epoch": 0, "pretrain/loss": 5.0})  # must not raise
+    assert callback.flush()
     assert len(calls) == 3 and callback.errors == 1  # tried three times, then counted
     monkeypatch.setattr(MlflowClient, "log_batch", real_log_batch)
     callback.on_trial_result(0, [], trial, {"epoch": 1, "pretrain/loss": 4.0})
@@ -231,6 +245,7 @@ def test_a_failed_trial_is_failed_with_its_error_as_a_tag(tmp_path, data_cache):
     trial.error_file = str(error_file)
     callback.on_trial_start(0, [], trial)
     callback.on_trial_error(0, [], trial)
+    assert callback.flush()
     run = MlflowClient(uri).get_run(callback._runs["t_00003"])
     assert run.info.status == "FAILED"
     assert run.data.tags[TAG_ERROR].endswith("RuntimeError: injected failure after epoch 0")
@@ -284,6 +299,8 @@ def test_a_backbone_is_logged_in_the_runs_experiment_and_registered_on_request(t
     logged = tracker.client.get_logged_model(model_uri.removeprefix("models:/"))
     assert logged.experiment_id == tracker.experiment_id and logged.source_run_id == run_id
     assert logged.params["method.crop_scale_min"] == str(trial.method.crop_scale_min)
+    assert logged.tags[TAG_MODEL_FORMAT] == "pt2" and TAG_EXPORT_ERROR not in logged.tags
+    assert tracker.client.get_run(run_id).data.tags[TAG_MODEL_FORMAT] == "pt2"
     [version] = tracker.client.search_model_versions("name = 'dssl-backbone'")
     assert version.run_id == run_id
     previous = mlflow.get_tracking_uri()
@@ -295,3 +312,213 @@ def test_a_backbone_is_logged_in_the_runs_experiment_and_registered_on_request(t
     images = torch.randn(5, 3, trial.image_size, trial.image_size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():  # a batch of 5: the logged model's batch dimension is not fixed
         assert torch.allclose(loaded(images), load_backbone(trial, checkpoint)(images), atol=1e-6)
+
+
+class WriteLog:
+    """The callback's MLflow writes as they reach the store, in order: (what, run id, detail)."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[tuple[str, str, object]] = []
+        real_update, real_terminate, real_batch = (MlflowClient.update_run, MlflowClient.set_terminated,
+                                                   MlflowClient.log_batch)
+
+        def update_run(client, run_id, status=None, *args, **kwargs):
+            self.calls.append(("status", run_id, status))
+            return real_update(client, run_id, status, *args, **kwargs)
+
+        def set_terminated(client, run_id, status=None, *args, **kwargs):
+            self.calls.append(("status", run_id, status))
+            return real_terminate(client, run_id, status, *args, **kwargs)
+
+        def log_batch(client, run_id, metrics=(), *args, **kwargs):
+            if metrics:
+                self.calls.append(("metrics", run_id, sorted({m.step for m in metrics})))
+            return real_batch(client, run_id, metrics, *args, **kwargs)
+
+        monkeypatch.setattr(MlflowClient, "update_run", update_run)
+        monkeypatch.setattr(MlflowClient, "set_terminated", set_terminated)
+        monkeypatch.setattr(MlflowClient, "log_batch", log_batch)
+
+
+def blocked_model_export(monkeypatch, calls: list | None = None):
+    """Make the callback's model export wait for the returned `release` event (the slow part
+    of a real export and upload); `exporting` is set once it waits, `exported` once it is done."""
+    from pathlib import Path
+
+    from orchestrator import tracking
+
+    release, exporting, exported = threading.Event(), threading.Event(), threading.Event()
+
+    def export(client, experiment_id, run_id, trial, checkpoint_file, registered_model_name=""):
+        exporting.set()
+        if calls is not None:
+            calls.append(("model", run_id, str(checkpoint_file)))
+        released = release.wait(20)
+        exported.set()
+        if not released:
+            raise TimeoutError("the test never released the export")
+        return "models:/m-exported"
+
+    monkeypatch.setattr(tracking, "log_backbone", export)
+    monkeypatch.setattr(tracking, "checkpoint_file", lambda checkpoint, sweep_dir, scratch: Path(checkpoint))
+    return release, exporting, exported
+
+
+def test_the_hooks_return_while_a_model_export_blocks_the_writer_and_all_is_written_in_order(
+        tmp_path, data_cache, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    callback = MLflowTrialCallback(uri, "exp", "queued", str(tmp_path / "queued"), knobs=["seed"])
+    callback.setup()
+    writes = WriteLog(monkeypatch)
+    release, exporting, exported = blocked_model_export(monkeypatch, writes.calls)
+    first, second = fake_trial("t_00004", data_cache, seed=0), fake_trial("t_00005", data_cache, seed=1)
+    callback.on_trial_start(0, [], first)
+    callback.on_trial_result(0, [], first, {"epoch": 0, "pretrain/loss": 5.0, "checkpoint_path": "/ckpt/first"})
+    callback.on_trial_complete(0, [], first)
+    assert exporting.wait(20), "the writer never reached the model export"
+    # The writer is inside the export: every hook below must still return at once.
+    callback.on_trial_start(0, [], second)
+    callback.on_trial_result(0, [], second, {"epoch": 0, "pretrain/loss": 6.0})
+    callback.on_trial_result(0, [], second, {"epoch": 1, "pretrain/loss": 5.5})
+    callback.on_trial_complete(0, [], second)
+    assert not exported.is_set(), "a hook waited for the model export"
+    assert callback.writer.pending() == 5  # the first trial's export, then the second trial's four writes
+    release.set()
+    callback.on_experiment_end([])
+
+    run_of = callback._runs
+    assert writes.calls == [
+        ("status", run_of["t_00004"], "RUNNING"), ("metrics", run_of["t_00004"], [0]),
+        ("model", run_of["t_00004"], "/ckpt/first"), ("status", run_of["t_00004"], "FINISHED"),
+        ("status", run_of["t_00005"], "RUNNING"), ("metrics", run_of["t_00005"], [0]),
+        ("metrics", run_of["t_00005"], [1]), ("status", run_of["t_00005"], "FINISHED"),
+    ]
+    client = MlflowClient(uri)
+    assert client.get_run(run_of["t_00004"]).data.tags[TAG_MODEL_URI] == "models:/m-exported"
+    assert [(m.step, m.value) for m in client.get_metric_history(run_of["t_00005"], "pretrain/loss")] == [
+        (0, 6.0), (1, 5.5)]
+    assert client.get_run(callback.tracker.parent_run_id).data.tags[TAG_TRACKING_ERRORS] == "0"
+
+
+def test_writes_the_bounded_drain_does_not_reach_are_counted_lost(tmp_path, data_cache, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setattr(MLflowTrialCallback, "DRAIN_TIMEOUT_S", 0.2)
+    callback = MLflowTrialCallback(uri, "exp", "cut", str(tmp_path / "cut"))
+    callback.setup()
+    release, exporting, _ = blocked_model_export(monkeypatch)
+    first, second = fake_trial("t_00006", data_cache, seed=0), fake_trial("t_00007", data_cache, seed=1)
+    callback.on_trial_result(0, [], first, {"epoch": 0, "pretrain/loss": 5.0, "checkpoint_path": "/ckpt/first"})
+    callback.on_trial_complete(0, [], first)
+    callback.on_trial_start(0, [], second)
+    assert exporting.wait(20)
+    callback.on_experiment_end([])  # the export still runs and the second start is queued: 2 lost
+    callback.on_trial_complete(0, [], second)  # after the end: refused, counted
+    assert callback.writer.lost == 3
+    release.set()
+    parent = MlflowClient(uri).get_run(callback.tracker.parent_run_id)
+    assert parent.data.tags[TAG_TRACKING_ERRORS] == "2"
+
+
+def test_an_interrupt_drains_the_writer_before_marking_runs_killed(tmp_path, data_cache, monkeypatch):
+    from orchestrator.tracking import InterruptMarker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setattr(InterruptMarker, "DRAIN_S", 0.2)
+    callback = MLflowTrialCallback(uri, "exp", "stopped", str(tmp_path / "stopped"))
+    callback.setup()
+    trial = fake_trial("t_00008", data_cache)
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"epoch": 0, "pretrain/loss": 5.0})
+    assert callback.flush()
+    release = threading.Event()
+    callback.writer.submit("a slow write", lambda: release.wait(20))
+    callback.on_trial_complete(0, [], trial)  # queued behind it: would mark the run FINISHED
+    InterruptMarker(SweepTracker(uri, "exp", "stopped", str(tmp_path / "stopped"))).mark()
+    release.set()
+    callback.on_experiment_end([])
+    client = MlflowClient(uri)
+    assert client.get_run(callback._runs["t_00008"]).info.status == "KILLED"
+    assert client.get_run(callback.tracker.parent_run_id).data.tags[TAG_TRACKING_ERRORS] == "2"
+
+
+def test_a_sick_tracking_server_costs_one_request_per_try(monkeypatch):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    for name in MLFLOW_HTTP_POLICY:  # unset for the test, restored after it
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert use_one_retry_policy() == MLFLOW_HTTP_POLICY
+    requests = []
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def answer(self):
+            requests.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{server.server_address[1]}")
+        ok, _ = with_retries("a tag", lambda: client.set_tag("0" * 32, "k", "v"), (0.0, 0.0))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not ok
+    assert len(requests) == 3  # our three tries, one request each: MLflow's own retries are off
+
+
+def test_the_retry_policy_leaves_a_users_mlflow_settings_alone(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    assert use_one_retry_policy() == {"MLFLOW_HTTP_REQUEST_TIMEOUT": MLFLOW_HTTP_POLICY["MLFLOW_HTTP_REQUEST_TIMEOUT"]}
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+
+
+def test_a_backbone_torch_export_cannot_trace_is_pickled_and_tagged_so(tmp_path, data_cache, monkeypatch):
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    import trainables.evaluation
+    from orchestrator.tracking import log_backbone
+
+    class DataDependentBackbone(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 4)
+
+        def forward(self, images):
+            pooled = images.mean(dim=(2, 3))
+            if pooled.sum() > 0:  # a branch on the data: torch.export cannot trace it
+                return self.linear(pooled)
+            return -self.linear(pooled)
+
+    backbone = DataDependentBackbone()
+    monkeypatch.setattr(trainables.evaluation, "load_backbone", lambda trial, path: backbone)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "models", "m", str(tmp_path / "m"))
+    run_id = tracker.child_run("t0", "seed=0", {}, {})
+    model_uri = log_backbone(tracker.client, tracker.experiment_id, run_id, tiny_config(data_cache),
+                             tmp_path / "unused.pt")
+    tags = tracker.client.get_run(run_id).data.tags
+    assert tags[TAG_MODEL_FORMAT] == "pickle"
+    assert "data" in tags[TAG_EXPORT_ERROR].lower()  # torch's reason: a data-dependent expression
+    logged = tracker.client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.tags[TAG_MODEL_FORMAT] == "pickle" and logged.tags[TAG_EXPORT_ERROR] == tags[TAG_EXPORT_ERROR]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pytorch.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(images), backbone(images))
