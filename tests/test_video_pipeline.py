@@ -16,12 +16,12 @@ import pytest
 
 from datasets.synthetic.video import write_trackingnet
 from datasets.video.chunks import chunk_frame_indices
-from datasets.video.config import VideoPipelineConfig
+from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.pipeline import FRAME_SCHEMA, main, read_stage_table, run_video_pipeline
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(video_chunks=2, chunk_frames=8, frame_gap=3, baseline_frames_per_video=3, proposals_per_frame=20,
+TINY = dict(source=SYNTHETIC_SOURCE, video_chunks=2, chunk_frames=8, frame_gap=3, baseline_frames_per_video=3, proposals_per_frame=20,
             proposal_max_side=32, synthetic_videos=4, synthetic_frames=40, synthetic_width=64, synthetic_height=48)
 
 
