@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from datasets.placement import actor_pool, cpu_stage_args
 from datasets.ray_connection import init_ray
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, frame_pair_offsets
-from datasets.video.config import VideoPipelineConfig
+from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
 from datasets.video.sources import OpenedVideo, VideoSource, discover_videos
 from datasets.video.stages import StageResult, format_stage_list, list_stages, run_stage, stages_root
