@@ -95,8 +95,8 @@ def test_bad_frames_annotations_and_short_videos_are_skipped_and_counted(ray_ses
     for n in range(5, 30):
         (chunk / "frames" / short / f"{n}.jpg").unlink()
 
-    config = VideoPipelineConfig(source=str(root), data_cache=str(tmp_path / "cache"),
-                                 **{**TINY, "proposals_per_frame": 5})
+    config = VideoPipelineConfig(data_cache=str(tmp_path / "cache"),
+                                 **{**TINY, "source": str(root), "proposals_per_frame": 5})
     result = run_video_pipeline(config)
     metrics = result.metrics()
     assert metrics["data/videos"] == 3
@@ -134,8 +134,8 @@ def test_real_video_files_decode_and_broken_ones_are_skipped(ray_session, tmp_pa
         writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
     writer.release()
 
-    config = VideoPipelineConfig(source=str(folder), data_cache=str(tmp_path / "cache"),
-                                 **{**TINY, "proposals_per_frame": 5})
+    config = VideoPipelineConfig(data_cache=str(tmp_path / "cache"),
+                                 **{**TINY, "source": str(folder), "proposals_per_frame": 5})
     result = run_video_pipeline(config)
     metrics = result.metrics()
     assert metrics["data/videos"] == 3 and metrics["data/skipped_videos"] == 2
