@@ -348,7 +348,8 @@ def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int
     return root
 
 
-def ensure_synthetic_trackingnet(videos: int, frames: int, width: int, height: int, seed: int = 0, cache: str = "", processes: int | None = None,
+def ensure_synthetic_trackingnet(videos: int, frames: int, width: int, height: int, seed: int = 0, cache: str = "",
+                                 processes: int | None = None,
                                  background_motion: str = DEFAULT_BACKGROUND_MOTION,
                                  background_speed: float = DEFAULT_BACKGROUND_SPEED,
                                  background_tile: float = DEFAULT_BACKGROUND_TILE,
