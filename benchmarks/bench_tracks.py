@@ -10,7 +10,7 @@ Two implementations of the same recursion on the same features, in the same run:
 - a faster loop with each of Eq. 4's sums as one numpy dot (still a Python loop over
   region pairs), timed on one start and scaled to the five.
 
-The gap is the pipeline's default k = 10 (starts 0, 10, ..., 40: 50 steps of Eq. 4), the
+The gap is k = 10 in a paper-sized chunk of 60 frames (starts 0, 10, ..., 40: 50 steps of Eq. 4), the
 features 1,024-d (ROI-aligned 2 x 2 cells of ResNet-18's 256-channel layer3). Every start costs
 the same, so the loops are timed on part of the work and scaled; their results are
 checked against the vectorised ones.

@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks.machine import command_line, machine
 from datasets.synthetic.video import render_video
+from datasets.video.config import SYNTHETIC_SOURCE
 from datasets.video.proposals import SelectiveSearch, recall_at_iou
 
 PAPER_FRAMES = 7_200_000  # 30K videos x 4 chunks x 60 frames
@@ -102,8 +103,10 @@ def _scaling_worker(cpus: int, cache: str, out: str, prepare: bool) -> None:
 def measure_scaling(frames: int) -> dict:
     """Proposals-stage wall time with 1 and 2 CPUs on the same ``frames`` synthetic 160x120 chunk frames."""
     videos = max(1, frames // 60)
-    config = {"synthetic_videos": videos, "synthetic_frames": 60, "video_chunks": 1, "chunk_frames": 60,
-              "proposal_max_side": 0}
+    # The paper's chunk and R on 160x120 synthetic frames, searched at full size.
+    config = {"source": SYNTHETIC_SOURCE, "synthetic_videos": videos, "synthetic_frames": 60, "synthetic_width": 160,
+              "synthetic_height": 120, "video_chunks": 1, "chunk_frames": 60, "baseline_frames_per_video": 3,
+              "frame_gap": 10, "proposals_per_frame": 300, "proposal_max_side": 0}
     env = {**os.environ, "BENCH_VIDEO_CONFIG": json.dumps(config),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     seconds = {}

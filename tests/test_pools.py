@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -58,11 +59,12 @@ def strategy(pool: ActorPool) -> tuple[int, int]:
 
 
 def test_cpu_pools_scale_from_one_to_the_configured_maximum_on_a_cluster_scaled_to_zero(scaled_to_zero):
-    from datasets.video.config import VideoPipelineConfig
+    from datasets.sources.video import SyntheticVideo
     from datasets.video.regions import region_feature_pool
     from trainables.features import RayDataFeatures
 
-    proposals = actor_pool(VideoPipelineConfig().proposal_actors)
+    config = SyntheticVideo().pipeline_config(SimpleNamespace(data_cache=""))  # what a sweep's trial gets
+    proposals = actor_pool(config.proposal_actors)
     regions = region_feature_pool(use_gpu=False)
     features = RayDataFeatures(Weights(), 32, 8).pool()
     for pool in (proposals, regions, features):
@@ -71,7 +73,7 @@ def test_cpu_pools_scale_from_one_to_the_configured_maximum_on_a_cluster_scaled_
         args = pool.map_batches_args()
         assert (args["num_cpus"], args["num_gpus"], args["resources"]) == (1, 0, {CPU_NODE_RESOURCE: 1.0})
     # The config's maximum wins over the default.
-    assert strategy(actor_pool(VideoPipelineConfig(proposal_actors=3).proposal_actors)) == (MIN_POOL_ACTORS, 3)
+    assert strategy(actor_pool(config.replace(proposal_actors=3).proposal_actors)) == (MIN_POOL_ACTORS, 3)
     assert strategy(RayDataFeatures(Weights(), 32, 8, max_actors=2).pool()) == (MIN_POOL_ACTORS, 2)
 
 

@@ -105,8 +105,9 @@ def test_reading_a_stage_that_was_not_run_says_so(tmp_path):
 
     with pytest.raises(KeyError, match="'proposals' was not run .*pipeline_stages"):
         PipelineResult(Path(tmp_path), "source-x").stage("proposals")
+    trial = TrialConfig(data_cache=str(tmp_path)).override({"method": "fti"})
     with pytest.raises(ValueError, match="unknown video pipeline stage.*'tracks'"):
-        run_video_pipeline(stages=("frames", "tracks"))
+        run_video_pipeline(trial.data["video"].pipeline_config(trial), stages=("frames", "tracks"))
 
 
 def test_the_background_alone_finds_the_pairs_video_in_the_old_data_and_near_chance_by_default():

@@ -2,19 +2,23 @@
 frame pairs, TrackingNet/GOT-10k parsing, selective-search boxes."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
 
 from datasets.errors import DatasetFormatError
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, chunk_starts, frame_pair_offsets
-from datasets.video.config import VideoPipelineConfig
+from datasets.sources.video import SyntheticVideo, VideoRoot
+from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch, box_iou, boxes_to_full_resolution, recall_at_iou, shrink_for_proposals
 from datasets.video.sources import (
     OpenedVideo, detect_format, discover_got10k, discover_trackingnet, discover_videos, parse_box_lines,
     read_got10k_sequence, trackingnet_frame_paths,
 )
 from datasets.video.stages import stage_key
+from trainables.methods import METHODS
 
 # ----------------------------------------------------------------------------- chunks
 
@@ -62,15 +66,66 @@ def test_frame_pairs_at_gap_k():
         frame_pair_offsets(60, 0)
 
 
+def _pipeline_config(**changes) -> VideoPipelineConfig:
+    """The synthetic-video source's config at gap 5, with ``changes``."""
+    return SyntheticVideo().pipeline_config(SimpleNamespace(data_cache=""), 5).replace(**changes)
+
+
 def test_config_validate_names_each_problem():
-    assert VideoPipelineConfig().validate() == []
-    problems = VideoPipelineConfig(chunk_frames=5, frame_gap=5, proposal_max_side=8, source_format="avi").validate()
+    assert _pipeline_config().validate() == []
+    problems = _pipeline_config(chunk_frames=5, frame_gap=5, proposal_max_side=8, source_format="avi").validate()
     assert any("frame_gap" in p for p in problems)
     assert any("proposal_max_side" in p for p in problems)
     assert any("source_format" in p for p in problems)
-    assert VideoPipelineConfig.from_overrides({"proposals_per_frame": "20"}).proposals_per_frame == 20
-    with pytest.raises(ValueError, match="unknown video pipeline key"):
-        VideoPipelineConfig.from_overrides({"proposals": "20"})
+
+
+def test_the_source_owns_the_pipeline_settings_the_config_has_no_defaults_for_them():
+    with pytest.raises(TypeError, match="missing .* required keyword-only argument"):
+        VideoPipelineConfig()
+    # The synthetic videos' size defaults to the synthetic-video source's, never to a second set.
+    source = SyntheticVideo()
+    config = VideoPipelineConfig(source=SYNTHETIC_SOURCE, video_chunks=1, chunk_frames=2, baseline_frames_per_video=1,
+                                 frame_gap=1, proposals_per_frame=1, proposal_max_side=0)
+    assert (config.synthetic_videos, config.synthetic_frames, config.synthetic_width, config.synthetic_height) == (
+        source.videos, source.frames, source.width, source.height)
+
+
+def _command_config(*argv: str) -> VideoPipelineConfig:
+    from datasets.video.pipeline import command_config, command_parser
+
+    return command_config(command_parser().parse_args(list(argv)))
+
+
+def _sweep_config(overrides: dict[str, str]) -> VideoPipelineConfig:
+    """What a sweep training fti builds: the default preset, method=fti, then ``--set`` overrides."""
+    from orchestrator.config import preset
+
+    trial = preset("default").override({"method": "fti", **overrides})
+    return trial.data["video"].pipeline_config(trial, trial.method.frame_gap)
+
+
+def test_the_pipeline_command_builds_what_a_sweep_of_fti_builds(tmp_path):
+    assert _command_config() == _sweep_config({})
+    assert _command_config().frame_gap == METHODS.get("fti")().frame_gap
+    # A source field by its name (either spelling) and the gap reach the command as they reach a sweep.
+    for spelling in ("videos=7", "data.video.videos=7"):
+        assert _command_config("--set", spelling, "--frame-gap", "3") == _sweep_config(
+            {"data.video.videos": "7", "method.frame_gap": "3"})
+    assert _command_config("--set", "videos=7").synthetic_videos == 7
+    root = _command_config("--root", str(tmp_path), "--format", "video-files", "--set", "chunks=2",
+                           "--cache", str(tmp_path / "cache"))
+    assert root == _sweep_config({"data.video": "video", "data.video.root": str(tmp_path),
+                                  "data.video.format": "video-files", "data.video.chunks": "2",
+                                  "data_cache": str(tmp_path / "cache")})
+    assert (root.source, root.source_format, root.video_chunks, root.chunk_frames) == (
+        str(tmp_path), "video-files", 2, VideoRoot().chunk_frames)
+
+
+def test_the_pipeline_command_refuses_what_a_sweep_refuses():
+    with pytest.raises(ValueError, match="data source 'synthetic-video' has: .*videos"):
+        _command_config("--set", "synthetic_videos=7")  # the old VideoPipelineConfig spelling
+    with pytest.raises(ValueError, match="frame_gap=20 must be smaller than data.video.chunk_frames=20"):
+        _command_config("--frame-gap", "20")
 
 
 def test_stage_key_changes_with_params_and_inputs_only():

@@ -16,12 +16,12 @@ import pytest
 
 from datasets.synthetic.video import write_trackingnet
 from datasets.video.chunks import chunk_frame_indices
-from datasets.video.config import VideoPipelineConfig
+from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.pipeline import FRAME_SCHEMA, main, read_stage_table, run_video_pipeline
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(video_chunks=2, chunk_frames=8, frame_gap=3, baseline_frames_per_video=3, proposals_per_frame=20,
+TINY = dict(source=SYNTHETIC_SOURCE, video_chunks=2, chunk_frames=8, frame_gap=3, baseline_frames_per_video=3, proposals_per_frame=20,
             proposal_max_side=32, synthetic_videos=4, synthetic_frames=40, synthetic_width=64, synthetic_height=48)
 
 
@@ -95,8 +95,8 @@ def test_bad_frames_annotations_and_short_videos_are_skipped_and_counted(ray_ses
     for n in range(5, 30):
         (chunk / "frames" / short / f"{n}.jpg").unlink()
 
-    config = VideoPipelineConfig(source=str(root), data_cache=str(tmp_path / "cache"),
-                                 **{**TINY, "proposals_per_frame": 5})
+    config = VideoPipelineConfig(data_cache=str(tmp_path / "cache"),
+                                 **{**TINY, "source": str(root), "proposals_per_frame": 5})
     result = run_video_pipeline(config)
     metrics = result.metrics()
     assert metrics["data/videos"] == 3
@@ -134,8 +134,8 @@ def test_real_video_files_decode_and_broken_ones_are_skipped(ray_session, tmp_pa
         writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
     writer.release()
 
-    config = VideoPipelineConfig(source=str(folder), data_cache=str(tmp_path / "cache"),
-                                 **{**TINY, "proposals_per_frame": 5})
+    config = VideoPipelineConfig(data_cache=str(tmp_path / "cache"),
+                                 **{**TINY, "source": str(folder), "proposals_per_frame": 5})
     result = run_video_pipeline(config)
     metrics = result.metrics()
     assert metrics["data/videos"] == 3 and metrics["data/skipped_videos"] == 2

@@ -348,13 +348,15 @@ def write_trackingnet(root: Path, videos: int = 6, frames: int = 300, width: int
     return root
 
 
-def ensure_synthetic_trackingnet(videos: int = 6, frames: int = 300, width: int = 160, height: int = 120,
-                                 seed: int = 0, cache: str = "", processes: int | None = None,
+def ensure_synthetic_trackingnet(videos: int, frames: int, width: int, height: int, seed: int = 0, cache: str = "",
+                                 processes: int | None = None,
                                  background_motion: str = DEFAULT_BACKGROUND_MOTION,
                                  background_speed: float = DEFAULT_BACKGROUND_SPEED,
                                  background_tile: float = DEFAULT_BACKGROUND_TILE,
                                  background_bar: str = DEFAULT_BAR) -> Path:
-    """The synthetic TrackingNet root (containing ``TRAIN_0/``), generated once into the cache."""
+    """The synthetic TrackingNet root (containing ``TRAIN_0/``), generated once into the cache.
+
+    Its size has no default here: it is the ``synthetic-video`` source's (``datasets.sources.video``)."""
     problems = background_problems(background_motion, background_speed, background_tile, background_bar)
     if problems:
         raise ValueError("synthetic video: " + "; ".join(problems))

@@ -5,37 +5,47 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from datasets.sources.video import SyntheticVideo
+
 SOURCE_FORMATS = ("auto", "trackingnet", "got10k", "video-files")
 SYNTHETIC_SOURCE = "synthetic-trackingnet"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoPipelineConfig:
-    """Knobs of the video preprocessing (paper values in comments: Sec. 5 and Appendix B).
+    """The parameters the video stages are keyed by (paper values: Sec. 5 and Appendix B).
+
+    Not a user-facing config: a video data source (``datasets.sources.video``, what sweeps
+    and ``python -m datasets.video.pipeline`` both read) builds it with
+    :meth:`~datasets.sources.video.VideoSettings.pipeline_config`, joining its fields with a
+    method's frame gap. So the fields that source owns have no default here; the synthetic
+    videos' knobs (read only when ``source`` is :data:`SYNTHETIC_SOURCE`) default to the
+    ``synthetic-video`` source's, and only the knobs no source owns keep a default of
+    their own.
 
     ``source`` is :data:`SYNTHETIC_SOURCE` (synthetic videos in TrackingNet's layout,
     generated once into the cache) or a path to a TrackingNet root, a GOT-10k root or a
     folder of video files.
     """
 
-    source: str = SYNTHETIC_SOURCE
+    source: str
     source_format: str = "auto"  # one of SOURCE_FORMATS
-    video_chunks: int = 4  # paper: 4 chunks per video
-    chunk_frames: int = 60  # paper: 60 consecutive frames per chunk
-    baseline_frames_per_video: int = 3  # paper: 3 uniformly spaced frames per video
-    frame_gap: int = 10  # k of the frame pairs (z_i, z_{i+k}); swept in the paper
-    proposals_per_frame: int = 300  # paper: top 300 selective-search regions
-    proposal_max_side: int = 160  # selective search runs on the frame shrunk to this side (0: full size)
+    video_chunks: int  # the source's chunks (paper: 4 per video)
+    chunk_frames: int  # the source's chunk_frames (paper: 60 consecutive frames)
+    baseline_frames_per_video: int  # the source's baseline_frames (paper: 3 uniformly spaced)
+    frame_gap: int  # the method's k of the frame pairs (z_i, z_{i+k}); swept in the paper
+    proposals_per_frame: int  # the source's (paper: top 300 selective-search regions)
+    proposal_max_side: int  # selective search runs on the frame shrunk to this side (0: full size)
     jpeg_quality: int = 90  # frames decoded from video files are stored as JPEG at this quality
-    # The synthetic videos (only used when source is SYNTHETIC_SOURCE).
-    synthetic_videos: int = 6
-    synthetic_frames: int = 300
-    synthetic_width: int = 160
-    synthetic_height: int = 120
-    synthetic_background_motion: str = "pan"  # "pan" or "drift" (the old data); datasets.synthetic.video
-    synthetic_background_speed: float = 0.25  # frame widths per frame, for "pan"
-    synthetic_background_tile: float = 0.25  # clutter tile side / the frame's longer side, for "pan" (1.3: older data)
-    synthetic_background_bar: str = "world"  # occluding bars fixed to the "world" (pan) or one to the "frame" (older)
+    # The synthetic videos: the synthetic-video source's fields (datasets.synthetic.video).
+    synthetic_videos: int = SyntheticVideo.videos
+    synthetic_frames: int = SyntheticVideo.frames
+    synthetic_width: int = SyntheticVideo.width
+    synthetic_height: int = SyntheticVideo.height
+    synthetic_background_motion: str = SyntheticVideo.background_motion
+    synthetic_background_speed: float = SyntheticVideo.background_speed
+    synthetic_background_tile: float = SyntheticVideo.background_tile
+    synthetic_background_bar: str = SyntheticVideo.background_bar
     seed: int = 0
     # Where stages and generated videos are cached ("" = $DSSL_CACHE_DIR or ~/.cache/demystify-ssl).
     data_cache: str = ""
@@ -73,19 +83,3 @@ class VideoPipelineConfig:
 
     def replace(self, **changes: Any) -> "VideoPipelineConfig":
         return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def from_overrides(cls, overrides: dict[str, str], base: "VideoPipelineConfig | None" = None) -> "VideoPipelineConfig":
-        """``base`` with ``KEY=VALUE`` strings applied, each converted to the field's type."""
-        base = base or cls()
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        changes: dict[str, Any] = {}
-        for key, text in overrides.items():
-            if key not in fields:
-                raise ValueError(f"unknown video pipeline key {key!r}; known: {', '.join(sorted(fields))}")
-            kind = type(getattr(base, key))
-            try:
-                changes[key] = kind(text)
-            except ValueError:
-                raise ValueError(f"{key}={text!r}: expected {kind.__name__}") from None
-        return dataclasses.replace(base, **changes)
