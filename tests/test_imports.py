@@ -102,3 +102,20 @@ def test_the_cycle_check_finds_a_circle():
     assert find_cycle({"report": {"tables"}, "tables": {"sweep_artifacts"}, "sweep_artifacts": {"tables"}}) == [
         "report", "tables", "sweep_artifacts", "tables"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_folders_import_downwards():
+    """`datasets/` imports neither `trainables/` nor `orchestrator/`, and `trainables/` not
+    `orchestrator/` (top-level or inside a function): each folder is usable below the ones above."""
+    import ast
+
+    above = {"datasets": ("trainables", "orchestrator"), "trainables": ("orchestrator",)}
+    upward = []
+    for folder, forbidden in above.items():
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+                upward += [f"{path.relative_to(REPO_ROOT)}:{node.lineno} imports {name}"
+                           for name in names if name.split(".")[0] in forbidden]
+    assert upward == []

@@ -91,7 +91,7 @@ def test_the_source_owns_the_pipeline_settings_the_config_has_no_defaults_for_th
 
 
 def _command_config(*argv: str) -> VideoPipelineConfig:
-    from datasets.video.pipeline import command_config, command_parser
+    from orchestrator.video_pipeline import command_config, command_parser
 
     return command_config(command_parser().parse_args(list(argv)))
 

@@ -6,7 +6,7 @@ or a folder of video files); the pipeline's settings (chunks, baseline frames,
 proposals) are the source's fields, and :meth:`VideoSettings.pipeline_config` joins them
 with a method's own knob (the frame gap) into the ``VideoPipelineConfig`` whose stages
 the method trains on. These fields are the one place of the pipeline's defaults:
-``python -m datasets.video.pipeline`` builds its config the same way (its ``--set``
+``python -m orchestrator.video_pipeline`` builds its config the same way (its ``--set``
 takes the same names). Resolving gives the videos' root (generating the synthetic ones);
 the method builds the stages (``VideoMethod.prepare``), which a sweep calls once per trial
 on the driver before any trial starts.

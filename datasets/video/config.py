@@ -16,7 +16,7 @@ class VideoPipelineConfig:
     """The parameters the video stages are keyed by (paper values: Sec. 5 and Appendix B).
 
     Not a user-facing config: a video data source (``datasets.sources.video``, what sweeps
-    and ``python -m datasets.video.pipeline`` both read) builds it with
+    and ``python -m orchestrator.video_pipeline`` both read) builds it with
     :meth:`~datasets.sources.video.VideoSettings.pipeline_config`, joining its fields with a
     method's frame gap. So the fields that source owns have no default here; the synthetic
     videos' knobs (read only when ``source`` is :data:`SYNTHETIC_SOURCE`) default to the

@@ -16,24 +16,14 @@ it is asked for (``stages``: a method's ``pipeline_stages``, the ones it reads):
 3. ``proposals`` (Ray Data actor pool, one selective-search object per actor): boxes
    of every chunk frame, computed on a shrunk copy and mapped back to full resolution.
 
-The command builds what a sweep of the video methods trains on: the ``synthetic-video``
-source's defaults (``--root``: the ``video`` source's), its fields set as in a sweep's
-``--set data.video.KEY=VALUE`` (``data.video.`` may be left out), pairs at method
-``fti``'s default frame gap k.
-
-    python -m datasets.video.pipeline                    # what a sweep builds on its defaults
-    python -m datasets.video.pipeline --set videos=48 --frame-gap 13
-    python -m datasets.video.pipeline --root /data/TrackingNet --set proposal_max_side=160
-    python -m datasets.video.pipeline --list             # the cached stages and their keys
+The command that runs these stages as a sweep would (``python -m orchestrator.video_pipeline``)
+lives with the other commands in ``orchestrator``: it types a trial as a sweep does.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +39,7 @@ from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, f
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
 from datasets.video.sources import OpenedVideo, VideoSource, discover_videos
-from datasets.video.stages import StageResult, format_stage_list, list_stages, run_stage, stages_root
+from datasets.video.stages import StageResult, run_stage, stages_root
 
 log = logging.getLogger(__name__)
 
@@ -408,78 +398,3 @@ def run_video_pipeline(config: VideoPipelineConfig, num_cpus: int | None = None,
                           "proposal_max_side": config.proposal_max_side, "method": "opencv-selective-search-fast"},
                          [frames.key], lambda data: compute_proposals(frames, config, data, num_cpus)))
     return result
-
-
-# The method whose pairs the command builds: its default frame gap k is the command's.
-COMMAND_METHOD = "fti"
-VIDEO_KEY = "data.video"  # the dotted section of the video source in a sweep's --set
-
-
-def command_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", help="a TrackingNet or GOT-10k root or a folder of video files: the 'video' "
-                                       "source (default: the 'synthetic-video' source, generated into the cache)")
-    parser.add_argument("--format", help="with --root: auto, trackingnet, got10k or video-files")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help=f"override a field of the video source, as a sweep's --set {VIDEO_KEY}.KEY=VALUE "
-                             f"(either spelling), e.g. proposals_per_frame=50")
-    parser.add_argument("--frame-gap", type=int, metavar="K",
-                        help=f"k of the frame pairs (default: method {COMMAND_METHOD}'s frame_gap)")
-    parser.add_argument("--cache", help="cache folder (default: $DSSL_CACHE_DIR or ~/.cache/demystify-ssl)")
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    parser.add_argument("--list", action="store_true", help="list the cached stages and exit")
-    return parser
-
-
-def command_config(args: argparse.Namespace) -> VideoPipelineConfig:
-    """The config a sweep training :data:`COMMAND_METHOD` builds with these settings.
-
-    The command is a composition root: it types a trial as a sweep does (the same parts,
-    defaults, parsing and checks), so this one function imports up into ``trainables``.
-    Raises ``ValueError`` (a ``ConfigError``) with the sweep's sentences.
-    """
-    from datasets.registry import ConfigError
-    from trainables.config import TrialConfig
-
-    changes: dict[str, str] = {"method": COMMAND_METHOD}
-    if args.root:
-        changes.update({VIDEO_KEY: "video", f"{VIDEO_KEY}.root": args.root})
-    if args.format:
-        changes[f"{VIDEO_KEY}.format"] = args.format
-    if args.cache:
-        changes["data_cache"] = args.cache
-    if args.frame_gap is not None:
-        changes["method.frame_gap"] = str(args.frame_gap)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        key = key.strip().removeprefix(f"{VIDEO_KEY}.")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        changes[f"{VIDEO_KEY}.{key}"] = value.strip()
-    trial = TrialConfig().override(changes)
-    problems = [p for p in trial.problems() if p.startswith((VIDEO_KEY, "method."))]
-    if problems:
-        raise ConfigError("invalid video pipeline settings:\n  " + "\n  ".join(problems))
-    return trial.data["video"].pipeline_config(trial, trial.method.pipeline_frame_gap())
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = command_parser().parse_args(argv)
-    try:
-        config = command_config(args)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    if args.list:
-        print(f"cached video stages in {stages_root(config.data_cache)}:")
-        print(format_stage_list(list_stages(config.data_cache)))
-        return 0
-    started = time.perf_counter()
-    result = run_video_pipeline(config, args.num_cpus)
-    print(f"done in {time.perf_counter() - started:.1f} s; stages computed: {', '.join(result.computed) or 'none'}")
-    print(json.dumps(result.metrics(), indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(main())

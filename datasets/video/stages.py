@@ -112,7 +112,7 @@ def list_stages(cache: str = "") -> list[dict[str, Any]]:
 
 
 def format_stage_list(records: list[dict[str, Any]]) -> str:
-    """The listing printed by ``python -m datasets.video.pipeline --list``."""
+    """The listing printed by ``python -m orchestrator.video_pipeline --list``."""
     if not records:
         return "no cached video stages"
     lines = []
