@@ -17,7 +17,8 @@ import pytest
 from datasets.synthetic.video import write_trackingnet
 from datasets.video.chunks import chunk_frame_indices
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
-from datasets.video.pipeline import FRAME_SCHEMA, main, read_stage_table, run_video_pipeline
+from datasets.video.pipeline import FRAME_SCHEMA, read_stage_table, run_video_pipeline
+from orchestrator.video_pipeline import main
 
 pytestmark = pytest.mark.slow
 
