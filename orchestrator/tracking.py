@@ -445,18 +445,27 @@ def log_backbone(client: MlflowClient, experiment_id: str, run_id: str, trial: T
     return info.model_uri
 
 
-def checkpoint_file(checkpoint_dir: str, sweep_dir: str, scratch: Path) -> Path:
-    """`checkpoint.pt` of a reported checkpoint folder: local, or copied from remote storage."""
+def checkpoint_uri(checkpoint_dir: str, sweep_dir: str) -> str:
+    """A reported checkpoint folder as a location a user can open: Tune reports a checkpoint
+    on object storage as a path inside the bucket (``bucket/...``), without the sweep's scheme."""
+    scheme, sep, _ = sweep_dir.partition("://")
+    if sep and "://" not in checkpoint_dir and not Path(checkpoint_dir).is_absolute():
+        return f"{scheme}://{checkpoint_dir}"
+    return checkpoint_dir
+
+
+def checkpoint_file(checkpoint: str, scratch: Path) -> Path:
+    """`checkpoint.pt` of a checkpoint folder (a local path or a `checkpoint_uri`), copied to
+    `scratch` when it is on remote storage."""
     from trainables.pretrain import CHECKPOINT_FILE
 
-    local = Path(checkpoint_dir) / CHECKPOINT_FILE
-    if local.exists():
-        return local
+    if "://" not in checkpoint:
+        return Path(checkpoint) / CHECKPOINT_FILE
     import pyarrow.fs
 
-    filesystem, _ = pyarrow.fs.FileSystem.from_uri(sweep_dir)
+    filesystem, folder = pyarrow.fs.FileSystem.from_uri(checkpoint)
     target = scratch / CHECKPOINT_FILE
-    with filesystem.open_input_stream(f"{checkpoint_dir.rstrip('/')}/{CHECKPOINT_FILE}") as src:
+    with filesystem.open_input_stream(f"{folder.rstrip('/')}/{CHECKPOINT_FILE}") as src:
         target.write_bytes(src.read())
     return target
 
@@ -694,8 +703,9 @@ class MLflowTrialCallback(Callback):
         self._terminate(trial, "FINISHED")
 
     def _log_model(self, run_id: str, trial: TrialView, checkpoint: str) -> None:
+        checkpoint = checkpoint_uri(checkpoint, self.sweep_dir)
         with tempfile.TemporaryDirectory() as scratch:
-            path = checkpoint_file(checkpoint, self.sweep_dir, Path(scratch))
+            path = checkpoint_file(checkpoint, Path(scratch))
             uri = log_backbone(self.tracker.client, self.tracker.experiment_id, run_id,
                                trial.config, path, self.registered_model_name)
         self.tracker.client.log_batch(run_id, tags=[RunTag(TAG_CHECKPOINT, checkpoint),

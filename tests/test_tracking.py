@@ -360,7 +360,7 @@ def blocked_model_export(monkeypatch, calls: list | None = None):
         return "models:/m-exported"
 
     monkeypatch.setattr(tracking, "log_backbone", export)
-    monkeypatch.setattr(tracking, "checkpoint_file", lambda checkpoint, sweep_dir, scratch: Path(checkpoint))
+    monkeypatch.setattr(tracking, "checkpoint_file", lambda checkpoint, scratch: Path(checkpoint))
     return release, exporting, exported
 
 
@@ -522,3 +522,14 @@ def test_a_backbone_torch_export_cannot_trace_is_pickled_and_tagged_so(tmp_path,
     images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(loaded(images), backbone(images))
+
+
+def test_a_checkpoint_on_object_storage_is_tagged_with_its_scheme():
+    from orchestrator.tracking import checkpoint_uri
+
+    # Tune reports a bucket's checkpoint as a path inside the bucket; the tag must be openable.
+    assert checkpoint_uri("dssl/results/a-train/t/checkpoint_epoch_0001", "s3://dssl/results/a") == \
+        "s3://dssl/results/a-train/t/checkpoint_epoch_0001"
+    assert checkpoint_uri("/tmp/results/a-train/t/checkpoint_epoch_0001", "/tmp/results/a") == \
+        "/tmp/results/a-train/t/checkpoint_epoch_0001"
+    assert checkpoint_uri("gs://b/c", "gs://b/r") == "gs://b/c"
