@@ -62,49 +62,33 @@ def sweep_children(client, parent_run_id):
 
 
 @pytest.fixture(scope="session")
-def crop_sweep(ray_session, object_store, tmp_path_factory):
+def crop_sweep(ray_session, data_cache, tmp_path_factory):
     """ONE tiny two-trial crop-scale sweep for the session, taken through every path a sweep
     has: both trials fail after epoch 0 (checkpointed), the sweep is resumed, and during the
-    resume each trial's final metrics fail once to reach MLflow (a server's hiccup). Its
-    storage and data cache are on object storage (`object_store`: `s3://` on moto, found
-    through AWS_ENDPOINT_URL as MinIO would be; Ray was started before the endpoint was
-    set, as on a cluster whose nodes lack it, so the sweep must hand it on).
+    resume each trial's final metrics fail once to reach MLflow (a server's hiccup).
 
-    `failed*` are what MLflow and the bucket held after the failed run (read before the
-    resume); `outcome` and `children` are the resumed sweep's. tests/test_sweep.py reads the
-    failure and the resume, tests/test_mlflow_ui.py the finished store (UI, tables, models).
+    `failed*` are what MLflow held after the failed run (read before the resume);
+    `outcome` and `children` are the resumed sweep's. tests/test_sweep.py reads the failure
+    and the resume, tests/test_mlflow_ui.py the finished store (UI, tables, models).
     """
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     from ray import tune
 
     from orchestrator.config import SweepSettings
+    from orchestrator.sweep import run_sweep
+    from orchestrator.tracking import MLflowTrialCallback
     from tests.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("crop-sweep")
     uri = f"sqlite:///{root}/mlflow.db"
-    bucket = f"s3://{object_store.bucket}"
-    base = tiny_config(f"{bucket}/data-cache", inject_failure_at_epoch=0).override(
+    base = tiny_config(data_cache, inject_failure_at_epoch=0).override(
         {"invariances": ",".join(CROP_SWEEP_FACTORS)})
     grid = {"method": {"crop_scale_min": tune.grid_search(CROP_SWEEP_MINS), "crop_scale_max": 1.0}}
-    settings = SweepSettings(name="crop", storage_path=f"{bucket}/results", tracking_uri=uri, experiment="crop")
+    settings = SweepSettings(name="crop", storage_path=str(root / "results"), tracking_uri=uri, experiment="crop")
     client = MlflowClient(uri)
-    with pytest.MonkeyPatch.context() as patch:
-        # The data cache's local mirror (datasets.cache), new for this sweep: its data and
-        # features go through the bucket, not through a mirror left by other tests.
-        patch.setenv("DSSL_CACHE_DIR", str(root / "mirror"))
-        return SimpleNamespace(uri=uri, root=root, **_crop_sweep_runs(base, grid, settings, client, object_store, patch))
-
-
-def _crop_sweep_runs(base, grid, settings, client, object_store, patch) -> dict:
-    """`crop_sweep`'s failed run, then its resume with MLflow hiccups (`patch` undoes them)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from orchestrator.sweep import run_sweep
-    from orchestrator.tracking import MLflowTrialCallback
 
     failed = run_sweep(base, grid, settings)
-    failed_keys = object_keys(object_store, "results/")
     failed_children = sweep_children(client, failed.parent_run_id)
     failed_loss_steps = {r.info.run_id: [m.step for m in client.get_metric_history(r.info.run_id, "pretrain/loss")]
                          for r in failed_children}
@@ -118,36 +102,35 @@ def _crop_sweep_runs(base, grid, settings, client, object_store, patch) -> dict:
             raise MlflowException("injected: 503 Service Unavailable")
         return real_log_batch(self, run_id, metrics, *args, **kwargs)
 
-    patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
-    patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
-    outcome = run_sweep(base, grid, type(settings)(**{**settings.__dict__, "resume": True}))
-    return dict(failed=failed, failed_children=failed_children, failed_loss_steps=failed_loss_steps,
-                failed_keys=failed_keys, cached_keys=object_keys(object_store, "data-cache/"),
-                outcome=outcome, client=client, hiccups=hiccups,
-                children=sweep_children(client, outcome.parent_run_id))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowClient, "log_batch", flaky_log_batch)
+        patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
+        outcome = run_sweep(base, grid, SweepSettings(**{**settings.__dict__, "resume": True}))
+    return SimpleNamespace(failed=failed, failed_children=failed_children, failed_loss_steps=failed_loss_steps,
+                           outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
+                           children=sweep_children(client, outcome.parent_run_id))
 
 
-@pytest.fixture(scope="session")
-def object_store():
-    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one bucket, for the
-    session, reached the way a MinIO or Ceph user reaches theirs: AWS_ENDPOINT_URL and keys
-    in the environment (datasets.storage). Yields the bucket's name and a boto3 client."""
+@pytest.fixture
+def object_store(monkeypatch):
+    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one empty bucket,
+    reached the way a MinIO or Ceph user reaches theirs: AWS_ENDPOINT_URL and keys in the
+    environment (datasets.storage). Yields the bucket's name and a boto3 client."""
     import boto3
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
-            patch.setenv(name, value)
-        client = boto3.client("s3")
-        client.create_bucket(Bucket="dssl")
-        try:
-            yield SimpleNamespace(bucket="dssl", client=client)
-        finally:
-            server.stop()
+    for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="dssl")
+    try:
+        yield SimpleNamespace(bucket="dssl", client=client)
+    finally:
+        server.stop()
 
 
 def object_keys(store, prefix: str = "") -> list[str]:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import tempfile
 from pathlib import Path
 
 import mlflow
@@ -34,7 +33,6 @@ from orchestrator.tracking import (
     TAG_MODEL_URI,
     TAG_PARENT,
     TAG_RUNS_URL,
-    checkpoint_file,
     listing_digest,
 )
 from tests.conftest import CROP_SWEEP_FACTORS, CROP_SWEEP_MINS, CROP_SWEEP_RIS_KEYS
@@ -120,11 +118,9 @@ def test_each_trial_logs_its_backbone_as_a_model_that_loads_back(tiny_sweep, dat
             loaded = mlflow.pytorch.load_model(model_uri)  # pt2: torch.export's module, already in eval mode
             trial = tiny_config(data_cache).override(
                 {"method.crop_scale_min": float(run.data.params["method.crop_scale_min"])})
-            location = run.data.tags[TAG_CHECKPOINT]  # the sweep's storage is a bucket: a URI to open
-            assert location.startswith("s3://dssl/results/crop-train/") and location.endswith("checkpoint_epoch_0001")
-            with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
-                checkpoint = checkpoint_file(location, Path(scratch))
-                assert checkpoint.name == CHECKPOINT_FILE
+            checkpoint = Path(run.data.tags[TAG_CHECKPOINT]) / CHECKPOINT_FILE
+            assert checkpoint.name == CHECKPOINT_FILE and "checkpoint_epoch_0001" in str(checkpoint)
+            with torch.no_grad():
                 expected = load_backbone(trial, checkpoint)(images)
                 assert torch.allclose(loaded(images), expected, atol=1e-6)
         assert not torch.allclose(*(mlflow.pytorch.load_model(r.data.tags[TAG_MODEL_URI])(images)
