@@ -206,6 +206,7 @@ def refused(capsys, *argv: str) -> str:
 
 
 def test_the_server_refuses_the_network_without_basic_auth(capsys):
+    # Refused, never bound: every address but loopback needs the password (the wildcards included).
     for host in ("10.0.0.5", "0.0.0.0", "::", "mlflow.internal"):
         assert "--basic-auth" in refused(capsys, "--host", host), host
     for host in ("127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"):

@@ -143,21 +143,25 @@ def _refuse_data(config):
     raise DatasetFormatError("/data/voc/Annotations/000001.xml: not XML")
 
 
-@pytest.mark.slow
-def test_a_data_error_in_a_real_train_worker_is_not_retried(ray_session, tmp_path):
-    """The classification holds for what Ray Train 2.60 really raises from a worker."""
+def _counted_fit(loop, name: str, storage, runs: list[int]):
+    """A one-worker Train run of `loop` named `name` (no Train-level retry), each call counted in `runs`."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    runs = []
-
     def fit():
         runs.append(len(runs))
-        return TorchTrainer(_refuse_data, scaling_config=ray.train.ScalingConfig(num_workers=1),
-                            run_config=ray.train.RunConfig(name="refused", storage_path=str(tmp_path),
+        return TorchTrainer(loop, scaling_config=ray.train.ScalingConfig(num_workers=1),
+                            run_config=ray.train.RunConfig(name=name, storage_path=str(storage),
                                                            failure_config=ray.train.FailureConfig(max_failures=0))
                             ).fit()
+    return fit
 
+
+@pytest.mark.slow
+def test_a_data_error_in_a_real_train_worker_is_not_retried(ray_session, tmp_path):
+    """The classification holds for what Ray Train 2.60 really raises from a worker."""
+    runs = []
+    fit = _counted_fit(_refuse_data, "refused", tmp_path, runs)
     with pytest.raises(Exception) as err:
         fit_with_retries(fit, max_failures=2)
     assert runs == [0]
@@ -179,17 +183,6 @@ def _fail_once_after_a_checkpoint(config):
 @pytest.mark.slow
 def test_a_lost_worker_is_retried_and_the_run_resumes_from_its_checkpoint(ray_session, tmp_path):
     """The retry a cluster needs: a new Train run of the same name picks up the checkpoint."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
     runs = []
-
-    def fit():
-        runs.append(len(runs))
-        return TorchTrainer(_fail_once_after_a_checkpoint, scaling_config=ray.train.ScalingConfig(num_workers=1),
-                            run_config=ray.train.RunConfig(name="lost", storage_path=str(tmp_path),
-                                                           failure_config=ray.train.FailureConfig(max_failures=0))
-                            ).fit()
-
-    result = fit_with_retries(fit, max_failures=1)
+    result = fit_with_retries(_counted_fit(_fail_once_after_a_checkpoint, "lost", tmp_path, runs), max_failures=1)
     assert runs == [0, 1] and result.metrics["resumed"] == 1
