@@ -38,7 +38,7 @@ if __name__ == "__main__":
 def _child_runs(db: Path) -> list[dict]:
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import TAG_PARENT
+    from orchestrator.tracking.keys import TAG_PARENT
 
     client = MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -59,7 +59,7 @@ def sign_rule_effect(db: Path, cache: str) -> dict:
 
     from orchestrator.config import preset
     from orchestrator.score import score_checkpoint
-    from orchestrator.tracking import TAG_CHECKPOINT, TAG_PARENT
+    from orchestrator.tracking.keys import TAG_CHECKPOINT, TAG_PARENT
     from trainables.invariance import RIS_LOCAL_RATES, RIS_SIGN_RULES
 
     client = MlflowClient(f"sqlite:///{db}")

@@ -89,7 +89,7 @@ def study_verdict(outcome, study) -> str:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.study import log_verdict, verdict_text
-    from orchestrator.tracking import TAG_PARENT
+    from orchestrator.tracking.keys import TAG_PARENT
 
     try:
         client = MlflowClient(tracking_uri=outcome.tracking_uri)

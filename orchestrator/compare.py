@@ -22,7 +22,8 @@ from urllib.parse import quote
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import TAG_PARENT, TAG_SWEEP, resolve_tracking_uri
+from orchestrator.tracking.keys import TAG_PARENT, TAG_SWEEP
+from orchestrator.tracking.store import resolve_tracking_uri
 
 DEFAULT_UI_PORT = 5000
 # MLflow 3.17's UI chooses between its GenAI and model-training navigation by this URL

@@ -28,7 +28,7 @@ def summary_rows(children, knobs: list[str]) -> list[dict[str, Any]]:
                                "status": run.info.status}
         row |= {k: typed(run.data.params.get(k)) for k in knobs}
         row |= dict(sorted(run.data.metrics.items()))
-        # Data figures are tags (orchestrator.tracking: constants of a trial, not metrics).
+        # Data figures are tags (orchestrator.tracking.keys: constants of a trial, not metrics).
         row |= {k: typed(v) for k, v in sorted(run.data.tags.items()) if k.startswith("data/")}
         rows.append(row)
     return rows

@@ -76,7 +76,8 @@ def _log_run(path, weights, trial, metrics, tracking_uri, experiment, run_name) 
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import git_commit, metrics_of, split_constants
+    from orchestrator.tracking.keys import metrics_of, split_constants
+    from orchestrator.tracking.source import git_commit
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
@@ -95,7 +96,7 @@ def _log_run(path, weights, trial, metrics, tracking_uri, experiment, run_name) 
 
 def main(argv: list[str] | None = None) -> int:
     from orchestrator.report import table
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking.store import resolve_tracking_uri
     from trainables.weights import CheckpointFormatError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],

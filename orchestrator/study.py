@@ -539,7 +539,8 @@ def rebuild(reference: str, tracking_uri: str = "") -> StudyResult:
     """Recompute and re-log the verdict of a past study from its child runs."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import TAG_PARENT, TAG_SWEEP, resolve_tracking_uri
+    from orchestrator.tracking.keys import TAG_PARENT, TAG_SWEEP
+    from orchestrator.tracking.store import resolve_tracking_uri
 
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
     parent = find_parent(client, reference)

@@ -201,19 +201,19 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     from orchestrator.mlflow_server import check_tracking_uri
     from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
     from orchestrator.sweep_artifacts import log_parent_artifacts
-    from orchestrator.tracking import (
+    from orchestrator.tracking.callback import MLflowTrialCallback
+    from orchestrator.tracking.interrupt import InterruptMarker
+    from orchestrator.tracking.keys import (
         TAG_COMPARE_URL,
         TAG_KNOBS,
         TAG_RUNS_URL,
         TAG_TRACKING_ERRORS,
-        InterruptMarker,
-        MLflowTrialCallback,
-        SweepTracker,
-        git_commit,
         metrics_of,
-        resolve_tracking_uri,
-        with_retries,
     )
+    from orchestrator.tracking.runs import SweepTracker
+    from orchestrator.tracking.source import git_commit
+    from orchestrator.tracking.store import resolve_tracking_uri
+    from orchestrator.tracking.writer import with_retries
     from trainables.trial import pretrain_and_evaluate
 
     tracking_uri = resolve_tracking_uri(settings.tracking_uri)

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.compare import SweepNotFound, child_run_ids, find_parent
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking.store import resolve_tracking_uri
 
     parser = argparse.ArgumentParser(prog="python -m orchestrator.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -340,7 +340,7 @@ def _sweep_tables(parent) -> list[str]:
 
 def _swept_knobs(parent) -> list[str]:
     """The knobs a sweep recorded on its parent run (tag `dssl.knobs`, comma separated)."""
-    from orchestrator.tracking import TAG_KNOBS
+    from orchestrator.tracking.keys import TAG_KNOBS
 
     value = parent.data.tags.get(TAG_KNOBS, "")
     return [k for k in value.split(",") if k]

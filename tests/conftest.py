@@ -54,7 +54,7 @@ CROP_SWEEP_MINS = [0.2, 0.5]
 
 def sweep_children(client, parent_run_id):
     """The parent's child runs, by run name (the knob's value: the grid's order)."""
-    from orchestrator.tracking import TAG_PARENT
+    from orchestrator.tracking.keys import TAG_PARENT
 
     parent = client.get_run(parent_run_id)
     return sorted((r for r in client.search_runs([parent.info.experiment_id])
@@ -77,7 +77,7 @@ def crop_sweep(ray_session, data_cache, tmp_path_factory):
 
     from orchestrator.config import SweepSettings
     from orchestrator.sweep import run_sweep
-    from orchestrator.tracking import MLflowTrialCallback
+    from orchestrator.tracking.callback import MLflowTrialCallback
     from tests.tiny import tiny_config
 
     root = tmp_path_factory.mktemp("crop-sweep")

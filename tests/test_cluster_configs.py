@@ -371,8 +371,8 @@ def test_the_image_installs_the_project_at_the_pinned_ray():
     for package in ("orchestrator", "trainables", "datasets", "sweeps"):
         assert f"COPY --chown=ray:users {package} {package}" in DOCKERFILE
     # The commit it was built from, where git cannot say it (.git stays out): a required
-    # build argument, the variable runs are tagged from (orchestrator.tracking.git_commit).
-    from orchestrator.tracking import GIT_COMMIT_ENV_VAR
+    # build argument, the variable runs are tagged from (orchestrator.tracking.source.git_commit).
+    from orchestrator.tracking.source import GIT_COMMIT_ENV_VAR
 
     assert ".git" in (CLUSTERS / "Dockerfile.dockerignore").read_text().split()
     assert f"ENV {GIT_COMMIT_ENV_VAR}=${{GIT_COMMIT}}" in DOCKERFILE

@@ -21,7 +21,7 @@ def test_project_warnings_reach_the_terminal_once_and_the_rest_goes_to_the_log(t
         logging.getLogger("orchestrator.sweep").warning("an advisory before the log exists")
         console.start(path)
         for _ in range(2):
-            logging.getLogger("orchestrator.tracking").warning("trial x: data/skipped_images = 3")
+            logging.getLogger("orchestrator.tracking.callback").warning("trial x: data/skipped_images = 3")
         logging.getLogger("ray.tune").warning("a Ray warning")
         logging.getLogger("datasets.cache").info("built a cache folder")
         print("a Tune status table")

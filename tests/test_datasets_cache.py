@@ -135,7 +135,7 @@ def test_the_file_change_rule_is_written_once():
 
 
 def test_the_dataset_digest_changes_when_a_file_is_rewritten_at_the_same_size(tmp_path):
-    from orchestrator.tracking import listing_digest
+    from orchestrator.tracking.dataset_inputs import listing_digest
 
     (tmp_path / "a.png").write_bytes(b"abc")
     before = listing_digest.__wrapped__(str(tmp_path))

@@ -57,20 +57,38 @@ def test_ray_workers_import_the_projects_datasets(ray_session):
 
 
 def _orchestrator_imports() -> dict[str, set[str]]:
-    """orchestrator module -> the orchestrator modules it imports, at the top or inside a function."""
+    """orchestrator module -> the orchestrator modules it imports, at the top or inside a
+    function. Modules are named by their dotted path below `orchestrator` (`sweep`,
+    `tracking.writer`; a package by its folder, `tracking`), so a package's modules are in
+    the graph as well as the folder's."""
     import ast
 
+    folder = REPO_ROOT / "orchestrator"
+    paths = {}
+    for path in sorted(folder.rglob("*.py")):
+        parts = path.relative_to(folder).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:  # not orchestrator/__init__.py, the folder itself
+            paths[".".join(parts)] = path
+
+    def target(module: str) -> str:
+        return module.removeprefix("orchestrator").removeprefix(".")
+
     graph = {}
-    for path in sorted((REPO_ROOT / "orchestrator").glob("*.py")):
+    for name, path in paths.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "orchestrator":
-                found |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("orchestrator."):
-                found.add(node.module.split(".")[1])
+            if isinstance(node, ast.ImportFrom) and not node.level and (
+                    node.module == "orchestrator" or (node.module or "").startswith("orchestrator.")):
+                # `from orchestrator.tracking import callback` imports a module; `from
+                # orchestrator.tracking.keys import TAG_PARENT` a name of one.
+                base = target(node.module)
+                found |= {f"{base}.{a.name}".lstrip(".") if f"{base}.{a.name}".lstrip(".") in paths else base
+                          for a in node.names}
             elif isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("orchestrator.")}
-        graph[path.stem] = found - {path.stem}
+                found |= {target(a.name) for a in node.names if a.name.startswith("orchestrator.")}
+        graph[name] = found - {name, ""}
     return graph
 
 
@@ -95,7 +113,21 @@ def test_imports_inside_orchestrator_point_one_way():
     graph = _orchestrator_imports()
     assert {"tables", "rows", "report", "sweep_artifacts", "study"} <= set(graph)
     assert "tables" in graph["report"] and "rows" in graph["tables"]  # the parser sees lazy and top imports
+    # A package's modules are nodes of their own, and their imports of each other are edges.
+    assert {"tracking", "tracking.keys", "tracking.writer", "tracking.callback"} <= set(graph)
+    assert {"tracking.writer", "tracking.runs", "naming"} <= graph["tracking.callback"]
+    assert "tracking.keys" in graph["compare"]
     assert find_cycle(graph) is None
+
+
+def test_packages_inside_orchestrator_re_export_nothing():
+    """A package's `__init__` imports none of its modules: each name has one home, imported
+    from there (and importing one module of a package never loads the others)."""
+    folder = REPO_ROOT / "orchestrator"
+    graph = _orchestrator_imports()
+    packages = [".".join(p.parent.relative_to(folder).parts) for p in folder.rglob("*/__init__.py")]
+    assert "tracking" in packages
+    assert {name: graph[name] for name in packages if graph[name]} == {}
 
 
 def test_the_cycle_check_finds_a_circle():

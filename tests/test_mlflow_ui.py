@@ -27,13 +27,13 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import compare
 from orchestrator.cli import EXIT_INTERRUPTED, run_cli
-from orchestrator.tracking import (
+from orchestrator.tracking.dataset_inputs import listing_digest
+from orchestrator.tracking.keys import (
     TAG_CHECKPOINT,
     TAG_COMPARE_URL,
     TAG_MODEL_URI,
     TAG_PARENT,
     TAG_RUNS_URL,
-    listing_digest,
 )
 from tests.conftest import CROP_SWEEP_FACTORS, CROP_SWEEP_MINS, CROP_SWEEP_RIS_KEYS
 from tests.tiny import tiny_config, tiny_overrides

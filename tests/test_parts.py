@@ -28,7 +28,7 @@ from datasets.registry import PARTS_ENTRY_POINT_GROUP, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
 from orchestrator.config import SweepSettings, TrialConfig
 from orchestrator.sweep import run_sweep
-from orchestrator.tracking import TAG_PARENT
+from orchestrator.tracking.keys import TAG_PARENT
 from trainables.methods import METHODS, Method
 from trainables.probes import PROBES, Probe
 

@@ -318,7 +318,7 @@ def test_rebuild_from_the_store_writes_and_prints_the_verdict(tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
     from orchestrator.study import VERDICT_FILES, main
-    from orchestrator.tracking import TAG_PARENT, TAG_SWEEP
+    from orchestrator.tracking.keys import TAG_PARENT, TAG_SWEEP
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

@@ -49,7 +49,7 @@ def test_a_sweep_on_object_storage_checkpoints_resumes_and_caches_there(ray_sess
 
     from orchestrator.config import SweepSettings
     from orchestrator.sweep import run_sweep
-    from orchestrator.tracking import TAG_CHECKPOINT
+    from orchestrator.tracking.keys import TAG_CHECKPOINT
     from tests.conftest import object_keys, sweep_children
     from tests.tiny import tiny_config
 

@@ -15,7 +15,7 @@ from datasets.invariance_sets import INVARIANCES
 from orchestrator import tables
 from orchestrator.paper_tables import TABLE1, TABLE4
 from orchestrator.rows import group_over_seeds
-from orchestrator.tracking import TAG_KNOBS, TAG_PARENT, TAG_SWEEP
+from orchestrator.tracking.keys import TAG_KNOBS, TAG_PARENT, TAG_SWEEP
 
 
 def run_row(crop: float, seed: int, offset: float) -> dict:

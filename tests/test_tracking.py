@@ -12,10 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import compare
 from orchestrator.config import ConfigError
-from orchestrator.tracking import (
+from orchestrator.tracking.callback import MLflowTrialCallback
+from orchestrator.tracking.keys import (
     EXPERIMENT_KIND_TRAINING,
-    GIT_COMMIT_ENV_VAR,
-    MLFLOW_HTTP_POLICY,
     TAG_ERROR,
     TAG_EXPERIMENT_KIND,
     TAG_EXPORT_ERROR,
@@ -24,13 +23,12 @@ from orchestrator.tracking import (
     TAG_MODEL_URI,
     TAG_PARENT,
     TAG_TRACKING_ERRORS,
-    MLflowTrialCallback,
-    SweepTracker,
     metrics_of,
-    resolve_tracking_uri,
-    use_one_retry_policy,
-    with_retries,
 )
+from orchestrator.tracking.runs import SweepTracker
+from orchestrator.tracking.source import GIT_COMMIT_ENV_VAR
+from orchestrator.tracking.store import resolve_tracking_uri
+from orchestrator.tracking.writer import MLFLOW_HTTP_POLICY, use_one_retry_policy, with_retries
 from tests.conftest import REPO_ROOT
 from tests.tiny import tiny_config
 from trainables.config import TrialConfig
@@ -162,19 +160,19 @@ def test_the_experiment_is_a_training_experiment_with_artifacts_beside_the_store
 def test_the_submitters_commit_tags_the_runs_where_the_code_has_no_clone(tmp_path, monkeypatch):
     """The project's image and a job's copy without `.git`: DSSL_GIT_COMMIT carries the commit
     (the parent run's `git_commit` tag and MLflow's source tags both come from git_commit)."""
-    from orchestrator import tracking
+    from orchestrator.tracking import source
 
     copy = tmp_path / "copy"  # the code, no .git (as in the image: Dockerfile.dockerignore)
     copy.mkdir()
-    monkeypatch.setattr(tracking, "REPO_ROOT", copy)
+    monkeypatch.setattr(source, "REPO_ROOT", copy)
     monkeypatch.delenv(GIT_COMMIT_ENV_VAR, raising=False)
-    assert tracking.git_commit() == "unknown" and "mlflow.source.git.commit" not in tracking.source_tags()
+    assert source.git_commit() == "unknown" and "mlflow.source.git.commit" not in source.source_tags()
     commit = "0123456789abcdef0123456789abcdef01234567"
     monkeypatch.setenv(GIT_COMMIT_ENV_VAR, commit)
-    assert tracking.git_commit() == commit == tracking.source_tags()["mlflow.source.git.commit"]
+    assert source.git_commit() == commit == source.source_tags()["mlflow.source.git.commit"]
     # Read first, also in a clone: it is the submitter's word for the code the job runs.
-    monkeypatch.setattr(tracking, "REPO_ROOT", REPO_ROOT)
-    assert tracking.git_commit() == commit
+    monkeypatch.setattr(source, "REPO_ROOT", REPO_ROOT)
+    assert source.git_commit() == commit
 
 
 def test_children_are_named_by_their_knobs_with_the_seed_and_list_their_datasets(tmp_path, data_cache):
@@ -285,7 +283,7 @@ def test_a_backbone_is_logged_in_the_runs_experiment_and_registered_on_request(t
     import mlflow.pytorch
     import torch
 
-    from orchestrator.tracking import log_backbone
+    from orchestrator.tracking.logged_model import log_backbone
     from trainables.evaluation import load_backbone
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -345,7 +343,7 @@ def blocked_model_export(monkeypatch, calls: list | None = None):
     of a real export and upload); `exporting` is set once it waits, `exported` once it is done."""
     from pathlib import Path
 
-    from orchestrator import tracking
+    from orchestrator.tracking import callback
 
     release, exporting, exported = threading.Event(), threading.Event(), threading.Event()
 
@@ -359,8 +357,9 @@ def blocked_model_export(monkeypatch, calls: list | None = None):
             raise TimeoutError("the test never released the export")
         return "models:/m-exported"
 
-    monkeypatch.setattr(tracking, "log_backbone", export)
-    monkeypatch.setattr(tracking, "checkpoint_file", lambda checkpoint, scratch: Path(checkpoint))
+    # Patched where the callback looks them up.
+    monkeypatch.setattr(callback, "log_backbone", export)
+    monkeypatch.setattr(callback, "checkpoint_file", lambda checkpoint, scratch: Path(checkpoint))
     return release, exporting, exported
 
 
@@ -420,7 +419,7 @@ def test_writes_the_bounded_drain_does_not_reach_are_counted_lost(tmp_path, data
 
 
 def test_an_interrupt_drains_the_writer_before_marking_runs_killed(tmp_path, data_cache, monkeypatch):
-    from orchestrator.tracking import InterruptMarker
+    from orchestrator.tracking.interrupt import InterruptMarker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setattr(InterruptMarker, "DRAIN_S", 0.2)
@@ -488,7 +487,7 @@ def test_a_backbone_torch_export_cannot_trace_is_pickled_and_tagged_so(tmp_path,
     import torch
 
     import trainables.evaluation
-    from orchestrator.tracking import log_backbone
+    from orchestrator.tracking.logged_model import log_backbone
 
     class DataDependentBackbone(torch.nn.Module):
         def __init__(self):
@@ -525,7 +524,7 @@ def test_a_backbone_torch_export_cannot_trace_is_pickled_and_tagged_so(tmp_path,
 
 
 def test_a_checkpoint_on_object_storage_is_tagged_with_its_scheme():
-    from orchestrator.tracking import checkpoint_uri
+    from orchestrator.tracking.checkpoints import checkpoint_uri
 
     # Tune reports a bucket's checkpoint as a path inside the bucket; the tag must be openable.
     assert checkpoint_uri("dssl/results/a-train/t/checkpoint_epoch_0001", "s3://dssl/results/a") == \

@@ -17,7 +17,7 @@ from datasets.video.regions import read_tracks
 from orchestrator.paper_tables import TABLE3, TABLE4
 from orchestrator.config import SweepSettings, TrialConfig
 from orchestrator.sweep import run_sweep
-from orchestrator.tracking import TAG_PARENT
+from orchestrator.tracking.keys import TAG_PARENT
 
 pytestmark = pytest.mark.slow
 
