@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +160,24 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
     return roots
 
 
-def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings) -> SweepOutcome:
-    """Run (or resume) one sweep: the search `space` (orchestrator.search) laid over `base`."""
+@dataclass
+class SweepPlan:
+    """A sweep checked before Ray starts: its trials, the knobs that name them, and where
+    its results go."""
+
+    space: dict[str, Any]  # the search space as the sweep script wrote it
+    param_space: dict[str, Any]  # Tune's nested search space
+    configs: list[TrialConfig]  # every trial, typed and checked
+    swept: list[str]  # the knobs that name the runs and head the tables
+    storage: str  # Tune's storage path
+    experiment_path: str  # the sweep's folder under it
+
+
+def plan_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings) -> SweepPlan:
+    """Type and check every trial, name the knobs, and refuse a taken name (or a resume of
+    nothing): every config problem, before Ray starts."""
     param_space, configs = trials_of(base, space)
-    check(configs)  # every config problem, before Ray starts
+    check(configs)
     # A one-value grid varies nothing: its trial is still named by what the sweep set. A
     # study's epochs=0 rows (random initialisation, orchestrator.study) are rows beside its
     # arms: its knob, not epochs, is the x axis of the charts and the rows' first name.
@@ -180,41 +194,15 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         )
     if settings.resume and not exists:
         raise ConfigError(f"--resume: no sweep to resume at {experiment_path}")
+    return SweepPlan(space, param_space, configs, swept, storage, experiment_path)
 
-    from mlflow.entities import Metric, RunTag
-    from ray import tune
 
-    from orchestrator.console import SweepProgress, active, log_path
-
-    from datasets.ray_connection import init_ray, on_cluster
-    from datasets.storage import driver_env, storage_filesystem
-    from orchestrator.cluster import (
-        check_on_every_node,
-        cluster_view,
-        default_max_failures,
-        placement_warnings,
-        shared_data_cache,
-        storage_problem,
-        trial_driver_resources,
-        video_cache_problem,
-    )
+def tracking_store(settings: SweepSettings) -> str:
+    """The MLflow store's URI, warned about when a job would delete it and refused when
+    its server cannot be reached (before any trial)."""
+    from datasets.ray_connection import on_cluster
     from orchestrator.mlflow_server import check_tracking_uri
-    from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
-    from orchestrator.sweep_artifacts import log_parent_artifacts
-    from orchestrator.tracking.callback import MLflowTrialCallback
-    from orchestrator.tracking.interrupt import InterruptMarker
-    from orchestrator.tracking.keys import (
-        TAG_COMPARE_URL,
-        TAG_KNOBS,
-        TAG_RUNS_URL,
-        TAG_TRACKING_ERRORS,
-        metrics_of,
-    )
-    from orchestrator.tracking.runs import SweepTracker
-    from orchestrator.tracking.source import git_commit
     from orchestrator.tracking.store import resolve_tracking_uri
-    from orchestrator.tracking.writer import with_retries
-    from trainables.trial import pretrain_and_evaluate
 
     tracking_uri = resolve_tracking_uri(settings.tracking_uri)
     if on_cluster() and not settings.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
@@ -224,72 +212,125 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
             "'{\"env_vars\": {\"MLFLOW_TRACKING_URI\": ...}}') or pass --tracking-uri",
             tracking_uri,
         )
-    check_tracking_uri(tracking_uri)  # an unreachable server: refused before any trial
-    console = active()  # the command line's: from here on, Ray's output goes to the sweep's log
+    check_tracking_uri(tracking_uri)
+    return tracking_uri
+
+
+def start_console(plan: SweepPlan, settings: SweepSettings):
+    """The command line's console, if any: from here on Ray's output goes to the sweep's log."""
+    from orchestrator.console import active, log_path
+
+    console = active()
     if console is not None:
-        console.start(log_path(experiment_path, settings.name))
-        console.write(f"Sweep {settings.name}: {len(configs)} trials ({', '.join(swept) or 'one trial'}); "
+        console.start(log_path(plan.experiment_path, settings.name))
+        console.write(f"Sweep {settings.name}: {len(plan.configs)} trials "
+                      f"({', '.join(plan.swept) or 'one trial'}); "
                       "starting Ray and preparing data (generated once into the cache)")
+    return console
+
+
+def place_on_cluster(base: TrialConfig, plan: SweepPlan):
+    """Start Ray and check the cluster: on several nodes, shared storage, data generated
+    once on it, roots checked on every node. Returns the plan (its trials moved to the
+    shared data cache where there is one), Ray's resources and the cluster's view."""
+    from datasets.ray_connection import init_ray
+    from orchestrator.cluster import (
+        check_on_every_node,
+        cluster_view,
+        placement_warnings,
+        shared_data_cache,
+        storage_problem,
+        video_cache_problem,
+    )
+
     resources = init_ray()  # first: a method's data preparation may run Ray Data on it
-    # On several nodes: shared storage, data generated once on it, roots checked on every node.
     view = cluster_view()
-    if (problem := storage_problem(storage, view)) is not None:
+    if (problem := storage_problem(plan.storage, view)) is not None:
         raise ConfigError(problem)
     for note in placement_warnings(view):
         log.warning("%s", note)
-    cache = shared_data_cache(storage, base.data_cache, view)
+    cache = shared_data_cache(plan.storage, base.data_cache, view)
     if cache != base.data_cache:
         log.info("multi-node cluster: generated data goes to %s, built once by this driver", cache)
-        param_space, configs = trials_of(base.override({"data_cache": cache}), space)
-    if (problem := video_cache_problem(configs, cache, view)) is not None:
+        param_space, configs = trials_of(base.override({"data_cache": cache}), plan.space)
+        plan = replace(plan, param_space=param_space, configs=configs)
+    if (problem := video_cache_problem(plan.configs, cache, view)) is not None:
         raise ConfigError(problem)
-    if view.nodes > 1 and (problems := check_on_every_node(configs)):
+    if view.nodes > 1 and (problems := check_on_every_node(plan.configs)):
         raise ConfigError("invalid configuration on the cluster's nodes:\n  " + "\n  ".join(problems))
-    data_tags = prepare_data(configs)
-    max_failures = default_max_failures(settings.max_failures, on_cluster())
+    return plan, resources, view
+
+
+def start_tracking(plan: SweepPlan, settings: SweepSettings, tracking_uri: str, data_tags: dict[str, str]):
+    """The sweep's parent run (its params logged once: a resume keeps the first) and the
+    Tune callback that mirrors each trial into a child run."""
+    from orchestrator.tracking.callback import MLflowTrialCallback
+    from orchestrator.tracking.runs import SweepTracker
+    from orchestrator.tracking.source import git_commit
+
     tags = {"sweep": settings.name, "git_commit": git_commit(), **data_tags, **settings.tags}
-    tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, experiment_path)
-    if not settings.resume:  # params are immutable in MLflow; a resume keeps the first
+    tracker = SweepTracker(tracking_uri, settings.experiment, settings.name, plan.experiment_path)
+    if not settings.resume:  # params are immutable in MLflow
         tracker.log_sweep(
-            {"search_space": repr(space), "num_trials": len(configs), "storage_path": storage}, tags
+            {"search_space": repr(plan.space), "num_trials": len(plan.configs), "storage_path": plan.storage},
+            tags,
         )
     callback = MLflowTrialCallback(
         tracking_uri=tracking_uri, experiment=settings.experiment,
-        sweep_name=settings.name, sweep_dir=experiment_path, tags=tags, knobs=swept,
+        sweep_name=settings.name, sweep_dir=plan.experiment_path, tags=tags, knobs=plan.swept,
         log_models=settings.log_models, registered_model_name=settings.register_model,
     )
-    part_modules = tuple(sorted(set().union(*(c.part_modules() for c in configs))))
+    return tracker, callback
+
+
+def build_tuner(plan: SweepPlan, settings: SweepSettings, resources: dict[str, float], view, callback):
+    """The Tuner: a new one over the plan's search space, or the sweep's own, restored."""
+    from ray import tune
+
+    from datasets.ray_connection import on_cluster
+    from datasets.storage import driver_env, storage_filesystem
+    from orchestrator.cluster import default_max_failures, trial_driver_resources
+    from orchestrator.console import SweepProgress
+    from trainables.trial import pretrain_and_evaluate
+
+    max_failures = default_max_failures(settings.max_failures, on_cluster())
+    part_modules = tuple(sorted(set().union(*(c.part_modules() for c in plan.configs))))
     trainable = tune.with_resources(
-        tune.with_parameters(pretrain_and_evaluate, storage_path=storage, max_failures=max_failures,
+        tune.with_parameters(pretrain_and_evaluate, storage_path=plan.storage, max_failures=max_failures,
                              part_modules=part_modules, env=driver_env()),
         trial_driver_resources(TRIAL_DRIVER_RESOURCES, view),
     )
     # Built on the driver, where AWS_ENDPOINT_URL is set: the endpoint travels with it to
     # Tune's trial actors, which Ray may have started without it (datasets.storage).
-    filesystem, storage_in_fs = storage_filesystem(storage)
+    filesystem, storage_in_fs = storage_filesystem(plan.storage)
     if settings.resume:
-        tuner = tune.Tuner.restore(storage_filesystem(experiment_path)[1], trainable, resume_unfinished=True,
-                                   resume_errored=True, storage_filesystem=filesystem)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=_concurrency(configs, resources, settings.max_concurrent_trials),
-            ),
-            run_config=tune.RunConfig(
-                name=settings.name,
-                storage_path=storage_in_fs,
-                storage_filesystem=filesystem,
-                callbacks=[callback, SweepProgress(len(configs), swept)],
-                # No trial restarts here: retries happen at one level, the trial's own loop
-                # around its Train run, which raises deterministic errors at once
-                # (trainables.trial.fit_with_retries, where the choice is explained).
-                failure_config=tune.FailureConfig(max_failures=0),
-                verbose=1,
-            ),
-        )
-    started = time.time()
+        return tune.Tuner.restore(storage_filesystem(plan.experiment_path)[1], trainable, resume_unfinished=True,
+                                  resume_errored=True, storage_filesystem=filesystem)
+    return tune.Tuner(
+        trainable,
+        param_space=plan.param_space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=_concurrency(plan.configs, resources, settings.max_concurrent_trials),
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name,
+            storage_path=storage_in_fs,
+            storage_filesystem=filesystem,
+            callbacks=[callback, SweepProgress(len(plan.configs), plan.swept)],
+            # No trial restarts here: retries happen at one level, the trial's own loop
+            # around its Train run, which raises deterministic errors at once
+            # (trainables.trial.fit_with_retries, where the choice is explained).
+            failure_config=tune.FailureConfig(max_failures=0),
+            verbose=1,
+        ),
+    )
+
+
+def fit(tuner, tracker):
+    """`tuner.fit()` with SIGTERM turned into Tune's graceful stop; the results and whether
+    a signal stopped the sweep. A second Ctrl-C marks the runs KILLED and is raised."""
+    from orchestrator.tracking.interrupt import InterruptMarker
+
     marker = InterruptMarker(tracker)
     try:
         with marker:
@@ -297,6 +338,13 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     except KeyboardInterrupt:  # a second Ctrl-C: Tune stops waiting for its trials
         marker.mark()
         raise
+    return result_grid, marker.signal is not None
+
+
+def result_rows(result_grid, swept: list[str]) -> list[dict[str, Any]]:
+    """One row per trial: its swept knobs and its metrics."""
+    from orchestrator.tracking.keys import metrics_of
+
     rows = []
     for result in result_grid:
         flat = TrialConfig.from_nested(result.config).flat() if result.config else {}
@@ -304,12 +352,21 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
         history = result.metrics_dataframe
         last = history.ffill().iloc[-1].to_dict() if history is not None and len(history) else {}
         rows.append({k: flat.get(k) for k in swept} | metrics_of(last | (result.metrics or {})))
-    errors = [f"{result.path}: {result.error}" for result in result_grid if result.error]
-    # A trial that neither finished (Tune's last result says done) nor failed was stopped.
-    interrupted = marker.signal is not None or any(
-        not result.error and not (result.metrics or {}).get("done") for result in result_grid)
-    if interrupted:  # first: the process may be killed soon (ray job stop)
-        with_retries("marking the sweep KILLED", tracker.mark_killed, (1.0,))
+    return rows
+
+
+def log_parent_summary(tracker, tracking_uri: str, swept: list[str], settings: SweepSettings,
+                       started: float) -> tuple[str, str]:
+    """The parent run's links, wall time, summary table, charts and tables; returns the
+    links (compare page, runs table). A courtesy: failing to write it must not hide the
+    sweep's results, so every write is retried and never raised."""
+    from mlflow.entities import Metric, RunTag
+
+    from orchestrator.compare import compare_url, log_sweep_view, shared_view_url, sweep_runs_url, ui_base_url
+    from orchestrator.sweep_artifacts import log_parent_artifacts
+    from orchestrator.tracking.keys import TAG_COMPARE_URL, TAG_KNOBS, TAG_RUNS_URL
+    from orchestrator.tracking.writer import with_retries
+
     client = tracker.client
     children = sorted(tracker.children(), key=lambda r: r.info.run_name or "")
     base = ui_base_url(tracking_uri)
@@ -325,7 +382,6 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     else:
         runs_url = sweep_runs_url(base, tracker.experiment_id, tracker.parent_run_id, knob)
         url = compare_url(base, tracker.experiment_id, [r.info.run_id for r in children])
-    # The parent's summary is a courtesy: failing to write it must not hide the sweep's results.
     with_retries("the parent run's links and wall time", lambda: client.log_batch(
         tracker.parent_run_id,
         metrics=[Metric("sweep/wall_seconds", time.time() - started, int(time.time() * 1000), 0)],
@@ -334,15 +390,45 @@ def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings)
     with_retries("the parent run's summary table, charts and tables",
                  lambda: log_parent_artifacts(client, tracker.parent_run_id, children, swept,
                                               settings.tables), (2.0,))
+    return url, runs_url
+
+
+def run_sweep(base: TrialConfig, space: dict[str, Any], settings: SweepSettings) -> SweepOutcome:
+    """Run (or resume) one sweep: the search `space` (orchestrator.search) laid over `base`.
+
+    The steps, in order: plan (every config problem before Ray starts), the tracking store,
+    the console, Ray and the cluster, the data (prepared once on the driver), the parent
+    run and its callback, the Tuner, the fit, then the rows and the parent's summary.
+    """
+    from orchestrator.tracking.keys import TAG_TRACKING_ERRORS
+    from orchestrator.tracking.writer import with_retries
+
+    plan = plan_sweep(base, space, settings)
+    tracking_uri = tracking_store(settings)
+    console = start_console(plan, settings)
+    plan, resources, view = place_on_cluster(base, plan)
+    data_tags = prepare_data(plan.configs)
+    tracker, callback = start_tracking(plan, settings, tracking_uri, data_tags)
+    tuner = build_tuner(plan, settings, resources, view, callback)
+    started = time.time()
+    result_grid, signalled = fit(tuner, tracker)
+    rows = result_rows(result_grid, plan.swept)
+    errors = [f"{result.path}: {result.error}" for result in result_grid if result.error]
+    # A trial that neither finished (Tune's last result says done) nor failed was stopped.
+    interrupted = signalled or any(
+        not result.error and not (result.metrics or {}).get("done") for result in result_grid)
+    if interrupted:  # first: the process may be killed soon (ray job stop)
+        with_retries("marking the sweep KILLED", tracker.mark_killed, (1.0,))
+    url, runs_url = log_parent_summary(tracker, tracking_uri, plan.swept, settings, started)
     if not interrupted:
         tracker.finish("FAILED" if errors else "FINISHED")
-    lost = client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")
+    lost = tracker.client.get_run(tracker.parent_run_id).data.tags.get(TAG_TRACKING_ERRORS, "0")
     return SweepOutcome(
-        name=settings.name, experiment_path=experiment_path, tracking_uri=tracking_uri,
+        name=settings.name, experiment_path=plan.experiment_path, tracking_uri=tracking_uri,
         experiment=settings.experiment, parent_run_id=tracker.parent_run_id,
-        knobs=swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
+        knobs=plan.swept, rows=rows, errors=errors, experiment_id=tracker.experiment_id,
         compare_url=url, runs_url=runs_url, interrupted=interrupted, tracking_errors=int(lost),
-        fixed={k: v for k, v in configs[0].flat().items() if k in FIXED_SHOWN and k not in swept},
+        fixed={k: v for k, v in plan.configs[0].flat().items() if k in FIXED_SHOWN and k not in plan.swept},
         log_path=str(console.path) if console is not None and console.path else "",
     )
 
