@@ -60,8 +60,9 @@ class BlockShuffleProbe(Probe):
         device = getattr(features, "device", "cpu")
         networks = {"": features.backbone}
         if self.random_init:
-            torch.manual_seed(int(trial.seed))
-            trunk, _ = resnet_backbone(trial.arch)
+            with torch.random.fork_rng(devices=[]):  # the trial's own random stream is left as it was
+                torch.manual_seed(int(trial.seed))
+                trunk, _ = resnet_backbone(trial.arch)
             networks["_random_init"] = scored_layer(trunk, trial.eval_layer).to(device)
         train = ImageFolderDataset(split_dir(root, "train"), transform=features.transform)
         val = ImageFolderDataset(split_dir(root, "val"), transform=features.transform)
