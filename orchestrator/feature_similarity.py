@@ -184,6 +184,8 @@ def feature_similarity(run_ids: list[str], tracking_uri: str, images_root: str =
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlflow.exceptions import MlflowException
+
     from orchestrator.tracking import resolve_tracking_uri
     from trainables.features import TRUNK_STAGES
     from trainables.weights import CheckpointFormatError
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
         run_id, matrices = feature_similarity(args.run_ids, uri, args.images, args.max_images, args.image_size)
-    except (ValueError, FileNotFoundError, RunCheckpointError, CheckpointFormatError) as err:
+    except (ValueError, FileNotFoundError, RunCheckpointError, CheckpointFormatError, MlflowException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     stages = list(TRUNK_STAGES)

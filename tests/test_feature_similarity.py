@@ -116,3 +116,4 @@ def test_the_command_logs_the_diagonal_of_one_pair_and_names_a_run_without_check
     assert main([runs["a"], runs["bare"], "--tracking-uri", uri, "--images", str(images_root)]) == 2
     assert f"run {runs['bare']} has no dssl.checkpoint tag" in capsys.readouterr().err
     assert main([runs["a"], runs["a"], "--tracking-uri", uri, "--images", str(images_root)]) == 2
+    assert main([runs["a"], "0" * 32, "--tracking-uri", uri, "--images", str(images_root)]) == 2  # no such run
