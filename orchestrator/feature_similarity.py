@@ -141,7 +141,8 @@ def feature_similarity(run_ids: list[str], tracking_uri: str, images_root: str =
     if not images_root:
         from orchestrator.config import preset
 
-        trial = preset("default").override({"image_size": image_size} | ({"data_cache": data_cache} if data_cache else {}))
+        changes = {"image_size": image_size} | ({"data_cache": data_cache} if data_cache else {})
+        trial = preset("default").override(changes)
         images_root = str(Path(trial.root("probe")) / "val")
     images, kept = load_images(image_paths(images_root, max_images), image_size)
     log.info("feature similarity of %d runs on %d images of %s at %d px", len(runs), len(kept), images_root, image_size)
@@ -193,11 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow runs holding a backbone checkpoint (two or more)")
-    parser.add_argument("--tracking-uri", default="", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    parser.add_argument("--images", default="", help="folder of images to compare on (default: the default probe set's val split)")
-    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="at most this many images (default: %(default)s)")
-    parser.add_argument("--image-size", type=int, default=0, help="image side in pixels (default: the first run's image_size)")
+    parser.add_argument("run_ids", nargs="+", metavar="RUN_ID",
+                        help="MLflow runs holding a backbone checkpoint (two or more)")
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--images", default="",
+                        help="folder of images to compare on (default: the default probe set's val split)")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help="at most this many images (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="image side in pixels (default: the first run's image_size)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uri = resolve_tracking_uri(args.tracking_uri)

@@ -3,8 +3,8 @@
 Kornblith, Norouzi, Lee & Hinton, "Similarity of Neural Network Representations
 Revisited" (ICML 2019), the measure Neyshabur, Sedghi & Zhang, "What is being transferred
 in transfer learning?" (NeurIPS 2020; its feature-similarity analysis, summarised in
-../shared/reference/seeds/002) compare pretrained and randomly initialised networks with. For representations ``X`` (n x p1) and ``Y``
-(n x p2) of the same n samples:
+../shared/reference/seeds/002) compare pretrained and randomly initialised networks with.
+For representations ``X`` (n x p1) and ``Y`` (n x p2) of the same n samples:
 
 - Kornblith et al. Sec. 4, HSIC (Gretton et al. 2005) of two Gram matrices ``K``, ``L``:
   ``HSIC(K, L) = tr(K H L H) / (n - 1)^2`` with the centring matrix ``H = I - 11^T / n``;
