@@ -96,6 +96,26 @@ def extract_feature_maps(backbone: nn.Module, images: torch.Tensor, layers: Sequ
     return [torch.cat(out[layer]) for layer in layers]
 
 
+# The outputs of a torchvision ResNet trunk's stages, as feature-similarity analyses compare
+# them: display name -> the trunk's module (its output node for `create_feature_extractor`).
+# "stem" is conv1-bn-relu-maxpool; "pool" the global-average-pooled output the probes score.
+TRUNK_STAGES = {"stem": "maxpool", "layer1": "layer1", "layer2": "layer2", "layer3": "layer3",
+                "layer4": "layer4", "pool": "avgpool"}
+
+
+def extract_stage_features(backbone: nn.Module, images: torch.Tensor, batch_size: int,
+                           device: torch.device | str) -> dict[str, np.ndarray]:
+    """Every stage's output (`TRUNK_STAGES`) of a frozen ResNet trunk on `images` (N x 3 x H x W,
+    already normalised), each flattened to N x (C * h * w) float32: the spatial layout stays
+    in the features, as representation-similarity measures compare convolutional layers.
+
+    Memory: N x (C * h * w) floats per stage (a ResNet-18 at 64 px: 16,384 for the stem and
+    layer1, 512 for the pool); the caller chooses N.
+    """
+    maps = extract_feature_maps(backbone, images, list(TRUNK_STAGES.values()), batch_size, device)
+    return {name: m.flatten(1).numpy() for name, m in zip(TRUNK_STAGES, maps)}
+
+
 class FeatureExtractor:
     """One frozen backbone's features, shared by every invariance set and probe of a trial.
 
