@@ -79,7 +79,8 @@ def load_images(paths: list[Path], image_size: int):
 def run_checkpoint(run, scratch: Path) -> Path:
     """The checkpoint file of `run`: its `dssl.checkpoint` tag, a file (a run of
     orchestrator.score) or a checkpoint folder, local or on object storage (a sweep's trial)."""
-    from orchestrator.tracking import TAG_CHECKPOINT, checkpoint_file
+    from orchestrator.tracking.checkpoints import checkpoint_file
+    from orchestrator.tracking.keys import TAG_CHECKPOINT
 
     checkpoint = run.data.tags.get(TAG_CHECKPOINT)
     if not checkpoint:
@@ -128,7 +129,7 @@ def feature_similarity(run_ids: list[str], tracking_uri: str, images_root: str =
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import source_tags
+    from orchestrator.tracking.source import source_tags
     from trainables.features import TRUNK_STAGES
     from trainables.similarity import cka_matrix
     from trainables.weights import load_backbone_weights
@@ -187,7 +188,7 @@ def feature_similarity(run_ids: list[str], tracking_uri: str, images_root: str =
 def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.tracking import resolve_tracking_uri
+    from orchestrator.tracking.store import resolve_tracking_uri
     from trainables.features import TRUNK_STAGES
     from trainables.weights import CheckpointFormatError
 
