@@ -9,6 +9,16 @@ from types import SimpleNamespace
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# `make test` runs two pytest-xdist workers (a test waiting on Ray's process starts leaves a
+# core idle). Every test that uses the session's Ray instance is sent to one worker, so the
+# session still has one Ray instance (two on 2 CPUs compete for cores and deadlock).
+RAY_GROUP = "ray_session"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "ray_session" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
 
 
 @pytest.fixture(scope="session")
