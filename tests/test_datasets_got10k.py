@@ -16,7 +16,7 @@ from datasets.got10k import (
     sequence_folders_under, validate_got10k_root,
 )
 from datasets.synthetic.got10k import OCCLUDER_RGB, ensure_synthetic_got10k, write_got10k
-from datasets.video.sources import OpenedVideo, detect_format, discover_videos
+from datasets.video.sources import OpenedVideo, check_sources, detect_format, discover_videos
 
 FRAMES = 6
 
@@ -99,8 +99,8 @@ def test_box_outside_image_is_skipped_and_counted_and_a_missing_frame_names_its_
     message = rf"GOT-10k_Train_000002/00000003\.jpg: missing \(line 3 of .*GOT-10k_Train_000002/groundtruth\.txt"
     with pytest.raises(DatasetFormatError, match=message):
         read_occlusion(chosen_levels)
-    with pytest.raises(DatasetFormatError, match=message):
-        discover_videos(chosen_levels)
+    with pytest.raises(DatasetFormatError, match=message):  # the video pipeline's check before decoding
+        check_sources(discover_videos(chosen_levels))
 
 
 def test_a_folder_list_txt_names_but_is_missing_is_an_error_before_any_training(tree, tmp_path):
@@ -143,7 +143,7 @@ def test_malformed_annotation_files_name_the_file_and_line(tree, name, text, mes
     assert str(path) in str(err.value)
     if name == "groundtruth.txt":  # the video pipeline reads it through the same reader
         with pytest.raises(DatasetFormatError, match=message):
-            discover_videos(tree)
+            check_sources(discover_videos(tree))
 
 
 def test_meta_info_and_listing(tree):
@@ -184,7 +184,7 @@ def test_the_video_pipeline_reads_sequences_through_the_same_reader(tree):
     # A gap in the frame numbers is a missing frame, not a shorter video.
     (folder / "00000004.jpg").unlink()
     with pytest.raises(DatasetFormatError, match=r"GOT-10k_Train_000002/00000004\.jpg: missing \(the frames go on"):
-        discover_videos(tree)
+        check_sources(discover_videos(tree))
 
 
 def test_generated_tree_has_exact_occlusion_levels(data_cache):

@@ -10,12 +10,14 @@ Layouts (``shared/reference/datasets.md``):
   (the one reader of that layout); ``root`` may be a split or one sequence.
 - Any folder of video files (``.mp4``, ``.avi``, ``.mkv``), decoded with OpenCV.
 
-Discovery (:func:`discover_videos`) runs on the driver before any Ray work; frames are
+Discovery (:func:`discover_videos`) only lists folders, so it is cheap on the driver
+(and on the workers, which rediscover to find the cached stages); frames are listed and
 decoded later, per video, by :class:`OpenedVideo` on the workers. A malformed TrackingNet
 annotation line or an unreadable frame is reported and counted, never fatal. A GOT-10k
-root is checked whole at discovery instead (every folder ``list.txt`` names, every
-``groundtruth.txt`` line, every annotated frame): its errors name the file and line and
-stop the run before any training, as the occlusion set's reader does.
+root is refused instead, as the occlusion set's reader refuses it: discovery checks that
+every folder ``list.txt`` names is there, and :func:`check_sources` (run on the driver
+before the frames stage decodes) reads every sequence's ``groundtruth.txt`` and frame
+listing, naming the file and line of the first error.
 """
 from __future__ import annotations
 
@@ -149,18 +151,28 @@ def discover_trackingnet(root: str | Path) -> list[VideoSource]:
 def discover_got10k(root: str | Path) -> list[VideoSource]:
     """Every sequence of a GOT-10k root, split or sequence folder, named by its path under ``root``.
 
-    Each sequence is read here (``groundtruth.txt`` and its frame listing, not the
-    frames), so a wrong root fails on the driver with the file and line named.
+    A folder ``list.txt`` names but which is missing is an error naming both.
     """
     root = Path(root)
     videos = []
     for folder in sequence_folders_under(root):
-        read_sequence(folder, labels=False)
         relative = folder.relative_to(root).as_posix() if folder != root else folder.name
         annotation = folder / GROUNDTRUTH
         videos.append(VideoSource(video=relative, kind="got10k", path=str(folder), annotation=str(annotation),
                                   fingerprint=_fingerprint(folder, annotation)))
     return videos
+
+
+def check_sources(videos: list[VideoSource]) -> None:
+    """Read each GOT-10k sequence of ``videos`` whole (``groundtruth.txt``, the frame listing):
+    a malformed line or a missing annotated frame raises DatasetFormatError naming it.
+
+    The frames stage runs it on the driver before decoding; a cached stage needs no
+    rerun, as its key holds the stamps of each sequence's folder and ``groundtruth.txt``.
+    """
+    for video in videos:
+        if video.kind == "got10k":
+            read_sequence(video.path, labels=False)
 
 
 # --------------------------------------------------------------------------- video files
