@@ -1,10 +1,10 @@
-"""Reader for the GOT-10k tracking benchmark in its real on-disk layout, and its occlusion set.
+"""The GOT-10k tracking benchmark's on-disk layout: the one reader of it, and its occlusion set.
 
-The paper measures occlusion invariance on GOT-10k's training set: "every frame
-annotated with object bounding boxes and the amount of occlusion ... We crop each
-bounding box to create a separate image. Local trajectories consisting of varying
-occlusions are constructed for each video by using one sample for each unique level of
-occlusion" (Sec. 3.2). Layout (../shared/reference/datasets.md, section 2)::
+Every GOT-10k reader in the project goes through this module: the occlusion invariance
+set below, the video pipeline's GOT-10k source (``datasets.video.sources``), the data
+sources' root checks (``datasets.sources``) and the synthetic writer
+(``datasets.synthetic.got10k``, which takes its file names from here). Layout
+(../shared/reference/datasets.md, section 2)::
 
     <root>/train/list.txt                       one sequence folder name per line
     <root>/train/GOT-10k_Train_000001/00000001.jpg 00000002.jpg ...
@@ -14,14 +14,23 @@ occlusion" (Sec. 3.2). Layout (../shared/reference/datasets.md, section 2)::
                                       cut_by_image.label 0/1 per frame
                                       meta_info.ini     [METAINFO] object_class: ...
 
-Frame ``i`` (0-based) is ``{i+1:08d}.jpg`` and line ``i + 1`` of every label file.
-The small ``read_*`` functions parse one file each and are public so other readers of
-GOT-10k (e.g. video frame sources) can share them.
+Frame ``i`` (0-based) is ``{i+1:08d}.jpg`` and line ``i + 1`` of every label file; the
+test split annotates the first frame only. Bad input is a :class:`DatasetFormatError`
+naming the file and what is wrong (a folder ``list.txt`` names but which is missing, a
+frame an annotation line needs, a malformed line): a wrong or partly copied root is
+refused, never read as a smaller dataset.
+
+The paper measures occlusion invariance on GOT-10k's training set: "every frame
+annotated with object bounding boxes and the amount of occlusion ... We crop each
+bounding box to create a separate image. Local trajectories consisting of varying
+occlusions are constructed for each video by using one sample for each unique level of
+occlusion" (Sec. 3.2).
 """
 from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +42,16 @@ from datasets.errors import DatasetFormatError
 from datasets.invariance_sets.base import InvarianceSet
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-LABEL_FILES: tuple[str, ...] = ("absence.label", "cover.label", "cut_by_image.label")
+LIST_FILE = "list.txt"
+GROUNDTRUTH = "groundtruth.txt"
+ABSENCE_LABEL = "absence.label"
+COVER_LABEL = "cover.label"
+CUT_BY_IMAGE_LABEL = "cut_by_image.label"
+META_INFO = "meta_info.ini"
 META_SECTION = "METAINFO"
+# Sequence folder names: GOT-10k_Train_000001 ... (train), GOT-10k_Val_..., GOT-10k_Test_...
+SEQUENCE_PREFIXES = {"train": "GOT-10k_Train", "val": "GOT-10k_Val", "test": "GOT-10k_Test"}
+_FRAME_FILE = re.compile(r"(\d{8})\.jpg")
 # cover.label: level k means a visible ratio in (UPPER[k-1], UPPER[k]]; 0 is fully
 # hidden, 7 is (90 %, 100 %) and 8 exactly 100 % (GOT-10k's definition).
 COVER_UPPER_BOUNDS: tuple[float, ...] = (0.0, 0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
@@ -47,6 +64,11 @@ def frame_name(index: int) -> str:
     return f"{index + 1:08d}.jpg"
 
 
+def sequence_name(split: str, number: int) -> str:
+    """The folder name of 1-based sequence ``number`` of ``split``: ``GOT-10k_Train_000001``."""
+    return f"{SEQUENCE_PREFIXES[split]}_{number:06d}"
+
+
 def cover_level(visible_ratio: float) -> int:
     """GOT-10k's cover level (0..8) of a visible ratio in [0, 1]."""
     if not 0.0 <= visible_ratio <= 1.0:
@@ -54,6 +76,9 @@ def cover_level(visible_ratio: float) -> int:
     if visible_ratio >= 1.0:
         return MAX_COVER_LEVEL
     return next((k for k, upper in enumerate(COVER_UPPER_BOUNDS) if visible_ratio <= upper), 7)
+
+
+# --------------------------------------------------------------------------- one file each
 
 
 def _lines(path: Path) -> list[str]:
@@ -72,17 +97,16 @@ def _lines(path: Path) -> list[str]:
 def read_groundtruth(path: Path | str) -> np.ndarray:
     """``groundtruth.txt`` as an (N, 4) float array of ``x, y, width, height`` rows.
 
-    One parser for GOT-10k and TrackingNet boxes (``datasets.video.sources.parse_box_lines``),
-    two policies: the video pipeline trains on whatever parses and counts the bad lines
-    (``data/skipped_annotation_lines``); an invariance set is a measurement, so a bad line
-    here raises, naming the file and line, instead of silently changing the set scored.
+    The box-line parser is TrackingNet's too (``datasets.video.sources.parse_box_lines``,
+    which marks a malformed line with NaN so a TrackingNet video keeps its later lines);
+    for GOT-10k a malformed line is an error naming the file and line.
     """
-    from datasets.video.sources import parse_box_lines
+    from datasets.video.sources import parse_box_lines  # not at the top: that module reads GOT-10k through this one
 
     path = Path(path)
     lines = _lines(path)
     boxes, _ = parse_box_lines("\n".join(lines), path)
-    bad = np.flatnonzero(np.isnan(boxes).any(axis=1))  # parse_box_lines marks a malformed line with NaN
+    bad = np.flatnonzero(np.isnan(boxes).any(axis=1))
     if len(bad):
         raise DatasetFormatError(f"{path}: line {bad[0] + 1} is {lines[bad[0]]!r}; expected x,y,width,height (4 numbers)")
     if not len(boxes):
@@ -119,45 +143,88 @@ def read_meta_info(path: Path | str) -> dict[str, str]:
     return dict(parser[META_SECTION])
 
 
+def frame_paths(folder: Path | str, annotated: int = 0) -> list[Path]:
+    """A sequence's frames ``00000001.jpg, 00000002.jpg, ...`` in order (item ``i`` is frame ``i``).
+
+    The numbers must run from 1 without a gap, at least to the ``annotated`` lines of its
+    ``groundtruth.txt`` (all frames in train and val, the first in test); the first
+    missing frame is an error naming it (and the annotation line that needs it).
+    """
+    folder = Path(folder)
+    numbered: dict[int, Path] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = _FRAME_FILE.fullmatch(entry.name)
+            if match:
+                numbered[int(match.group(1))] = Path(entry.path)
+    last = max(max(numbered, default=0), annotated)
+    if last == 0:
+        raise DatasetFormatError(f"{folder}: no frames (expected {frame_name(0)}, {frame_name(1)}, ...)")
+    missing = next((n for n in range(1, last + 1) if n not in numbered), None)
+    if missing is not None:
+        path = folder / frame_name(missing - 1)
+        why = (f"line {missing} of {folder / GROUNDTRUTH} annotates it" if missing <= annotated
+               else f"the frames go on to {frame_name(last - 1)}")
+        raise DatasetFormatError(f"{path}: missing ({why})")
+    return [numbered[n] for n in range(1, last + 1)]
+
+
+# --------------------------------------------------------------------------- one sequence
+
+
 @dataclass(frozen=True)
-class SequenceAnnotations:
-    """One GOT-10k sequence's per-frame annotations (all arrays have one row per frame)."""
+class Got10kSequence:
+    """One GOT-10k sequence: its frames and per-frame annotations.
+
+    ``boxes`` has one row per annotated frame (every frame in train and val, the first in
+    test); the label arrays, when read, one entry per box. ``frames`` may be longer
+    than ``boxes`` (test).
+    """
 
     folder: Path
+    frames: tuple[Path, ...]
     boxes: np.ndarray  # (N, 4) x, y, width, height
-    absent: np.ndarray  # (N,) bool
-    cover: np.ndarray  # (N,) int64, 0..8
-    cut_by_image: np.ndarray | None  # (N,) bool; None when the file is absent
+    absent: np.ndarray | None = None  # (N,) bool; None when the labels were not read
+    cover: np.ndarray | None = None  # (N,) int64, 0..8; None when the labels were not read
+    cut_by_image: np.ndarray | None = None  # (N,) bool; None when the file is absent or not read
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def frame(self, index: int) -> Path:
-        return self.folder / frame_name(index)
+        return self.frames[index]
 
 
-def read_sequence_annotations(folder: Path | str) -> SequenceAnnotations:
-    """Read and cross-check a sequence's ``groundtruth.txt`` and ``.label`` files.
+def read_sequence(folder: Path | str, labels: bool = True) -> Got10kSequence:
+    """Read and cross-check a sequence folder: ``groundtruth.txt``, its frames and, with
+    ``labels``, ``absence.label`` and ``cover.label`` (``cut_by_image.label`` when present).
 
-    Every label file must have one line per box of ``groundtruth.txt`` (the frame
-    count); ``cut_by_image.label`` is optional. Raises DatasetFormatError naming the file.
+    Every label file has one line per box of ``groundtruth.txt``, and every annotated
+    frame is on disk. Raises DatasetFormatError naming the file (and line).
     """
     folder = Path(folder)
-    boxes = read_groundtruth(folder / "groundtruth.txt")
-    labels = {}
-    for name, max_value in (("absence.label", 1), ("cover.label", MAX_COVER_LEVEL), ("cut_by_image.label", 1)):
+    if not folder.is_dir():
+        raise DatasetFormatError(f"{folder}: GOT-10k sequence folder does not exist or is not a folder")
+    boxes = read_groundtruth(folder / GROUNDTRUTH)
+    frames = tuple(frame_paths(folder, annotated=len(boxes)))
+    if not labels:
+        return Got10kSequence(folder, frames, boxes)
+    values = {}
+    for name, max_value in ((ABSENCE_LABEL, 1), (COVER_LABEL, MAX_COVER_LEVEL), (CUT_BY_IMAGE_LABEL, 1)):
         path = folder / name
-        if name == "cut_by_image.label" and not path.exists():
-            labels[name] = None
+        if name == CUT_BY_IMAGE_LABEL and not path.exists():
+            values[name] = None
             continue
-        values = read_label(path, max_value)
-        if len(values) != len(boxes):
-            raise DatasetFormatError(f"{path}: has {len(values)} lines but groundtruth.txt has {len(boxes)} "
+        values[name] = read_label(path, max_value)
+        if len(values[name]) != len(boxes):
+            raise DatasetFormatError(f"{path}: has {len(values[name])} lines but {GROUNDTRUTH} has {len(boxes)} "
                                      "frames; expected one line per frame")
-        labels[name] = values
-    cut = labels["cut_by_image.label"]
-    return SequenceAnnotations(folder, boxes, labels["absence.label"].astype(bool), labels["cover.label"],
-                               None if cut is None else cut.astype(bool))
+    cut = values[CUT_BY_IMAGE_LABEL]
+    return Got10kSequence(folder, frames, boxes, values[ABSENCE_LABEL].astype(bool), values[COVER_LABEL],
+                          None if cut is None else cut.astype(bool))
+
+
+# --------------------------------------------------------------------------- folders
 
 
 def split_folder(root: Path | str, split: str = "train") -> Path:
@@ -167,44 +234,71 @@ def split_folder(root: Path | str, split: str = "train") -> Path:
         raise DatasetFormatError(f"{root}: GOT-10k root does not exist or is not a folder")
     if (root / split).is_dir():
         return root / split
-    if (root / "list.txt").is_file():
+    if (root / LIST_FILE).is_file():
         return root
-    raise DatasetFormatError(f"{root}: not a GOT-10k root: no {split}/ folder in it and no list.txt "
-                             f"(expected e.g. {split}/list.txt and {split}/GOT-10k_Train_000001/groundtruth.txt)")
+    raise DatasetFormatError(f"{root}: not a GOT-10k root: no {split}/ folder in it and no {LIST_FILE} "
+                             f"(expected e.g. {split}/{LIST_FILE} and {split}/{sequence_name(split, 1)}/{GROUNDTRUTH})")
 
 
-def sequence_names(split_dir: Path | str) -> list[str]:
-    """The split's sequence folder names: ``list.txt``'s order, else sorted folders with a ``groundtruth.txt``."""
+def sequence_folders(split_dir: Path | str) -> list[Path]:
+    """A split's sequence folders in ``list.txt``'s order (else its sorted folders holding a ``groundtruth.txt``).
+
+    A name ``list.txt`` lists whose folder is missing is an error naming both.
+    """
     split_dir = Path(split_dir)
-    listing = split_dir / "list.txt"
+    listing = split_dir / LIST_FILE
     if listing.is_file():
         names = [line.strip() for line in _lines(listing) if line.strip()]
         bad = next((n for n in names if "/" in n or "\\" in n or n in (".", "..")), None)
         if bad is not None:
             raise DatasetFormatError(f"{listing}: {bad!r} is not a sequence folder name")
+        missing = [name for name in names if not (split_dir / name).is_dir()]
+        if missing:
+            raise DatasetFormatError(f"{listing}: lists {missing[0]!r} but {split_dir / missing[0]} is not a folder"
+                                     + (f" ({len(missing)} listed folders are missing)" if len(missing) > 1 else ""))
     else:
         with os.scandir(split_dir) as entries:
-            names = sorted(e.name for e in entries if e.is_dir() and (Path(e.path) / "groundtruth.txt").is_file())
+            names = sorted(e.name for e in entries if e.is_dir() and (Path(e.path) / GROUNDTRUTH).is_file())
     if not names:
-        raise DatasetFormatError(f"{split_dir}: no GOT-10k sequences (no list.txt entries or sequence folders)")
-    return names
+        raise DatasetFormatError(f"{split_dir}: no GOT-10k sequences (no {LIST_FILE} entries or sequence folders)")
+    return [split_dir / name for name in names]
+
+
+def is_got10k(folder: Path | str) -> bool:
+    """Whether ``folder`` looks like a GOT-10k root, split or sequence (cheap: no file is read)."""
+    folder = Path(folder)
+    return ((folder / LIST_FILE).is_file() or (folder / GROUNDTRUTH).is_file()
+            or any((folder / split).is_dir() for split in SPLITS)
+            or any((p / GROUNDTRUTH).is_file() for p in folder.iterdir() if p.is_dir()))
+
+
+def sequence_folders_under(root: Path | str) -> list[Path]:
+    """The sequence folders of a GOT-10k root (its splits present, in train, val, test
+    order), of one split folder, or ``[root]`` when it is one sequence."""
+    root = Path(root)
+    if (root / GROUNDTRUTH).is_file():
+        return [root]
+    splits = [root / split for split in SPLITS if (root / split).is_dir()]
+    if splits and not (root / LIST_FILE).is_file():
+        return [folder for split in splits for folder in sequence_folders(split)]
+    return sequence_folders(root)
 
 
 def validate_got10k_root(root: Path | str, split: str | None = None) -> Path:
-    """Fast structural check (the driver runs it before any Ray work); returns the split folder.
+    """Structural check (the driver runs it before any Ray work); returns the split folder.
 
-    The split folder (``split``, or the first of train/val/test present) lists sequences
-    and the first listed sequence's annotations parse.
+    The split folder (``split``, or the first of train/val/test present) lists sequences,
+    every listed folder exists and the first sequence reads. Cheap: one ``stat`` per
+    listed folder and one sequence read.
     """
     if split is None:
         split = next((s for s in SPLITS if (Path(root) / s).is_dir()), SPLITS[0])
     folder = split_folder(root, split)
-    first = folder / sequence_names(folder)[0]
-    if not first.is_dir():
-        raise DatasetFormatError(f"{first}: listed in {folder / 'list.txt'} but not a folder")
-    read_sequence_annotations(first)
+    read_sequence(sequence_folders(folder)[0])
     return folder
 
+
+# --------------------------------------------------------------------------- occlusion set
 
 def _frame_fits(path: Path, box: np.ndarray) -> str | None:
     """Why frame ``path`` cannot give a crop of ``box`` (x, y, w, h), or None if it can.
@@ -215,8 +309,8 @@ def _frame_fits(path: Path, box: np.ndarray) -> str | None:
         with Image.open(path) as image:
             width, height = image.size
     except FileNotFoundError:
-        # Annotated but absent: a wrong or partly copied root, never a frame to pass over.
-        raise DatasetFormatError(f"{path}: missing (its sequence's groundtruth.txt annotates it)") from None
+        # read_sequence found it: it went while the set was read.
+        raise DatasetFormatError(f"{path}: missing (its sequence's {GROUNDTRUTH} annotates it)") from None
     except (UnidentifiedImageError, OSError):
         return "unreadable_frames"
     x, y, w, h = box
@@ -225,15 +319,14 @@ def _frame_fits(path: Path, box: np.ndarray) -> str | None:
     return None
 
 
-def occlusion_samples(sequence: SequenceAnnotations, min_level: int = 1) -> tuple[dict[int, int], Counter]:
+def occlusion_samples(sequence: Got10kSequence, min_level: int = 1) -> tuple[dict[int, int], Counter]:
     """One frame per distinct cover level: ``{level: frame index}``, and what was skipped.
 
     Frames marked absent, with an empty box (width or height <= 0) or a cover level
     below ``min_level`` are not candidates. For each level the earliest candidate whose
     frame exists, decodes its header and overlaps its box is taken; frames failing that
     are counted (``unreadable_frames``, ``boxes_outside_image``) and the next candidate
-    of the level is tried. An annotated frame that is not there raises DatasetFormatError
-    naming it.
+    of the level is tried. ``sequence`` is read with its labels (:func:`read_sequence`).
     """
     skipped: Counter = Counter()
     skipped["absent_frames"] += int(sequence.absent.sum())
@@ -259,8 +352,9 @@ def read_occlusion(root: Path | str, split: str = "train", target: str = "sequen
 
     A sequence's trajectory holds the target cut out by its box from one frame per
     distinct cover level present (:func:`occlusion_samples`); sequences with fewer
-    than two levels contribute nothing and are counted (``sequences_too_few_levels``),
-    as are listed sequences whose folder is missing (``missing_sequences``). ``target``
+    than two levels contribute nothing and are counted (``sequences_too_few_levels``);
+    a listed sequence whose folder is missing, or a missing annotated frame, is an error
+    (:func:`sequence_folders`, :func:`read_sequence`), as is any malformed file. ``target``
     is ``"sequence"`` (each sequence is its own target, one object in one video, so only
     the occlusion varies within it: Eq. 2's local firing rate averages over all of a
     target's samples, so that is what the score measures) or ``"object_class"`` (the
@@ -279,20 +373,17 @@ def read_occlusion(root: Path | str, split: str = "train", target: str = "sequen
     folder = split_folder(root, split)
     skipped: Counter = Counter()
     target_ids: dict[str, int] = {}
-    chosen: list[tuple[int, int, SequenceAnnotations, dict[int, int]]] = []  # target, trajectory, ...
-    for name in sequence_names(folder):
-        sequence_folder = folder / name
-        if not sequence_folder.is_dir():
-            skipped["missing_sequences"] += 1
-            continue
-        label = name if target == "sequence" else read_meta_info(sequence_folder / "meta_info.ini").get("object_class")
+    chosen: list[tuple[int, int, Got10kSequence, dict[int, int]]] = []  # target, trajectory, ...
+    for sequence_folder in sequence_folders(folder):
+        label = (sequence_folder.name if target == "sequence"
+                 else read_meta_info(sequence_folder / META_INFO).get("object_class"))
         if not label:
-            raise DatasetFormatError(f"{sequence_folder / 'meta_info.ini'}: no object_class in [{META_SECTION}]")
+            raise DatasetFormatError(f"{sequence_folder / META_INFO}: no object_class in [{META_SECTION}]")
         if label not in target_ids and 0 < max_targets <= len(target_ids):
             if target == "sequence":
                 break  # list order: no later sequence can join a kept target
             continue
-        sequence = read_sequence_annotations(sequence_folder)
+        sequence = read_sequence(sequence_folder)
         levels, sequence_skipped = occlusion_samples(sequence, min_level)
         skipped.update(sequence_skipped)
         if len(levels) < 2:

@@ -149,7 +149,11 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
                 read_evaluation_data(part, trial)
             except DatasetFormatError as err:
                 raise ConfigError(f"data.{role} at {trial.root(role)}, read by {part.name}: {err}") from err
-        trial.method.prepare(trial)
+        try:
+            trial.method.prepare(trial)
+        except DatasetFormatError as err:  # e.g. a GOT-10k video root whose list.txt names a missing folder
+            roles = ", ".join(f"data.{role} at {trial.root(role)}" for role in trial.method.roles)
+            raise ConfigError(f"{roles}, read by method {trial.method.name}: {err}") from err
         # The training set against one global batch: the workers' own check, run here so
         # that a set too small is refused before any trial (once per distinct set).
         key = repr((trial.method, [trial.data[role] for role in trial.method.roles], trial.batch_size,

@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 
+from datasets.errors import DatasetFormatError
 from datasets.registry import ConfigError
 from datasets.video.config import VideoPipelineConfig
 from datasets.video.pipeline import run_video_pipeline
@@ -83,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_stage_list(list_stages(config.data_cache)))
         return 0
     started = time.perf_counter()
-    result = run_video_pipeline(config, args.num_cpus)
+    try:
+        result = run_video_pipeline(config, args.num_cpus)
+    except DatasetFormatError as error:  # a malformed root (e.g. GOT-10k's): the file and line, no traceback
+        raise SystemExit(str(error)) from None
     print(f"done in {time.perf_counter() - started:.1f} s; stages computed: {', '.join(result.computed) or 'none'}")
     print(json.dumps(result.metrics(), indent=1))
     return 0

@@ -86,6 +86,25 @@ def test_a_voc07_pair_of_unknown_classes_is_refused_before_any_trial(tmp_path):
         orchestrator.sweep.prepare_data([trial])
 
 
+def test_a_malformed_got10k_root_is_refused_before_any_trial(tmp_path):
+    """Both readers of GOT-10k (the occlusion set, the video methods' source) refuse a
+    malformed line before any Ray work, naming the file and line (issue 22)."""
+    from datasets.synthetic.got10k import write_got10k
+
+    root = write_got10k(tmp_path / "GOT-10k", num_sequences=2, frames=6, image_size=24, processes=1)
+    groundtruth = root / "train" / "GOT-10k_Train_000002" / "groundtruth.txt"
+    groundtruth.write_text(groundtruth.read_text().replace("\n", "\nnot a box\n", 1))
+    occlusion = trial_reading(tmp_path, **{"invariances": "occlusion", "data.got10k": "got10k",
+                                           "data.got10k.root": str(root)})
+    video = TrialConfig().override({"method": "fti", "data.video": "video", "data.video.root": str(root),
+                                    "invariances": "", "probes": ""})
+    for trial, reader in ((occlusion, "read by occlusion"), (video, "read by method fti")):
+        assert trial.problems() == []  # the cheap root checks see a well-formed tree of folders
+        with pytest.raises(ConfigError) as err:
+            orchestrator.sweep.prepare_data([trial])
+        assert reader in str(err.value) and f"{groundtruth}: line 2 is 'not a box'" in str(err.value)
+
+
 # -- the retry policy ------------------------------------------------------------------------------
 def train_failure(error: Exception) -> Exception:
     """A Train run's failure as `TrainingFailedError` reaches the trial: each rank's error

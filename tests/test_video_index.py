@@ -14,8 +14,7 @@ from datasets.sources.video import SyntheticVideo, VideoRoot
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch, box_iou, boxes_to_full_resolution, recall_at_iou, shrink_for_proposals
 from datasets.video.sources import (
-    OpenedVideo, detect_format, discover_got10k, discover_trackingnet, discover_videos, parse_box_lines,
-    read_got10k_sequence, trackingnet_frame_paths,
+    OpenedVideo, detect_format, discover_trackingnet, discover_videos, parse_box_lines, trackingnet_frame_paths,
 )
 from datasets.video.stages import stage_key
 from trainables.methods import METHODS
@@ -174,28 +173,6 @@ def test_malformed_annotation_lines_are_named_and_keep_later_lines_aligned():
     assert np.isnan(boxes[1]).all() and np.isnan(boxes[2]).all()
     assert boxes[3].tolist() == [13, 14, 15, 16]
     assert len(problems) == 2 and problems[0].startswith("anno/v.txt:2:") and "seven" in problems[0]
-
-
-def test_got10k_sequence_reader(tmp_path):
-    sequence = tmp_path / "train" / "GOT-10k_Train_000001"
-    sequence.mkdir(parents=True)
-    for n in (1, 2, 3):
-        _jpeg(sequence / f"{n:08d}.jpg")
-    (sequence / "groundtruth.txt").write_text("347.0000,443.0000,429.0000,272.0000\n1,2,3,4\n5,6,7,8\n")
-    (sequence / "absence.label").write_text("0\n0\n1\n")
-    (sequence / "cover.label").write_text("8\n5\n0\n")
-    (sequence / "meta_info.ini").write_text("[METAINFO]\nurl: https://example.invalid/x\nobject_class: ctenophore\n")
-    (tmp_path / "train" / "list.txt").write_text("GOT-10k_Train_000001\n")
-
-    read = read_got10k_sequence(sequence)
-    assert [p.name for p in read.frames] == ["00000001.jpg", "00000002.jpg", "00000003.jpg"]
-    assert read.boxes[0].tolist() == [347, 443, 429, 272]
-    assert read.absent.tolist() == [0, 0, 1] and read.cover.tolist() == [8, 5, 0]
-    assert read.meta["object_class"] == "ctenophore"
-    assert detect_format(tmp_path) == "got10k"
-    videos = discover_got10k(tmp_path)
-    assert [v.video for v in videos] == ["train/GOT-10k_Train_000001"]
-    assert OpenedVideo(videos[0]).box(2) == [5.0, 6.0, 7.0, 8.0]
 
 
 def test_not_a_video_source_is_a_clear_error(tmp_path):

@@ -146,14 +146,17 @@ class VideoRoot(VideoSettings):
         return out
 
     def check_root(self, needs: tuple[str, ...]) -> list[str]:
+        """The format is recognised and, for GOT-10k, every folder its ``list.txt`` names
+        is there (cheap; the pipeline's discovery reads each sequence before any Ray work)."""
         if not self.root:
             return []
+        from datasets.got10k import sequence_folders_under
         from datasets.video.sources import detect_format
 
         try:
             folder = existing_dir(self.root, self.name)
-            if self.format == "auto":
-                detect_format(folder)
+            if (detect_format(folder) if self.format == "auto" else self.format) == "got10k":
+                sequence_folders_under(folder)
         except (DatasetFormatError, ValueError) as err:
             return [str(err)]
         return []

@@ -2,7 +2,7 @@
 
 The paper's occlusion set (Sec. 3.2) crops the annotated target from GOT-10k frames, one
 frame per level of occlusion. This module writes sequences whose occlusion is known
-exactly, in the layout :mod:`datasets.got10k` reads::
+exactly, in the layout :mod:`datasets.got10k` reads (its file and folder names come from there)::
 
     root/train/list.txt
     root/train/GOT-10k_Train_000001/00000001.jpg ...  groundtruth.txt  absence.label
@@ -37,7 +37,10 @@ import cv2
 import numpy as np
 
 from datasets.cache import build_once, cache_key, cache_root
-from datasets.got10k import cover_level, frame_name
+from datasets.got10k import (
+    ABSENCE_LABEL, COVER_LABEL, CUT_BY_IMAGE_LABEL, GROUNDTRUTH, LIST_FILE, META_INFO, META_SECTION, cover_level,
+    frame_name, sequence_name,
+)
 from datasets.synthetic.objects import clutter_background
 from datasets.synthetic.parallel import run_jobs
 from datasets.synthetic.render import (
@@ -53,11 +56,6 @@ OCCLUDER_RGB = (230, 20, 230)  # flat magenta: no shaded object paint comes this
 _SEED_STREAM = 3  # keeps these seeds apart from the other generators'
 _SUPERSAMPLE = 2
 _JPEG_QUALITY = 95
-
-
-def sequence_name(number: int) -> str:
-    """GOT-10k's training sequence folder name for 1-based ``number``."""
-    return f"GOT-10k_Train_{number:06d}"
 
 
 def _sprite(category: str, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +89,7 @@ def _write_sequence(number: int, split_dir: Path, frames: int, image_size: int, 
     # From fully left of the bar to fully right of it, evenly over the frames.
     xs = np.round(np.linspace(1, width - box_w - 1, frames)).astype(int)
 
-    folder = split_dir / sequence_name(number)
+    folder = split_dir / sequence_name(SPLIT, number)
     folder.mkdir(parents=True)
     boxes, absent, cover = [], [], []
     object_pixels = coverage > 0.5
@@ -113,12 +111,12 @@ def _write_sequence(number: int, split_dir: Path, frames: int, image_size: int, 
         image = cv2.cvtColor(np.clip(frame + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
         if not cv2.imwrite(str(folder / frame_name(index)), image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
             raise OSError(f"could not write {folder / frame_name(index)}")
-    (folder / "groundtruth.txt").write_text("\n".join(boxes) + "\n")
-    (folder / "absence.label").write_text("".join(f"{a}\n" for a in absent))
-    (folder / "cover.label").write_text("".join(f"{c}\n" for c in cover))
-    (folder / "cut_by_image.label").write_text("0\n" * frames)
-    (folder / "meta_info.ini").write_text(
-        "[METAINFO]\n"
+    (folder / GROUNDTRUTH).write_text("\n".join(boxes) + "\n")
+    (folder / ABSENCE_LABEL).write_text("".join(f"{a}\n" for a in absent))
+    (folder / COVER_LABEL).write_text("".join(f"{c}\n" for c in cover))
+    (folder / CUT_BY_IMAGE_LABEL).write_text("0\n" * frames)
+    (folder / META_INFO).write_text(
+        f"[{META_SECTION}]\n"
         f"url: synthetic://got10k/{seed}/{number}\nbegin: 00:00:00\nend: 00:00:{frames // 10:02d}\n"
         f"anno_fps: 10Hz\nobject_class: {category}\nmotion_class: sliding\nmajor_class: shape\n"
         f"root_class: object\nmotion_adverb: steadily\nresolution: ({width}, {height})\n"
@@ -145,7 +143,7 @@ def write_got10k(root: Path, num_sequences: int = 32, frames: int = 16, image_si
     numbers = list(range(1, num_sequences + 1))
     run_jobs(partial(_write_sequence, split_dir=split_dir, frames=frames, image_size=image_size, seed=seed),
              numbers, processes)
-    (split_dir / "list.txt").write_text("".join(f"{sequence_name(n)}\n" for n in numbers))
+    (split_dir / LIST_FILE).write_text("".join(f"{sequence_name(SPLIT, n)}\n" for n in numbers))
     log.info("wrote synthetic GOT-10k (%d sequences x %d frames, %d px) to %s in %.1f s",
              num_sequences, frames, image_size, root, time.perf_counter() - started)
     return root

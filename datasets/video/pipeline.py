@@ -38,7 +38,7 @@ from datasets.ray_connection import init_ray
 from datasets.video.chunks import baseline_frame_indices, chunk_frame_indices, frame_pair_offsets
 from datasets.video.config import SYNTHETIC_SOURCE, VideoPipelineConfig
 from datasets.video.proposals import SelectiveSearch
-from datasets.video.sources import OpenedVideo, VideoSource, discover_videos
+from datasets.video.sources import OpenedVideo, VideoSource, check_sources, discover_videos
 from datasets.video.stages import StageResult, run_stage, stages_root
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ def compute_frames(videos: list[VideoSource], config: VideoPipelineConfig, data:
                    num_cpus: int | None = None) -> tuple[dict[str, int], list[str]]:
     import ray
 
+    check_sources(videos)  # a malformed GOT-10k root is refused here, before any Ray work
     init_ray(num_cpus)  # started only when a stage must be computed: a fully cached run needs no Ray
     dataset = ray.data.from_items([asdict(v) for v in videos], override_num_blocks=max(1, min(len(videos), 2000)))
     dataset = dataset.map_batches(

@@ -6,23 +6,26 @@ Layouts (``shared/reference/datasets.md``):
   sorted numerically) and ``<root>/TRAIN_<i>/anno/<video>.txt`` (one ``x,y,w,h`` line per
   frame; TEST holds the first frame only). ``root`` may also be one chunk folder.
 - GOT-10k: ``<root>/{train,val,test}/<seq>/00000001.jpg ...`` with ``groundtruth.txt``
-  (``xmin,ymin,width,height`` per frame), ``absence.label``, ``cover.label``,
-  ``cut_by_image.label`` and ``meta_info.ini``; ``root`` may be a split or one sequence.
+  (``xmin,ymin,width,height`` per frame) and label files, read by :mod:`datasets.got10k`
+  (the one reader of that layout); ``root`` may be a split or one sequence.
 - Any folder of video files (``.mp4``, ``.avi``, ``.mkv``), decoded with OpenCV.
 
-Discovery (:func:`discover_videos`) only lists folders, so it is cheap on the driver;
-frames are listed and decoded later, per video, by :class:`OpenedVideo` on the workers.
-A malformed annotation line or an unreadable frame is reported and counted, never fatal.
+Discovery (:func:`discover_videos`) only lists folders, so it is cheap on the driver
+(and on the workers, which rediscover to find the cached stages); frames are listed and
+decoded later, per video, by :class:`OpenedVideo` on the workers. A malformed TrackingNet
+annotation line or an unreadable frame is reported and counted, never fatal. A GOT-10k
+root is refused instead, as the occlusion set's reader refuses it: discovery checks that
+every folder ``list.txt`` names is there, and :func:`check_sources` (run on the driver
+before the frames stage decodes) reads every sequence's ``groundtruth.txt`` and frame
+listing, naming the file and line of the first error.
 """
 from __future__ import annotations
 
-import configparser
-import logging
 import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,13 +33,10 @@ import numpy as np
 
 from datasets.cache import file_stamp
 from datasets.errors import DatasetFormatError
-
-log = logging.getLogger(__name__)
+from datasets.got10k import GROUNDTRUTH, is_got10k, read_sequence, sequence_folders_under
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
 _TRACKINGNET_FRAME = re.compile(r"(\d+)\.jpe?g", re.IGNORECASE)
-_GOT10K_FRAME = re.compile(r"(\d{8})\.jpg", re.IGNORECASE)
-GOT10K_SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -148,109 +148,31 @@ def discover_trackingnet(root: str | Path) -> list[VideoSource]:
 # --------------------------------------------------------------------------- GOT-10k
 
 
-@dataclass
-class Got10kSequence:
-    """One GOT-10k sequence: frames in order and its per-frame labels.
-
-    ``boxes`` (N, 4) ``xmin, ymin, width, height`` (NaN rows: malformed lines; fewer rows
-    than frames for the test split). ``absent`` (1 = target absent), ``cover`` (visible
-    ratio level 0..8) and ``cut_by_image`` are int arrays, empty when the file is absent.
-    ``meta`` holds ``meta_info.ini``'s ``[METAINFO]`` keys. An occlusion reader can use
-    ``cover`` and ``absent`` as they are.
-    """
-
-    name: str
-    folder: Path
-    frames: list[Path]
-    boxes: np.ndarray
-    absent: np.ndarray
-    cover: np.ndarray
-    cut_by_image: np.ndarray
-    meta: dict[str, str] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-def _read_label_file(path: Path, problems: list[str]) -> np.ndarray:
-    if not path.is_file():
-        return np.zeros(0, np.int64)
-    values = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            values.append(int(float(line.strip())))
-        except ValueError:
-            problems.append(f"{path}:{number}: malformed label {line.strip()[:40]!r} (expected an integer)")
-            values.append(-1)
-    return np.asarray(values, np.int64)
-
-
-def got10k_frame_paths(folder: str | Path) -> list[Path]:
-    """A GOT-10k sequence's ``00000001.jpg ...`` frames in order."""
-    with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries if _GOT10K_FRAME.fullmatch(e.name))
-
-
-def read_got10k_sequence(folder: str | Path) -> Got10kSequence:
-    """Frames and labels of one GOT-10k sequence folder (missing label files give empty arrays)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetFormatError(f"{folder}: GOT-10k sequence folder does not exist")
-    problems: list[str] = []
-    boxes = np.zeros((0, 4))
-    if (folder / "groundtruth.txt").is_file():
-        boxes, box_problems = read_box_file(folder / "groundtruth.txt")
-        problems += box_problems
-    meta: dict[str, str] = {}
-    if (folder / "meta_info.ini").is_file():
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(folder / "meta_info.ini")
-            meta = dict(parser["METAINFO"]) if parser.has_section("METAINFO") else {}
-        except configparser.Error as error:
-            problems.append(f"{folder / 'meta_info.ini'}: {error}")
-    return Got10kSequence(
-        name=folder.name, folder=folder, frames=got10k_frame_paths(folder), boxes=boxes,
-        absent=_read_label_file(folder / "absence.label", problems),
-        cover=_read_label_file(folder / "cover.label", problems),
-        cut_by_image=_read_label_file(folder / "cut_by_image.label", problems),
-        meta=meta, problems=problems,
-    )
-
-
-def got10k_sequence_folders(root: str | Path) -> list[Path]:
-    """Sequence folders under a GOT-10k root, a split folder (``list.txt`` order) or one sequence."""
-    root = Path(root)
-    if (root / "groundtruth.txt").is_file() or got10k_frame_paths(root):
-        return [root]
-    if (root / "list.txt").is_file():
-        names = [line.strip() for line in (root / "list.txt").read_text().splitlines() if line.strip()]
-        missing = [name for name in names if not (root / name).is_dir()]
-        if missing:
-            log.warning("%s: %d sequences in list.txt have no folder (first: %s)", root, len(missing), missing[0])
-        return [root / name for name in names if (root / name).is_dir()]
-    splits = [root / split for split in GOT10K_SPLITS if (root / split).is_dir()]
-    if splits:
-        return [folder for split in splits for folder in got10k_sequence_folders(split)]
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "groundtruth.txt").is_file())
-
-
 def discover_got10k(root: str | Path) -> list[VideoSource]:
-    """Every sequence of a GOT-10k root, split or sequence folder, named by its path under ``root``."""
+    """Every sequence of a GOT-10k root, split or sequence folder, named by its path under ``root``.
+
+    A folder ``list.txt`` names but which is missing is an error naming both.
+    """
     root = Path(root)
-    folders = got10k_sequence_folders(root)
-    if not folders:
-        raise DatasetFormatError(f"{root}: no GOT-10k sequences (expected {root}/train/<seq>/00000001.jpg and groundtruth.txt)")
     videos = []
-    for folder in folders:
+    for folder in sequence_folders_under(root):
         relative = folder.relative_to(root).as_posix() if folder != root else folder.name
-        annotation = folder / "groundtruth.txt"
-        videos.append(VideoSource(
-            video=relative, kind="got10k", path=str(folder),
-            annotation=str(annotation) if annotation.is_file() else "",
-            fingerprint=_fingerprint(folder, annotation),
-        ))
+        annotation = folder / GROUNDTRUTH
+        videos.append(VideoSource(video=relative, kind="got10k", path=str(folder), annotation=str(annotation),
+                                  fingerprint=_fingerprint(folder, annotation)))
     return videos
+
+
+def check_sources(videos: list[VideoSource]) -> None:
+    """Read each GOT-10k sequence of ``videos`` whole (``groundtruth.txt``, the frame listing):
+    a malformed line or a missing annotated frame raises DatasetFormatError naming it.
+
+    The frames stage runs it on the driver before decoding; a cached stage needs no
+    rerun, as its key holds the stamps of each sequence's folder and ``groundtruth.txt``.
+    """
+    for video in videos:
+        if video.kind == "got10k":
+            read_sequence(video.path, labels=False)
 
 
 # --------------------------------------------------------------------------- video files
@@ -283,9 +205,7 @@ def detect_format(root: str | Path) -> str:
         return "video-files"
     if trackingnet_chunk_folders(root):
         return "trackingnet"
-    if ((root / "list.txt").is_file() or (root / "groundtruth.txt").is_file()
-            or any((root / split).is_dir() for split in GOT10K_SPLITS)
-            or any((p / "groundtruth.txt").is_file() for p in root.iterdir() if p.is_dir())):
+    if is_got10k(root):
         return "got10k"
     if any(p.suffix.lower() in VIDEO_EXTENSIONS for p in root.rglob("*")):
         return "video-files"
@@ -326,8 +246,8 @@ class OpenedVideo:
         self.source = source
         self.problems: list[str] = []
         self._frame_paths: list[Path] = []
-        # Annotation line of each frame: frame n of TrackingNet is line n+1, frame
-        # 0000000n.jpg of GOT-10k is line n; positions differ where numbers are missing.
+        # Annotation line of each TrackingNet frame: frame n is line n+1; positions
+        # differ from it where numbers are missing.
         self._frame_numbers: list[int] = []
         boxes = np.zeros((0, 4))
         if source.kind == "trackingnet":
@@ -338,9 +258,10 @@ class OpenedVideo:
                 boxes, self.problems = read_box_file(source.annotation)
             self.num_frames = len(self._frame_paths)
         elif source.kind == "got10k":
-            sequence = read_got10k_sequence(source.path)
-            self._frame_paths, boxes, self.problems = sequence.frames, sequence.boxes, sequence.problems
-            self._frame_numbers = [int(path.stem) - 1 for path in self._frame_paths]
+            # Frames run 00000001.jpg ... without a gap (read_sequence checks), so a
+            # frame's position is its annotation line: no _frame_numbers needed.
+            sequence = read_sequence(source.path, labels=False)
+            self._frame_paths, boxes = list(sequence.frames), sequence.boxes
             self.num_frames = len(self._frame_paths)
         elif source.kind == "file":
             self.num_frames = self._count_decodable_frames()
