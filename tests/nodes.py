@@ -31,6 +31,7 @@ REQUIRE_VAR = "DSSL_REQUIRE_NAMESPACES"
 TOOLS = ("ip", "unshare", "nsenter")
 SUBNET = "10.213.{}"  # one /24 per network; the third octet is picked free on this machine
 PRIVATE_TMP = "/tmp"  # a tmpfs of each node's own: Ray's temp dir, HOME and caches live under it
+MOUNTED = "dssl-node: private /tmp mounted"  # a node's first line: `Node.command` may enter it now
 
 
 def unavailable(message: str) -> None:
@@ -84,6 +85,12 @@ def private_network(names: tuple[str, ...] = ("head", "worker")) -> Iterator[Net
         unavailable("network and mount namespaces need root")
     if missing := [t for t in TOOLS if shutil.which(t) is None]:
         unavailable(f"{', '.join(missing)} not installed (iproute2, util-linux)")
+    # A node's private /tmp is a tmpfs mounted in a mount namespace of its own.
+    probe = ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "dssl-probe", PRIVATE_TMP]
+    try:
+        _run(*probe)
+    except OSError as err:
+        unavailable(f"cannot give a node a private /tmp: {err}")
     tag = f"d{os.getpid() % 100000}"  # interface names are at most 15 characters
     net = None
     try:
@@ -136,7 +143,7 @@ def start_node(node: Node, argv: list[str], env: dict[str, str], log: Path) -> s
     namespace whose /tmp is a fresh tmpfs (gone when its last process exits)."""
     # /dev/shm too: Ray's object store maps its memory there.
     script = (f'mount -t tmpfs dssl-node {PRIVATE_TMP} && mount -t tmpfs dssl-shm /dev/shm && mkdir -p "$HOME" '
-              '&& exec "$@"')
+              f'&& echo {MOUNTED} && exec "$@"')
     with log.open("w") as out:
         # `ip netns exec` and `unshare` exec (no fork): the Popen's pid is the node's process.
         node.process = subprocess.Popen(

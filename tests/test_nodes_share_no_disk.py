@@ -26,7 +26,6 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).with_name("ray"))
 RAY_PORT = 6379  # each node has a network of its own: Ray's default ports are free there
 MLFLOW_URL = "http://127.0.0.1:5000"  # on the head's own loopback (the server's default bind)
@@ -48,12 +47,32 @@ def in_node(node, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(node.command(*argv), capture_output=True, text=True, timeout=60)
 
 
+def test_missing_namespaces_skip_the_test_or_fail_it_where_required(monkeypatch):
+    from tests.nodes import REQUIRE_VAR, unavailable
+
+    monkeypatch.delenv(REQUIRE_VAR, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        unavailable("network and mount namespaces need root")
+    monkeypatch.setenv(REQUIRE_VAR, "1")
+    with pytest.raises(pytest.fail.Exception, match=f"need root .{REQUIRE_VAR} is set"):
+        unavailable("network and mount namespaces need root")
+
+
+@pytest.mark.slow
 def test_a_sweep_on_two_nodes_that_share_no_disk_runs_through_the_bucket(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking import TAG_CHECKPOINT
     from tests.conftest import sweep_children
-    from tests.nodes import object_keys, private_network, s3_server, start_node, start_service, wait_for_log
+    from tests.nodes import (
+        MOUNTED,
+        object_keys,
+        private_network,
+        s3_server,
+        start_node,
+        start_service,
+        wait_for_log,
+    )
 
     database = tmp_path / "mlflow.db"
     with private_network() as net, s3_server(net.host_ip) as store:
@@ -62,15 +81,23 @@ def test_a_sweep_on_two_nodes_that_share_no_disk_runs_through_the_bucket(tmp_pat
         ray_start = [RAY, "start", "--block", "--object-store-memory=200000000", "--disable-usage-stats"]
         start_node(head, [*ray_start, "--head", "--num-cpus=0", f"--port={RAY_PORT}", f"--node-ip-address={head.ip}",
                           "--include-dashboard=true", "--dashboard-host=127.0.0.1"], env, tmp_path / "head.log")
+        # The worker joins as soon as the head's GCS answers (`ray start --address` waits for it).
+        start_node(worker, [*ray_start, f"--address={head.ip}:{RAY_PORT}", "--num-cpus=2",
+                            f"--node-ip-address={worker.ip}"], env, tmp_path / "worker.log")
         # The project's server, on the head's network; its runs in the test's SQLite file, its
         # artifacts proxied to the bucket.
         start_service(head, [sys.executable, "-m", "orchestrator.mlflow_server", "--port", MLFLOW_URL.rsplit(":", 1)[1],
                              "--backend-store-uri", f"sqlite:///{database}", "--workers", "1",
                              "--artifacts-destination", f"s3://{store.bucket}/mlartifacts"],
                       env | store.env, tmp_path / "mlflow.log", cwd=REPO_ROOT)
+        # The driver, inside the head, imports while the nodes start; it waits for a line on stdin.
+        wait_for_log(head, tmp_path / "head.log", MOUNTED, 60)
+        driver = subprocess.Popen(
+            head.command(sys.executable, "-m", "tests.test_nodes_share_no_disk", store.bucket, MLFLOW_URL),
+            env=env | store.env | {"RAY_ADDRESS": f"{head.ip}:{RAY_PORT}", "DSSL_CACHE_DIR": NODE_CACHE},
+            cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        head.services.append(driver)
         wait_for_log(head, tmp_path / "head.log", "Ray runtime started", 180)
-        start_node(worker, [*ray_start, f"--address={head.ip}:{RAY_PORT}", "--num-cpus=2",
-                            f"--node-ip-address={worker.ip}"], env, tmp_path / "worker.log")
         wait_for_log(worker, tmp_path / "worker.log", "Ray runtime started", 180)
 
         # The wall itself: a file the worker node writes in its /tmp, the head cannot see.
@@ -78,15 +105,14 @@ def test_a_sweep_on_two_nodes_that_share_no_disk_runs_through_the_bucket(tmp_pat
         assert in_node(head, "test", "-e", "/tmp/only-here").returncode == 1
         assert not Path("/tmp/only-here").exists()
 
-        started = time.time()
-        driver = subprocess.run(
-            head.command(sys.executable, "-m", "tests.test_nodes_share_no_disk", store.bucket, MLFLOW_URL),
-            env=env | store.env | {"RAY_ADDRESS": f"{head.ip}:{RAY_PORT}", "DSSL_CACHE_DIR": NODE_CACHE},
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=500)
-        output = driver.stdout + driver.stderr
-        assert driver.returncode == 0 and FACTS in driver.stdout, output[-5000:]
-        print(f"two-node sweep (failed + resumed): {time.time() - started:.0f} s")
-        facts = json.loads(driver.stdout.rsplit(FACTS, 1)[1].splitlines()[0])
+        try:
+            output, _ = driver.communicate("both nodes are up\n", timeout=500)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            output, _ = driver.communicate()
+            pytest.fail(f"the driver took over 500 s:\n{output[-5000:]}")
+        assert driver.returncode == 0 and FACTS in output, output[-5000:]
+        facts = json.loads(output.rsplit(FACTS, 1)[1].splitlines()[0])
         worker_cache = in_node(worker, "find", NODE_CACHE, "-name", ".complete").stdout.split()
         checkpoints = {key.split("/checkpoint_")[0] for key in object_keys(store, "results/s3-train/")
                        if "/checkpoint_" in key}
@@ -150,6 +176,7 @@ def drive(bucket: str, tracking_uri: str) -> dict:
                 break
         except OSError:
             time.sleep(0.5)
+    sys.stdin.readline()  # the test's word that both nodes are up
     init_ray(quiet=True)
     base = tiny_config(f"s3://{bucket}/data-cache", inject_failure_at_epoch=0).override({"invariances": "viewpoint"})
     # max_failures=0: a cluster would retry the Train run itself (orchestrator.cluster); this is about --resume.
