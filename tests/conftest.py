@@ -120,30 +120,3 @@ def crop_sweep(ray_session, data_cache, tmp_path_factory):
                            outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
                            children=sweep_children(client, outcome.parent_run_id))
 
-
-@pytest.fixture
-def object_store(monkeypatch):
-    """An S3-compatible server on 127.0.0.1 (moto's server mode) with one empty bucket,
-    reached the way a MinIO or Ceph user reaches theirs: AWS_ENDPOINT_URL and keys in the
-    environment (datasets.storage). Yields the bucket's name and a boto3 client."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="dssl")
-    try:
-        yield SimpleNamespace(bucket="dssl", client=client)
-    finally:
-        server.stop()
-
-
-def object_keys(store, prefix: str = "") -> list[str]:
-    """Every key in the object store's bucket under `prefix`."""
-    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
