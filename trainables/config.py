@@ -30,6 +30,7 @@ from typing import Any
 from datasets.invariance_sets import INVARIANCE_SETS, INVARIANCES, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
+from datasets.subsets import fraction_problem
 from trainables.invariance import check_ris_options
 from trainables.methods import METHODS, Method
 from trainables.models import SCORED_LAYERS, arch_problem
@@ -79,6 +80,11 @@ class TrialConfig:
     use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: int = 1
     seed: int = 0  # everything random is seeded from it
+    # Cole et al. 2022's nested, fixed pretraining subsets (datasets.subsets): the method's
+    # training set keeps the first ceil(f x N) items of one permutation drawn from
+    # `pretrain_subset_seed`, not from `seed`, so subsets are nested and the same for every seed.
+    pretrain_fraction: float = 1.0
+    pretrain_subset_seed: int = 0
     checkpoint_every: int = 1  # epochs between checkpoints (and the last one)
     eval_batch_size: int = 256  # frozen-feature extraction
     ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
@@ -194,6 +200,10 @@ class TrialConfig:
             out.append(problem)
         if self.momentum < 0 or self.weight_decay < 0:
             out.append(f"momentum={self.momentum} and weight_decay={self.weight_decay} must be at least 0")
+        if (problem := fraction_problem("pretrain_fraction", self.pretrain_fraction)) is not None:
+            out.append(problem)
+        if self.pretrain_subset_seed < 0:
+            out.append(f"pretrain_subset_seed={self.pretrain_subset_seed} must be at least 0")
         if self.ris_max_objects < 0:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
         out += [f"ris_{p}" for p in check_ris_options(self.ris_sign, self.ris_local_rate, self.ris_weighting)]
