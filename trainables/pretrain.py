@@ -146,6 +146,22 @@ def epoch_means(sums: dict[str, torch.Tensor], count: float) -> dict[str, float]
     return {f"pretrain/{name}": total / max(count, 1) for name, total in zip(names, totals)}
 
 
+def pretraining_root(trial: TrialConfig, role: str) -> Path:
+    """The root the method reads for `role`: the source's, or with ``pretrain_corruption`` a
+    corrupted copy of an image-folder root (``datasets.corruptions``; built once, in the cache)."""
+    from datasets.cache import using_data_cache
+    from datasets.corruptions import corrupted_image_folder
+    from datasets.sources.base import IMAGE_FOLDER
+
+    root = trial.root(role)
+    if trial.method.roles[role].layout != IMAGE_FOLDER:
+        return root
+    with using_data_cache(trial.data_cache):
+        return corrupted_image_folder(root, trial.pretrain_corruption, trial.pretrain_corruption_seed,
+                                      trial.pretrain_jpeg_quality, trial.pretrain_salt_pepper_rate,
+                                      trial.pretrain_blur_sigma)
+
+
 def train_set(trial: TrialConfig) -> Dataset:
     """The method's training set, refused (ConfigError) when it cannot fill one global batch.
 
@@ -156,7 +172,7 @@ def train_set(trial: TrialConfig) -> Dataset:
     holds fewer items than the global batch. With ``pretrain_fraction`` < 1 it is the
     nested, fixed subset of the method's set (``datasets.subsets.nested_subset``).
     """
-    roots = {role: trial.root(role) for role in trial.method.roles}
+    roots = {role: pretraining_root(trial, role) for role in trial.method.roles}
     dataset = trial.method.train_dataset(roots, trial)
     if trial.pretrain_fraction < 1:
         dataset = Subset(dataset, nested_subset(len(dataset), trial.pretrain_fraction,
