@@ -219,7 +219,8 @@ def sweep_module(name):
         sys.path.pop(0)
 
 
-@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 18), ("video_methods", 18)])
+@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 18), ("video_methods", 18),
+                                          ("data_quantity", 18), ("data_quality", 30)])
 def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
     from orchestrator.config import check, preset
     from orchestrator.search import trials_of
