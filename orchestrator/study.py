@@ -15,7 +15,9 @@ way). From the child runs it reads:
 - a verdict per claim: "inconclusive: not learned" when an arm of the claim fails the gate,
   "inconclusive: fewer than 3 seeds" below 3 paired seeds, else "reproduced" when the
   interval excludes 0 in the paper's direction, "contradicted" when it excludes 0 the
-  other way, "inconclusive" when it holds 0.
+  other way, "inconclusive" when it holds 0; for an equivalence claim (``margin`` > 0,
+  "a and b differ by less than the margin"), "reproduced" when the interval lies inside
+  +/- margin, "contradicted" when it lies wholly outside it, else "inconclusive".
 
 The sweep's parent run keeps the study's definition (tag ``dssl.study``, JSON) and gets
 ``tables/verdict.md``, ``tables/verdict.csv`` and ``tables/paired_differences.png``;
@@ -97,22 +99,29 @@ def arm_label(value: Any) -> str:
 @dataclass(frozen=True)
 class Claim:
     """The paper's direction for one metric: `metric` higher for `arm_a` than for `arm_b`
-    (`expected_sign` = +1), or lower (-1)."""
+    (`expected_sign` = +1), or lower (-1). With `margin` > 0 it is an equivalence claim
+    instead: `arm_a` and `arm_b` differ by less than `margin` (the metric's units), as in
+    Cole et al.'s "little benefit beyond 500k images"."""
 
     name: str
     metric: str  # e.g. "ris/occlusion/top10", "probe/voc07_boxes_map"
     arm_a: str
     arm_b: str
     expected_sign: int = 1
+    margin: float = 0.0  # > 0: an equivalence claim, |a - b| < margin
 
     def __post_init__(self) -> None:
         if self.expected_sign not in (1, -1):
             raise ValueError(f"claim {self.name!r}: expected_sign={self.expected_sign} must be +1 or -1")
+        if self.margin < 0:
+            raise ValueError(f"claim {self.name!r}: margin={self.margin} must be at least 0 (0: a sign claim)")
         object.__setattr__(self, "arm_a", arm_label(self.arm_a))
         object.__setattr__(self, "arm_b", arm_label(self.arm_b))
 
     @property
     def direction(self) -> str:
+        if self.margin > 0:
+            return f"|{self.arm_a} - {self.arm_b}| < {self.margin:g}"
         return f"{self.arm_a} {'>' if self.expected_sign > 0 else '<'} {self.arm_b}"
 
 
@@ -384,6 +393,13 @@ def verdict_of(claim: Claim, difference: PairedDifference, gate: dict[str, GateR
     if len(difference.seeds) < MIN_SEEDS:
         return FEW_SEEDS, f"{len(difference.seeds)} paired seed(s) with {claim.metric} in both arms"
     low, high = difference.interval.low, difference.interval.high
+    if claim.margin > 0:
+        between = f"the 95% interval [{low:.2f}, {high:.2f}] of {claim.arm_a} - {claim.arm_b}"
+        if -claim.margin < low and high < claim.margin:
+            return REPRODUCED, f"{between} lies inside +/-{claim.margin:g}"
+        if low >= claim.margin or high <= -claim.margin:
+            return CONTRADICTED, f"{between} lies outside +/-{claim.margin:g}"
+        return INCONCLUSIVE, f"{between} crosses +/-{claim.margin:g}"
     if low > 0 or high < 0:
         sign = 1 if low > 0 else -1
         side = "above" if sign > 0 else "below"

@@ -157,7 +157,7 @@ def prepare_data(trials: list[TrialConfig]) -> dict[str, str]:
         # The training set against one global batch: the workers' own check, run here so
         # that a set too small is refused before any trial (once per distinct set).
         key = repr((trial.method, [trial.data[role] for role in trial.method.roles], trial.batch_size,
-                    trial.data_cache))
+                    trial.data_cache, {k: v for k, v in trial.flat().items() if k.startswith("pretrain_")}))
         if key not in checked:
             checked.add(key)
             train_set(trial)

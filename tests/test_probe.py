@@ -70,3 +70,87 @@ def test_extract_features_is_frozen_batch_independent_and_skips_corrupt_images(t
 
     with pytest.raises(ValueError, match="needs a transform"):
         extract_features(backbone, paths, batch_size=4, device="cpu")
+
+
+def sklearn_top1(train_x, train_y, test_x, test_y, seed=0, max_iter=1000):
+    """The linear probe computed apart: z-scores by hand, then sklearn's logistic regression."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = train_x.mean(0), train_x.std(0)
+    std[std == 0] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(max_iter=max_iter, random_state=seed).fit((train_x - mean) / std, train_y)
+    return 100.0 * np.mean(model.predict((test_x - mean) / std) == test_y)
+
+
+def test_label_efficiency_matches_sklearn_on_nested_stratified_rows():
+    from datasets.subsets import nested_per_class
+    from trainables.probes.linear import label_efficiency_top1
+
+    train_x, train_y = blobs(1, n_per_class=20, spread=3.0)
+    test_x, test_y = blobs(2, n_per_class=20, spread=3.0)
+    curve = label_efficiency_top1(train_x, train_y, test_x, test_y, (1, 4, 20), subset_seed=5, seed=0)
+    assert list(curve) == [1, 4, 20]
+    for n, top1 in curve.items():
+        rows = nested_per_class(train_y, n, 5)
+        assert np.bincount(train_y[rows]).tolist() == [n] * 4  # stratified: n of each class
+        assert top1 == pytest.approx(sklearn_top1(train_x[rows], train_y[rows], test_x, test_y), abs=1e-9)
+    # All 20 per class is the whole training set: the plain probe's figure.
+    assert curve[20] == pytest.approx(linear_probe_top1(train_x, train_y, test_x, test_y, seed=0))
+    # One label per class scores below twenty on overlapping blobs (a curve, not a constant).
+    assert curve[1] < curve[20]
+
+
+def test_labelled_subsets_are_nested_fixed_and_refuse_a_short_class():
+    from datasets.subsets import nested_per_class
+
+    labels = np.array([0] * 12 + [1] * 7 + [2] * 30)
+    rows = {n: set(nested_per_class(labels, n, seed=0).tolist()) for n in (1, 3, 7)}
+    assert rows[1] < rows[3] < rows[7]
+    assert all(np.bincount(labels[sorted(r)], minlength=3).tolist() == [n] * 3 for n, r in rows.items())
+    assert set(nested_per_class(labels, 3, seed=0).tolist()) == rows[3]  # fixed: drawn again, the same
+    assert set(nested_per_class(labels, 3, seed=1).tolist()) != rows[3]  # the label seed draws them
+    with pytest.raises(ValueError, match="class 1 has 7 labelled items, fewer than 8 per class"):
+        nested_per_class(labels, 8, seed=0)
+
+
+def fake_image_folder(root, per_class: dict[str, int]):
+    """`root/{train,val}/<class>/<i>.png`, empty files: listed, never decoded."""
+    for split in ("train", "val"):
+        for name, n in per_class.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                (root / split / name / f"{i}.png").touch()
+    return root
+
+
+def test_linear_probe_logs_one_metric_per_label_count_and_checks_counts_before_training(tmp_path):
+    from datasets.errors import DatasetFormatError
+    from orchestrator.config import ConfigError, TrialConfig, check
+    from trainables.probes.linear import LinearProbe
+
+    root = fake_image_folder(tmp_path / "probe", {"a": 10, "b": 10, "c": 6})
+
+    class BlobFeatures:  # features of a dataset's images: a blob per class label
+        transform = None
+
+        def __call__(self, dataset):
+            y = np.asarray(dataset.labels)
+            rng = np.random.default_rng(len(y))
+            return np.random.default_rng(0).normal(0, 4, (3, 8))[y] + rng.normal(0, 1, (len(y), 8)), y
+
+    trial = TrialConfig()
+    probe = LinearProbe(labels_per_class="5,2")
+    assert probe.read(root, trial) == {"a": 10, "b": 10, "c": 6}
+    metrics = probe.evaluate(root, BlobFeatures(), trial)
+    assert sorted(metrics) == ["probe/linear_top1", "probe/linear_top1_at_2", "probe/linear_top1_at_5"]
+    assert LinearProbe().evaluate(root, BlobFeatures(), trial) == {"probe/linear_top1": metrics["probe/linear_top1"]}
+    with pytest.raises(DatasetFormatError, match=r"labels_per_class=7 needs 7 training images per class; c \(6\)"):
+        LinearProbe(labels_per_class="7").read(root, trial)
+    for bad, why in (("0,5", "distinct counts of at least 1"), ("5,5", "distinct"), ("a", "comma-separated")):
+        with pytest.raises(ConfigError, match=f"probes.linear.labels_per_class={bad!r} must .*{why}"):
+            check([TrialConfig().override({"probes.linear.labels_per_class": bad})])

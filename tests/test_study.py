@@ -152,6 +152,24 @@ def test_expected_sign_minus_one_reads_the_claim_the_other_way():
     assert flipped.claims[0].direction == "0.9 < 0.2"
 
 
+def test_an_equivalence_claim_needs_the_interval_inside_its_margin():
+    claim = Claim("occlusion within 3", "ris/occlusion/top10", "0.2", "0.9", margin=3.0)
+    assert claim.direction == "|0.2 - 0.9| < 3"
+    for a, b, expected in (((50, 52, 51), (49.5, 51.8, 51.3), REPRODUCED),  # mean -0.1, interval inside +/-3
+                           ((50, 52, 51), (40, 41, 42), CONTRADICTED),  # 10 apart on every seed
+                           ((50, 52, 51), (48, 52, 46), INCONCLUSIVE)):  # mean 2.3, interval crosses 3
+        rows = study_rows(a, b)
+        equivalence = Study(knob=STUDY.knob, arms=STUDY.arms, claims=(claim,))
+        result = analyse(rows, equivalence)
+        d = result.claims[0].difference
+        # The verdict reads the interval against the margin: recomputed from the paired t-interval.
+        inside = -3 < d.interval.low and d.interval.high < 3
+        assert result.claims[0].verdict == expected and inside == (expected == REPRODUCED)
+    assert Study.from_json(equivalence.to_json()).claims[0].margin == 3.0
+    with pytest.raises(ValueError, match="margin=-1 must be at least 0"):
+        Claim("x", "probe/linear_top1", "0.2", "0.9", margin=-1)
+
+
 def test_fewer_than_three_paired_seeds_is_inconclusive():
     rows = study_rows((50, 52), (45, 46), viewpoint_02=(80, 80), viewpoint_09=(85, 86))
     assert verdicts(rows) == {"occlusion": FEW_SEEDS, "viewpoint": FEW_SEEDS}
@@ -201,7 +219,8 @@ def sweep_module(name):
         sys.path.pop(0)
 
 
-@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 18), ("video_methods", 18)])
+@pytest.mark.parametrize("name, trials", [("crop_scale", 12), ("dataset_bias", 18), ("video_methods", 18),
+                                          ("data_quantity", 18), ("data_quality", 30)])
 def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
     from orchestrator.config import check, preset
     from orchestrator.search import trials_of

@@ -29,7 +29,11 @@ from typing import Any
 
 from datasets.invariance_sets import INVARIANCE_SETS, INVARIANCES, InvarianceSetPart
 from datasets.registry import ConfigError, Part, Registry
+from datasets.corruptions import NONE as NO_CORRUPTION
+from datasets.corruptions import corruption_problems
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
+from datasets.sources.base import IMAGE_FOLDER
+from datasets.subsets import fraction_problem
 from trainables.invariance import check_ris_options
 from trainables.methods import METHODS, Method
 from trainables.models import SCORED_LAYERS, arch_problem
@@ -79,6 +83,18 @@ class TrialConfig:
     use_gpu: bool = False  # one GPU per worker
     cpus_per_worker: int = 1
     seed: int = 0  # everything random is seeded from it
+    # Cole et al. 2022's nested, fixed pretraining subsets (datasets.subsets): the method's
+    # training set keeps the first ceil(f x N) items of one permutation drawn from
+    # `pretrain_subset_seed`, not from `seed`, so subsets are nested and the same for every seed.
+    pretrain_fraction: float = 1.0
+    pretrain_subset_seed: int = 0
+    # Cole et al. 2022's pretraining-only corruptions (datasets.corruptions): the method reads
+    # a corrupted copy of its image-folder roots; probes and invariance sets read clean ones.
+    pretrain_corruption: str = "none"
+    pretrain_corruption_seed: int = 0
+    pretrain_jpeg_quality: int = 10
+    pretrain_salt_pepper_rate: float = 0.05
+    pretrain_blur_sigma: float = 1.0
     checkpoint_every: int = 1  # epochs between checkpoints (and the last one)
     eval_batch_size: int = 256  # frozen-feature extraction
     ris_max_objects: int = 32  # targets per invariance set scored (0 = all)
@@ -194,6 +210,16 @@ class TrialConfig:
             out.append(problem)
         if self.momentum < 0 or self.weight_decay < 0:
             out.append(f"momentum={self.momentum} and weight_decay={self.weight_decay} must be at least 0")
+        if (problem := fraction_problem("pretrain_fraction", self.pretrain_fraction)) is not None:
+            out.append(problem)
+        if self.pretrain_subset_seed < 0:
+            out.append(f"pretrain_subset_seed={self.pretrain_subset_seed} must be at least 0")
+        out += corruption_problems(self.pretrain_corruption, self.pretrain_jpeg_quality,
+                                   self.pretrain_salt_pepper_rate, self.pretrain_blur_sigma)
+        if self.pretrain_corruption != NO_CORRUPTION and not any(
+                need.layout == IMAGE_FOLDER for need in self.method.roles.values()):
+            out.append(f"pretrain_corruption={self.pretrain_corruption} corrupts image-folder roots; "
+                       f"method={self.method.name} reads none")
         if self.ris_max_objects < 0:
             out.append(f"ris_max_objects={self.ris_max_objects} must be >= 0 (0 = all)")
         out += [f"ris_{p}" for p in check_ris_options(self.ris_sign, self.ris_local_rate, self.ris_weighting)]

@@ -30,11 +30,12 @@ import ray.train
 import ray.train.torch
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from datasets.image_folder import ReplaceCorrupt
 from datasets.registry import ConfigError
 from datasets.storage import use_driver_env
+from datasets.subsets import nested_subset
 from trainables import distributed, optim
 from trainables.config import TrialConfig, per_worker_batch
 from trainables.methods.base import StepOutput, step_output
@@ -145,6 +146,22 @@ def epoch_means(sums: dict[str, torch.Tensor], count: float) -> dict[str, float]
     return {f"pretrain/{name}": total / max(count, 1) for name, total in zip(names, totals)}
 
 
+def pretraining_root(trial: TrialConfig, role: str) -> Path:
+    """The root the method reads for `role`: the source's, or with ``pretrain_corruption`` a
+    corrupted copy of an image-folder root (``datasets.corruptions``; built once, in the cache)."""
+    from datasets.cache import using_data_cache
+    from datasets.corruptions import corrupted_image_folder
+    from datasets.sources.base import IMAGE_FOLDER
+
+    root = trial.root(role)
+    if trial.method.roles[role].layout != IMAGE_FOLDER:
+        return root
+    with using_data_cache(trial.data_cache):
+        return corrupted_image_folder(root, trial.pretrain_corruption, trial.pretrain_corruption_seed,
+                                      trial.pretrain_jpeg_quality, trial.pretrain_salt_pepper_rate,
+                                      trial.pretrain_blur_sigma)
+
+
 def train_set(trial: TrialConfig) -> Dataset:
     """The method's training set, refused (ConfigError) when it cannot fill one global batch.
 
@@ -152,10 +169,14 @@ def train_set(trial: TrialConfig) -> Dataset:
     so a set that is too small is a configuration error there, not a traceback in a Train
     worker after the workers came up; each worker calls it again to build its loader.
     With ``drop_last`` sharding and batches, a rank gets no batch exactly when the set
-    holds fewer items than the global batch.
+    holds fewer items than the global batch. With ``pretrain_fraction`` < 1 it is the
+    nested, fixed subset of the method's set (``datasets.subsets.nested_subset``).
     """
-    roots = {role: trial.root(role) for role in trial.method.roles}
+    roots = {role: pretraining_root(trial, role) for role in trial.method.roles}
     dataset = trial.method.train_dataset(roots, trial)
+    if trial.pretrain_fraction < 1:
+        dataset = Subset(dataset, nested_subset(len(dataset), trial.pretrain_fraction,
+                                                trial.pretrain_subset_seed).tolist())
     if len(dataset) < trial.batch_size:
         where = ", ".join(f"data.{role} at {root}" for role, root in roots.items()) or f"method={trial.method.name}"
         raise ConfigError(f"{where}: {len(dataset)} training items for method={trial.method.name}, fewer than "
@@ -177,7 +198,8 @@ def pretrain_loader(trial: TrialConfig, world_size: int, rank: int, loader_worke
     loader = DataLoader(ReplaceCorrupt(dataset), batch_size=per_worker_batch(trial.batch_size, world_size),
                         sampler=sampler, drop_last=True, num_workers=loader_workers, pin_memory=pin_memory)
     if rank == 0:
-        where = str(getattr(dataset, "root", f"method={trial.method.name}"))
+        whole = dataset.dataset if isinstance(dataset, Subset) else dataset
+        where = str(getattr(whole, "root", f"method={trial.method.name}"))
         for warning in trial.method.data_warnings(len(dataset), where):
             log.warning(warning)
     return loader
