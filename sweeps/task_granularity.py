@@ -13,9 +13,7 @@ the train/ and val/ folders) is read the same way.
     python sweeps/task_granularity.py                          # supervised vs mocov2, 1 seed
     python sweeps/task_granularity.py --methods supervised simclr --seeds 0 1
     python sweeps/task_granularity.py --study                  # supervised vs mocov2, seeds 0 1 2, verdict
-    python sweeps/task_granularity.py --preset paper \\
-        --set data.pretrain=image-folder --set data.pretrain.root=/data/inat21 \\
-        --set data.hierarchy=image-folder --set data.hierarchy.root=/data/inat21 \\
+    python sweeps/task_granularity.py --preset paper --inat21-root /data/inat21 \\
         --set probes.hierarchy.ranks=kingdom,phylum,class,order,family,genus,species \\
         --set probes.hierarchy.train_split=train_mini
 """
@@ -75,6 +73,9 @@ def options(group):
     group.add_argument("--methods", nargs="+", default=list(METHODS),
                        help="methods compared (default: %(default)s; e.g. supervised simclr)")
     group.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: %(default)s)")
+    group.add_argument("--inat21-root", default="",
+                       help="an iNat21 root (train.json, val.json, train/, val/) to pretrain on and probe "
+                            "(default: the synthetic-hierarchy set)")
 
 
 def method_option(name):
@@ -86,10 +87,14 @@ def method_option(name):
 
 def search_space(args):
     seeds = tune.grid_search(list(args.seeds)) if len(args.seeds) > 1 else args.seeds[0]
+    # Grids of one option: an option naming another source starts from that source's
+    # defaults (orchestrator.search), not from the preset's synthetic-objects settings.
+    data = ({"source": "image-folder", "root": args.inat21_root} if args.inat21_root
+            else {"source": "synthetic-hierarchy"})
     return {
         "method": tune.grid_search([method_option(m) for m in args.methods]),
         "seed": seeds,
-        "data": {"pretrain": {"source": "synthetic-hierarchy"}},
+        "data": {"pretrain": tune.grid_search([data]), "hierarchy": tune.grid_search([dict(data)])},
         "invariances": {},
         "probes": {"hierarchy": {}},
     }

@@ -189,3 +189,64 @@ def test_gate_holds_a_supervised_arm_to_its_own_guessing_loss_and_the_drop_claim
     with pytest.raises(ValueError, match="chance_loss names arm 'byol'"):
         Study(knob="method", arms=("a", "b"), claims=(), chance_loss={"byol": 1.0})
     assert Study.from_json(study.to_json()) == study
+
+
+def test_an_inat21_root_replaces_the_synthetic_set_in_both_roles(tmp_path):
+    from orchestrator.config import preset
+    from orchestrator.search import trials_of
+
+    module = sweep_module("task_granularity")
+    parser = argparse.ArgumentParser()
+    module.options(parser)
+    _, configs = trials_of(preset("default"), module.search_space(parser.parse_args(["--inat21-root", str(tmp_path)])))
+    for config in configs:
+        flat = config.flat()
+        assert flat["data.pretrain"] == flat["data.hierarchy"] == "image-folder"
+        assert flat["data.pretrain.root"] == flat["data.hierarchy.root"] == str(tmp_path)
+
+
+def test_probe_evaluates_each_rank_from_the_annotation_files(tmp_path):
+    """The probe's wiring: the images the JSON names, with their categories, reach the
+    features; the cap keeps the first images of each category."""
+    from types import SimpleNamespace
+
+    from trainables.probes.hierarchy import HierarchyProbe
+
+    write_split(tmp_path, "train", per_category=6)
+    write_split(tmp_path, "val", per_category=3)
+    seen = []
+
+    class Features:
+        transform = None
+
+        def __call__(self, dataset):
+            seen.append(list(dataset.paths))
+            labels = np.asarray(dataset.labels)
+            return np.eye(4)[labels] * 5 + np.random.default_rng(len(seen)).normal(size=(len(labels), 4)), labels
+
+    probe = HierarchyProbe(ranks="kingdom,species", max_train_per_category=4, max_iter=200)
+    metrics = probe.evaluate(tmp_path, Features(), SimpleNamespace(seed=0))
+    assert len(seen[0]) == 16 and all(p.name in {"0.jpg", "1.jpg", "2.jpg", "3.jpg"} for p in seen[0])
+    assert len(seen[1]) == 12
+    assert metrics[rank_metric("kingdom")] == metrics[rank_metric("species")] == 100.0 and metrics[DROP] == 0.0
+    assert HierarchyProbe(ranks="species,kingdom").problems(None) and not probe.problems(None)
+
+
+def test_study_flag_plans_the_task_granularity_study(monkeypatch):
+    import orchestrator.sweep
+    from orchestrator.cli import run_cli
+    from orchestrator.study import TAG_STUDY
+
+    seen = {}
+
+    def fake_run_sweep(base, space, settings):
+        seen.update(base=base, space=space, tags=settings.tags)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(orchestrator.sweep, "run_sweep", fake_run_sweep)
+    module = sweep_module("task_granularity")
+    args = ("task_granularity", module.__doc__, module.options, module.search_space)
+    assert run_cli(*args, argv=["--study"], study=module.STUDY) == 130
+    assert seen["space"]["seed"] == {"grid_search": [0, 1, 2]} and seen["space"]["epochs"] == {"grid_search": [20, 0]}
+    assert [o["name"] for o in seen["space"]["method"]["grid_search"]] == ["supervised", "mocov2"]
+    assert Study.from_json(seen["tags"][TAG_STUDY]) == module.STUDY
