@@ -458,7 +458,9 @@ def verdict_markdown(result: StudyResult, title: str = "") -> str:
     lines += _markdown(["arm", *(f"`{m}`" for m in metrics)],
                        [[arm, *(result.arms[arm][m].text() for m in metrics)] for arm in result.arms])
     lines += ["", f"## Learning gate (probe `{study.probe}` +{study.probe_margin:g}, `{study.ris}` "
-              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g})", ""]
+              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g}"
+              + "".join(f"; {arm}: < {c:.2f} - {study.loss_margin:g}" for arm, c in study.chance_loss.items())
+              + ")", ""]
     for arm, g in result.gate.items():
         lines.append(f"- {arm}: " + ("passes" if g.passed else "fails: " + "; ".join(g.failures)))
     if result.left_out:

@@ -189,6 +189,9 @@ def test_gate_holds_a_supervised_arm_to_its_own_guessing_loss_and_the_drop_claim
     with pytest.raises(ValueError, match="chance_loss names arm 'byol'"):
         Study(knob="method", arms=("a", "b"), claims=(), chance_loss={"byol": 1.0})
     assert Study.from_json(study.to_json()) == study
+    from orchestrator.study import verdict_markdown
+
+    assert "supervised: < 3.18 - 0.5" in verdict_markdown(analyse(rows, study))
 
 
 def test_an_inat21_root_replaces_the_synthetic_set_in_both_roles(tmp_path):
