@@ -11,7 +11,8 @@ way). From the child runs it reads:
 - the learning gate: on every seed an arm's probe beats the same seed's random-init row by
   ``probe_margin`` points, its viewpoint RIS by ``ris_margin`` points, and its final
   ``pretrain/loss`` is below ln(K + 1) - ``loss_margin`` (K = ``method.queue_size``; a
-  loss at ln(K + 1) is guessing among the K + 1 keys);
+  loss at ln(K + 1) is guessing among the K + 1 keys; an arm named in ``chance_loss``, a
+  supervised one, is held to its own guessing loss, ln C over C classes);
 - a verdict per claim: "inconclusive: not learned" when an arm of the claim fails the gate,
   "inconclusive: fewer than 3 seeds" below 3 paired seeds, else "reproduced" when the
   interval excludes 0 in the paper's direction, "contradicted" when it excludes 0 the
@@ -139,12 +140,18 @@ class Study:
     ris_margin: float = 5.0
     loss_margin: float = 1.0  # nats below ln(K + 1)
     settings: dict[str, Any] = field(default_factory=dict)
+    # arm -> the loss of guessing, for an arm whose loss is not MoCo's over K + 1 keys (a
+    # supervised arm's cross-entropy over C classes: ln C); the gate's bound is it - loss_margin.
+    chance_loss: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(arm_label(a) for a in self.arms))
         object.__setattr__(self, "claims", tuple(self.claims))
+        object.__setattr__(self, "chance_loss", {arm_label(a): float(v) for a, v in self.chance_loss.items()})
         problems = [f"claim {c.name!r} names arm {arm!r}, not one of {', '.join(self.arms)}"
                     for c in self.claims for arm in (c.arm_a, c.arm_b) if arm not in self.arms]
+        problems += [f"chance_loss names arm {arm!r}, not one of {', '.join(self.arms)}"
+                     for arm in self.chance_loss if arm not in self.arms]
         if len(set(self.arms)) < 2 or len(set(self.arms)) < len(self.arms):
             problems.append(f"a study needs two or more distinct arms, got {self.arms}")
         if problems:
@@ -346,7 +353,8 @@ def _random_baseline(values: dict[str, dict[int, float]], arm: str, seed: int) -
 
 def learning_gate(rows: list[dict[str, Any]], study: Study) -> dict[str, GateResult]:
     """Per arm: on every seed it has, the probe and RIS margins over the same seed's random
-    initialisation and the final loss below ln(K + 1) - loss_margin."""
+    initialisation and the final loss below ln(K + 1) - loss_margin (or the arm's
+    `chance_loss` - loss_margin)."""
     probe, ris, loss = (cells(rows, study, m) for m in (study.probe, study.ris, LOSS))
     queue = _queue_sizes(rows, study)
     out = {}
@@ -366,6 +374,10 @@ def learning_gate(rows: list[dict[str, Any]], study: Study) -> dict[str, GateRes
             final, k = loss.get(arm, {}).get(seed), queue.get(arm, {}).get(seed)
             if final is None:
                 failures.append(f"seed {seed}: no {LOSS}")
+            elif arm in study.chance_loss:
+                if final >= (bound := study.chance_loss[arm] - study.loss_margin):
+                    failures.append(f"seed {seed}: {LOSS} {final:.2f} is not below the chance loss "
+                                    f"{study.chance_loss[arm]:.2f} - {study.loss_margin:g} = {bound:.2f}")
             elif k is None:
                 failures.append(f"seed {seed}: no {QUEUE_SIZE} param (K of the ln(K+1) loss bound)")
             elif final >= (bound := math.log(k + 1) - study.loss_margin):
@@ -462,7 +474,9 @@ def verdict_markdown(result: StudyResult, title: str = "") -> str:
     lines += _markdown(["arm", *(f"`{m}`" for m in metrics)],
                        [[arm, *(result.arms[arm][m].text() for m in metrics)] for arm in result.arms])
     lines += ["", f"## Learning gate (probe `{study.probe}` +{study.probe_margin:g}, `{study.ris}` "
-              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g})", ""]
+              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g}"
+              + "".join(f"; {arm}: < {c:.2f} - {study.loss_margin:g}" for arm, c in study.chance_loss.items())
+              + ")", ""]
     for arm, g in result.gate.items():
         lines.append(f"- {arm}: " + ("passes" if g.passed else "fails: " + "; ".join(g.failures)))
     if result.left_out:

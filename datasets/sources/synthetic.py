@@ -119,3 +119,47 @@ class SyntheticPascal3D(DataSource):
         return ensure_synthetic_pascal3d(num_categories=self.categories, azimuths=self.azimuths,
                                          instances_per_view=self.instances_per_view,
                                          image_size=int(trial.image_size), cache=str(trial.data_cache))
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class SyntheticHierarchy(DataSource):
+    """Objects with a three-level label hierarchy (family > shape > colour variant) in
+    iNat21's layout (datasets.synthetic.hierarchy), which is also a class-folder root of
+    the species: the pretraining methods read it as one."""
+
+    name: ClassVar[str] = "synthetic-hierarchy"
+    layout: ClassVar[str] = IMAGE_FOLDER
+    families: int = 4
+    variants: int = 3
+    train_per_species: int = 40
+    val_per_species: int = 12
+    background: str = "clutter"
+
+    def problems(self, trial: Any) -> list[str]:
+        from datasets.synthetic.hierarchy import FAMILIES, VARIANTS
+        from datasets.synthetic.objects import BACKGROUNDS
+
+        out = [f"{k}={getattr(self, k)} must be at least 1"
+               for k in ("train_per_species", "val_per_species") if getattr(self, k) < 1]
+        if not 2 <= self.families <= len(FAMILIES):
+            out.append(f"families={self.families} must be from 2 to {len(FAMILIES)}")
+        if not 2 <= self.variants <= len(VARIANTS):
+            out.append(f"variants={self.variants} must be from 2 to {len(VARIANTS)}")
+        if self.background not in BACKGROUNDS:
+            out.append(f"background={self.background!r} is not one of {', '.join(BACKGROUNDS)}")
+        return out
+
+    def num_images(self, split: str) -> int:
+        from datasets.synthetic.hierarchy import FAMILIES
+
+        species = sum(len(shapes) for _, shapes in FAMILIES[:self.families]) * self.variants
+        return species * (self.train_per_species if split == "train" else self.val_per_species)
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.synthetic.hierarchy import ensure_synthetic_hierarchy
+
+        return ensure_synthetic_hierarchy(
+            families=self.families, variants=self.variants, train_per_species=self.train_per_species,
+            val_per_species=self.val_per_species, image_size=int(trial.image_size), cache=str(trial.data_cache),
+            background=self.background)

@@ -25,6 +25,7 @@ import colorsys
 import logging
 import math
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import numpy as np
 from datasets.cache import build_once, cache_key, cache_root
 from datasets.synthetic.parallel import run_jobs
 from datasets.synthetic.render import Camera, Lighting, Pose, blackbody_rgb, direction, render, rotation_about, rotation_z, write_png
-from datasets.synthetic.shapes import CATEGORIES, make_object
+from datasets.synthetic.shapes import CATEGORIES, ObjectMesh, make_object
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,13 @@ def _random_lighting(rng: np.random.Generator) -> Lighting:
 
 
 def photograph_instance(category: str, rng: np.random.Generator, images: int, image_size: int,
-                        background: str = "clutter") -> list[np.ndarray]:
-    """``images`` photographs (RGB uint8) of one new random instance of ``category``."""
+                        background: str = "clutter", repaint: Callable[[ObjectMesh], ObjectMesh] | None = None,
+                        ) -> list[np.ndarray]:
+    """``images`` photographs (RGB uint8) of one new random instance of ``category``;
+    ``repaint`` (if given) changes the instance's paint before it is photographed."""
     mesh = make_object(category, rng)
+    if repaint is not None:
+        mesh = repaint(mesh)
     photos = []
     for _ in range(images):
         tilt = rotation_about(np.append(rng.normal(size=2), 0.0), float(np.clip(rng.normal(0, 20), -45, 45)))
