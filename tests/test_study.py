@@ -302,6 +302,40 @@ def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
         assert any(key == p.name or key.startswith(p.name) for c in configs[:1] for p in (*c.invariances, *c.probes))
 
 
+def test_the_transfer_reuse_study_plans_three_pretrainings_by_seeds_with_every_reading():
+    from orchestrator.config import check, preset
+    from orchestrator.search import trials_of
+    from trainables.probes import PROBES
+
+    module = sweep_module("transfer_reuse")
+    parser = argparse.ArgumentParser()
+    module.options(parser)
+    args = parser.parse_args([])
+    args.study, args.seeds = True, [0, 1, 2]
+    study = module.STUDY
+    base, space = study.plan(preset("default"), module.search_space(args), {}, [0, 1, 2])
+    _, configs = trials_of(base, space)
+    check(configs)
+    cells = {(c.method.name, c.seed, c.epochs) for c in configs}
+    assert len(configs) == len(cells) == 3 * 3 * 2
+    assert {m for m, _, _ in cells} == set(study.arms) == {"supervised", "supervised_random_labels", "mocov2"}
+    plain = {k: v for k, v in study.settings.items() if k not in ("invariances", "probes", "epochs")}
+    for config in configs:  # every setting reaches every trial; MoCo's own only its trials
+        flat = config.flat()
+        assert {k: flat[k] for k in plain} == plain and config.epochs in (0, 40)
+        assert [p.name for p in config.probes] == ["linear", "block_shuffle", "alignment"]
+        assert not config.probes[1].random_init  # the study's epochs=0 rows are the random init
+        if config.method.name == "mocov2":
+            assert (config.method.queue_size, config.method.temperature) == (128, 0.1)
+    # Each claim's and each reported metric is one a selected part writes.
+    block_sizes = configs[0].probes[1].block_sizes.split(",")
+    written = {"probe/linear_top1", "analysis/first_layer_alignment",
+               *(f"probe/block_shuffle_b{b}_top1" for b in block_sizes)}
+    assert {c.metric for c in study.claims} | set(study.reported) <= written
+    assert "alignment" in PROBES.names()
+    assert set(study.class_arms) == {"supervised", "supervised_random_labels"}
+
+
 def test_the_knobs_grid_keeps_only_the_arms_and_names_missing_ones():
     from ray import tune
 
