@@ -359,9 +359,13 @@ def _chance_loss(arm: str, seed: int, study: Study, queue, classes) -> tuple[flo
     for a class arm; None (and the missing param) when the row lacks it."""
     if arm in study.class_arms:
         c = classes.get(arm, {}).get(seed)
-        return (None, f"no {CLASSES} param (C of the ln(C) loss bound)") if c is None else (math.log(c), f"ln({c:g})")
+        if c is None:
+            return None, f"no {CLASSES} param (C of the ln(C) loss bound)"
+        return math.log(c), f"ln({c:g})"
     k = queue.get(arm, {}).get(seed)
-    return (None, f"no {QUEUE_SIZE} param (K of the ln(K+1) loss bound)") if k is None else (math.log(k + 1), f"ln({k:g}+1)")
+    if k is None:
+        return None, f"no {QUEUE_SIZE} param (K of the ln(K+1) loss bound)"
+    return math.log(k + 1), f"ln({k:g}+1)"
 
 
 def learning_gate(rows: list[dict[str, Any]], study: Study) -> dict[str, GateResult]:

@@ -113,7 +113,8 @@ def test_the_alignment_part_reports_the_first_layers_alignment_on_the_pretrainin
     assert sample.shape == (6, 3, 32, 32)
     assert torch.equal(sample, few.sample(trial.root("pretrain"), eval_transform(trial.image_size)))
     assert all(any(torch.equal(image, other) for other in images) for image in sample)
-    assert any("max_images=1 must be at least 2" in p for p in trial.override({"probes.alignment.max_images": 1}).problems())
+    one_image = trial.override({"probes.alignment.max_images": 1})
+    assert any("max_images=1 must be at least 2" in p for p in one_image.problems())
 
 
 def test_a_network_without_a_convolution_has_no_first_layer():

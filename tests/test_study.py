@@ -204,7 +204,8 @@ CLASS_STUDY = Study(
 
 def class_row(method, seed, *, epochs=40, probe=60.0, alignment=0.5, loss=0.2, **extra):
     out = {"method": method, "seed": seed, "epochs": epochs, "data.pretrain.classes": C, "status": "FINISHED",
-           "probe/linear_top1": probe, "ris/viewpoint/top10": 80.0 if epochs else 60.0, "analysis/first_layer_alignment": alignment,
+           "probe/linear_top1": probe, "ris/viewpoint/top10": 80.0 if epochs else 60.0,
+           "analysis/first_layer_alignment": alignment,
            "probe/block_shuffle_b8_top1": probe - 20.0}
     if epochs:
         out["pretrain/loss"] = loss
@@ -215,7 +216,8 @@ def class_rows(shuffled_probe=(40.0, 41.0, 40.5), shuffled_alignment=(0.6, 0.62,
     rows = [class_row("supervised", s, probe=60.0 + s) for s in range(3)]
     rows += [class_row("shuffled", s, probe=p, alignment=a, loss=shuffled_loss)
              for s, (p, a) in enumerate(zip(shuffled_probe, shuffled_alignment))]
-    rows += [class_row(m, s, epochs=0, probe=40.0, alignment=0.3 + 0.01 * s) for m in CLASS_STUDY.arms for s in range(3)]
+    rows += [class_row(m, s, epochs=0, probe=40.0, alignment=0.3 + 0.01 * s)
+             for m in CLASS_STUDY.arms for s in range(3)]
     return rows
 
 
