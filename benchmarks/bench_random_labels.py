@@ -38,7 +38,7 @@ def study_trials(seed: int):
     return transfer_reuse.STUDY, [t for t in trials_of(base, space)[1] if t.epochs]
 
 
-def pilot(trial, loss_margin: float) -> None:
+def pilot(trial, loss_margin: float) -> dict:
     from trainables.alignment import first_layer_alignment
     from trainables.augment import eval_transform
     from trainables.pretrain import build_model, build_optimizer, pretrain_loader, seed_everything
@@ -66,9 +66,25 @@ def pilot(trial, loss_margin: float) -> None:
             print(f"{trial.method.name} epoch {epoch + 1}: loss {total / count:.3f}", flush=True)
     classes = int(trial.flat()["data.pretrain.classes"])
     after = first_layer_alignment(model.eval().backbone, images)
+    wall = time.perf_counter() - start
     print(f"{trial.method.name}: {trial.epochs * len(loader)} steps, final loss {total / count:.3f} "
           f"(gate: below ln({classes}) - {loss_margin:g} = {math.log(classes) - loss_margin:.3f}); "
-          f"alignment initial {before:.4f}, trained {after:.4f}; {time.perf_counter() - start:.0f} s", flush=True)
+          f"alignment initial {before:.4f}, trained {after:.4f}; {wall:.0f} s", flush=True)
+    return {"steps": trial.epochs * len(loader), "final_loss": total / count,
+            "loss_bound": math.log(classes) - loss_margin, "alignment_initial": before,
+            "alignment_trained": after, "wall_s": wall}
+
+
+def run(epochs: int = 0, seed: int = 0, methods: tuple[str, ...] = ("supervised", "supervised_random_labels")) -> dict:
+    """Each method's figures (`pilot`), keyed ``<method>/<figure>``; `epochs` 0: the study's."""
+    torch.set_num_threads(2)
+    study, trials = study_trials(seed)
+    out = {}
+    for trial in trials:
+        if trial.method.name in methods:
+            figures = pilot(trial.override({"epochs": epochs}) if epochs else trial, study.loss_margin)
+            out |= {f"{trial.method.name}/{key}": value for key, value in figures.items()}
+    return out
 
 
 def main() -> None:
@@ -78,11 +94,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["supervised", "supervised_random_labels"],
                         help="supervised methods of the study (default: %(default)s)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    study, trials = study_trials(args.seed)
-    for trial in trials:
-        if trial.method.name in args.methods:
-            pilot(trial.override({"epochs": args.epochs}) if args.epochs else trial, study.loss_margin)
+    run(args.epochs, args.seed, tuple(args.methods))
 
 
 if __name__ == "__main__":
