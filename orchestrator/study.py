@@ -7,12 +7,17 @@ way). From the child runs it reads:
 
 - per arm, each metric's mean and 95% t-interval over its seeds;
 - per claim ("metric higher for arm a than for arm b"), the paired differences a - b over
-  the seeds present in both arms, their mean and 95% t-interval (``scipy.stats``);
+  the seeds present in both arms, their mean and 95% t-interval (``scipy.stats``); arm b
+  may be ``random-init@<arm>``, that arm's random-init rows (a claim about what
+  pretraining adds to the same initial weights);
 - the learning gate: on every seed an arm's probe beats the same seed's random-init row by
   ``probe_margin`` points, its viewpoint RIS by ``ris_margin`` points, and its final
   ``pretrain/loss`` is below ln(K + 1) - ``loss_margin`` (K = ``method.queue_size``; a
-  loss at ln(K + 1) is guessing among the K + 1 keys; an arm named in ``chance_loss``, a
-  supervised one, is held to its own guessing loss, ln C over C classes);
+  loss at ln(K + 1) is guessing among the K + 1 keys), or below ln(C) - ``loss_margin``
+  for the study's ``class_arms`` (cross-entropy over the C classes of its pretraining
+  root, the figure ``data/pretrain_classes`` the supervised methods log); the study's
+  ``loss_only_arms`` pass on the loss alone (random-label pretraining: whether it beats
+  random init is what a claim asks, not a sign of learning);
 - a verdict per claim: "inconclusive: not learned" when an arm of the claim fails the gate,
   "inconclusive: fewer than 3 seeds" below 3 paired seeds, else "reproduced" when the
   interval excludes 0 in the paper's direction, "contradicted" when it excludes 0 the
@@ -46,6 +51,7 @@ RANDOM_INIT = "random-init"  # the arm label of an epochs=0 row
 SEED = "seed"
 EPOCHS = "epochs"
 QUEUE_SIZE = "method.queue_size"
+CLASSES = "data/pretrain_classes"  # a class arm's figure: C of its cross-entropy (supervised.prepare)
 LOSS = "pretrain/loss"
 MIN_SEEDS = 3
 DEFAULT_SEEDS = (0, 1, 2)
@@ -138,20 +144,24 @@ class Study:
     probe_margin: float = 2.0  # points over the same seed's random init
     ris: str = "ris/viewpoint/top10"  # the gate's RIS
     ris_margin: float = 5.0
-    loss_margin: float = 1.0  # nats below ln(K + 1)
+    loss_margin: float = 1.0  # nats below ln(K + 1), or ln(C) for the class arms
     settings: dict[str, Any] = field(default_factory=dict)
-    # arm -> the loss of guessing, for an arm whose loss is not MoCo's over K + 1 keys (a
-    # supervised arm's cross-entropy over C classes: ln C); the gate's bound is it - loss_margin.
-    chance_loss: dict[str, float] = field(default_factory=dict)
+    class_arms: tuple[str, ...] = ()  # trained by cross-entropy over C classes: chance loss ln(C)
+    loss_only_arms: tuple[str, ...] = ()  # gated by their loss alone
+    reported: tuple[str, ...] = ()  # metrics shown per arm without a claim
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arms", tuple(arm_label(a) for a in self.arms))
         object.__setattr__(self, "claims", tuple(self.claims))
-        object.__setattr__(self, "chance_loss", {arm_label(a): float(v) for a, v in self.chance_loss.items()})
+        for name in ("class_arms", "loss_only_arms", "reported"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        baselines = {f"{RANDOM_INIT}@{arm}" for arm in self.arms}
         problems = [f"claim {c.name!r} names arm {arm!r}, not one of {', '.join(self.arms)}"
-                    for c in self.claims for arm in (c.arm_a, c.arm_b) if arm not in self.arms]
-        problems += [f"chance_loss names arm {arm!r}, not one of {', '.join(self.arms)}"
-                     for arm in self.chance_loss if arm not in self.arms]
+                    for c in self.claims for arm in (c.arm_a, c.arm_b)
+                    if arm not in self.arms and not (arm == c.arm_b and arm in baselines)]
+        problems += [f"{name} names {arm!r}, not one of {', '.join(self.arms)}"
+                     for name in ("class_arms", "loss_only_arms") for arm in getattr(self, name)
+                     if arm not in self.arms]
         if len(set(self.arms)) < 2 or len(set(self.arms)) < len(self.arms):
             problems.append(f"a study needs two or more distinct arms, got {self.arms}")
         if problems:
@@ -165,11 +175,14 @@ class Study:
         values = json.loads(text)
         values["claims"] = tuple(Claim(**c) for c in values["claims"])
         values["arms"] = tuple(values["arms"])
+        for name in ("class_arms", "loss_only_arms", "reported"):  # absent from studies logged before them
+            values[name] = tuple(values.get(name, ()))
         return cls(**values)
 
     def metrics(self) -> list[str]:
-        """The claims' metrics, then the gate's (each once)."""
-        return list(dict.fromkeys([c.metric for c in self.claims] + [self.probe, self.ris, LOSS]))
+        """The claims' metrics, then the gate's, then the reported ones (each once)."""
+        return list(dict.fromkeys([c.metric for c in self.claims] + [self.probe, self.ris, LOSS]
+                                  + list(self.reported)))
 
     # -- the sweep it runs -------------------------------------------------------------
     def plan(self, base, space: dict[str, Any], overrides: dict[str, Any],
@@ -351,18 +364,34 @@ def _random_baseline(values: dict[str, dict[int, float]], arm: str, seed: int) -
     return own.get(seed, values.get(RANDOM_INIT, {}).get(seed))
 
 
+def _chance_loss(arm: str, seed: int, study: Study, queue, classes) -> tuple[float | None, str]:
+    """`(chance loss, its formula)` of an arm's seed: ln(K + 1) for a queue of K keys, ln(C)
+    for a class arm; None (and the missing param) when the row lacks it."""
+    if arm in study.class_arms:
+        c = classes.get(arm, {}).get(seed)
+        if c is None:
+            return None, f"no {CLASSES} figure (C of the ln(C) loss bound)"
+        return math.log(c), f"ln({c:g})"
+    k = queue.get(arm, {}).get(seed)
+    if k is None:
+        return None, f"no {QUEUE_SIZE} param (K of the ln(K+1) loss bound)"
+    return math.log(k + 1), f"ln({k:g}+1)"
+
+
 def learning_gate(rows: list[dict[str, Any]], study: Study) -> dict[str, GateResult]:
     """Per arm: on every seed it has, the probe and RIS margins over the same seed's random
-    initialisation and the final loss below ln(K + 1) - loss_margin (or the arm's
-    `chance_loss` - loss_margin)."""
+    initialisation (not for the loss-only arms) and the final loss below its chance level
+    (ln(K + 1), or ln(C) for a class arm) - loss_margin."""
     probe, ris, loss = (cells(rows, study, m) for m in (study.probe, study.ris, LOSS))
-    queue = _queue_sizes(rows, study)
+    queue, classes = _queue_sizes(rows, study), cells(rows, study, CLASSES)
     out = {}
     for arm in study.arms:
         seeds = sorted(set(probe.get(arm, {})) | set(ris.get(arm, {})) | set(loss.get(arm, {})))
         failures = [] if seeds else ["no finished run"]
+        margins = () if arm in study.loss_only_arms else (
+            (study.probe, probe, study.probe_margin), (study.ris, ris, study.ris_margin))
         for seed in seeds:
-            for key, values, margin in ((study.probe, probe, study.probe_margin), (study.ris, ris, study.ris_margin)):
+            for key, values, margin in margins:
                 mine, base = values.get(arm, {}).get(seed), _random_baseline(values, arm, seed)
                 if mine is None:
                     failures.append(f"seed {seed}: no {key}")
@@ -371,17 +400,13 @@ def learning_gate(rows: list[dict[str, Any]], study: Study) -> dict[str, GateRes
                 elif mine - base < margin:
                     failures.append(f"seed {seed}: {key} {mine:.2f} is {mine - base:+.2f} over random init "
                                     f"{base:.2f} (needs +{margin:g})")
-            final, k = loss.get(arm, {}).get(seed), queue.get(arm, {}).get(seed)
+            final, (chance, formula) = loss.get(arm, {}).get(seed), _chance_loss(arm, seed, study, queue, classes)
             if final is None:
                 failures.append(f"seed {seed}: no {LOSS}")
-            elif arm in study.chance_loss:
-                if final >= (bound := study.chance_loss[arm] - study.loss_margin):
-                    failures.append(f"seed {seed}: {LOSS} {final:.2f} is not below the chance loss "
-                                    f"{study.chance_loss[arm]:.2f} - {study.loss_margin:g} = {bound:.2f}")
-            elif k is None:
-                failures.append(f"seed {seed}: no {QUEUE_SIZE} param (K of the ln(K+1) loss bound)")
-            elif final >= (bound := math.log(k + 1) - study.loss_margin):
-                failures.append(f"seed {seed}: {LOSS} {final:.2f} is not below ln({k:g}+1) - "
+            elif chance is None:
+                failures.append(f"seed {seed}: {formula}")
+            elif final >= (bound := chance - study.loss_margin):
+                failures.append(f"seed {seed}: {LOSS} {final:.2f} is not below {formula} - "
                                 f"{study.loss_margin:g} = {bound:.2f}")
         out[arm] = GateResult(arm, tuple(failures))
     return out
@@ -474,9 +499,9 @@ def verdict_markdown(result: StudyResult, title: str = "") -> str:
     lines += _markdown(["arm", *(f"`{m}`" for m in metrics)],
                        [[arm, *(result.arms[arm][m].text() for m in metrics)] for arm in result.arms])
     lines += ["", f"## Learning gate (probe `{study.probe}` +{study.probe_margin:g}, `{study.ris}` "
-              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g}"
-              + "".join(f"; {arm}: < {c:.2f} - {study.loss_margin:g}" for arm, c in study.chance_loss.items())
-              + ")", ""]
+              f"+{study.ris_margin:g} over the same seed's random init; `{LOSS}` < ln(K+1) - {study.loss_margin:g}, "
+              f"ln(C) for {', '.join(study.class_arms) or 'no arm'}; by the loss alone: "
+              f"{', '.join(study.loss_only_arms) or 'no arm'})", ""]
     for arm, g in result.gate.items():
         lines.append(f"- {arm}: " + ("passes" if g.passed else "fails: " + "; ".join(g.failures)))
     if result.left_out:
@@ -540,7 +565,7 @@ def paired_figure(result: StudyResult):
 
 # -- MLflow -----------------------------------------------------------------------------
 def study_rows(children, study: Study) -> list[dict[str, Any]]:
-    return summary_rows(children, [study.knob, SEED, EPOCHS, QUEUE_SIZE])
+    return summary_rows(children, [study.knob, SEED, EPOCHS, QUEUE_SIZE])  # + data/ figures
 
 
 def log_verdict(client, parent_run_id: str, study: Study, children, title: str = "") -> StudyResult:

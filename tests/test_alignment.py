@@ -86,3 +86,41 @@ def test_first_layer_alignment_of_a_resnet_is_a_share():
         filters = (u[:, -64:] * np.linspace(1, 3, 64)).T  # 64 eigenvectors, scaled unequally
         trunk.conv1.weight.copy_(torch.from_numpy(filters).reshape(64, 3, 7, 7))
     assert first_layer_alignment(trunk, images) > 0.95  # the mean filter, removed by the covariance, costs a little
+
+
+def test_the_alignment_part_reports_the_first_layers_alignment_on_the_pretraining_images(data_cache, one_torch_thread):
+    from datasets.image_folder import ImageFolderDataset
+    from tests.tiny import tiny_config
+    from trainables.augment import eval_transform
+    from trainables.evaluation import evaluate
+    from trainables.models import resnet_backbone
+    from trainables.probes.alignment import METRIC
+
+    trial = tiny_config(data_cache).override({"invariances": "", "probes": "alignment",
+                                              "probes.alignment.max_images": 1000})
+    assert trial.problems() == []
+    torch.manual_seed(0)
+    backbone, _ = resnet_backbone(trial.arch)
+    metrics = evaluate(backbone, trial, "cpu")
+    pretrain = ImageFolderDataset(trial.root("pretrain") / "train", transform=eval_transform(trial.image_size))
+    images = torch.stack([pretrain[i][0] for i in range(len(pretrain))])  # all 32: the sample holds every image
+    assert metrics[METRIC] == pytest.approx(first_layer_alignment(backbone, images), rel=1e-12)
+    # Through the scored-layer wrapper of another eval_layer, the same first convolution.
+    assert evaluate(backbone, trial.override({"eval_layer": "layer3"}), "cpu")[METRIC] == pytest.approx(metrics[METRIC])
+    # A smaller sample is a fixed one (the same images for every trial) and a subset.
+    few = trial.probes[0].__class__(max_images=6)
+    sample = few.sample(trial.root("pretrain"), eval_transform(trial.image_size))
+    assert sample.shape == (6, 3, 32, 32)
+    assert torch.equal(sample, few.sample(trial.root("pretrain"), eval_transform(trial.image_size)))
+    assert all(any(torch.equal(image, other) for other in images) for image in sample)
+    one_image = trial.override({"probes.alignment.max_images": 1})
+    assert any("max_images=1 must be at least 2" in p for p in one_image.problems())
+
+
+def test_a_network_without_a_convolution_has_no_first_layer():
+    from trainables.alignment import first_conv
+
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    assert first_conv(mlp) is None
+    with pytest.raises(ValueError, match="no convolution"):
+        first_layer_alignment(mlp, torch.rand(2, 3, 2, 2))

@@ -210,6 +210,77 @@ def test_study_round_trips_through_json_and_refuses_unknown_arms():
     assert Claim("x", "m", 0.2, "0.90").arm_a == "0.2" and Claim("x", "m", 0.2, "0.90").arm_b == "0.9"
 
 
+# -- class arms, loss-only arms, claims against random init ---------------------------------
+C = 4
+CLASS_STUDY = Study(
+    knob="method", arms=("supervised", "shuffled"),
+    claims=(Claim("true beats shuffled", "probe/linear_top1", "supervised", "shuffled"),
+            Claim("shuffled aligns", "analysis/first_layer_alignment", "shuffled", f"{RANDOM_INIT}@shuffled")),
+    class_arms=("supervised", "shuffled"), loss_only_arms=("shuffled",), loss_margin=0.5,
+    reported=("probe/block_shuffle_b8_top1",))
+
+
+def class_row(method, seed, *, epochs=40, probe=60.0, alignment=0.5, loss=0.2, **extra):
+    out = {"method": method, "seed": seed, "epochs": epochs, "data/pretrain_classes": C, "status": "FINISHED",
+           "probe/linear_top1": probe, "ris/viewpoint/top10": 80.0 if epochs else 60.0,
+           "analysis/first_layer_alignment": alignment,
+           "probe/block_shuffle_b8_top1": probe - 20.0}
+    if epochs:
+        out["pretrain/loss"] = loss
+    return out | extra
+
+
+def class_rows(shuffled_probe=(40.0, 41.0, 40.5), shuffled_alignment=(0.6, 0.62, 0.61), shuffled_loss=0.5):
+    rows = [class_row("supervised", s, probe=60.0 + s) for s in range(3)]
+    rows += [class_row("shuffled", s, probe=p, alignment=a, loss=shuffled_loss)
+             for s, (p, a) in enumerate(zip(shuffled_probe, shuffled_alignment))]
+    rows += [class_row(m, s, epochs=0, probe=40.0, alignment=0.3 + 0.01 * s)
+             for m in CLASS_STUDY.arms for s in range(3)]
+    return rows
+
+
+def test_a_class_arm_is_gated_at_ln_C_and_a_loss_only_arm_by_its_loss_alone():
+    # The shuffled arm's probe is no better than random init: no failure for a loss-only arm.
+    gate = learning_gate(class_rows(), CLASS_STUDY)
+    assert gate["supervised"].passed and gate["shuffled"].passed, gate
+    # ln(4) - 0.5 = 0.89: a loss of 1.0 is not learned, whatever the arm.
+    gate = learning_gate(class_rows(shuffled_loss=1.0), CLASS_STUDY)
+    assert gate["shuffled"].failures[0] == "seed 0: pretrain/loss 1.00 is not below ln(4) - 0.5 = 0.89"
+    # The same rows with the supervised arm gated as usual: its probe margin is checked.
+    rows = class_rows()
+    rows[0]["probe/linear_top1"] = 41.0
+    assert learning_gate(rows, CLASS_STUDY)["supervised"].failures == (
+        "seed 0: probe/linear_top1 41.00 is +1.00 over random init 40.00 (needs +2)",)
+    del rows[1]["data/pretrain_classes"]
+    assert "seed 1: no data/pretrain_classes figure (C of the ln(C) loss bound)" in \
+        learning_gate(rows, CLASS_STUDY)["supervised"].failures
+
+
+def test_a_claim_against_an_arms_random_init_pairs_each_seed_with_its_initial_weights():
+    result = analyse(class_rows(), CLASS_STUDY)
+    aligns = result.claims[1]
+    assert aligns.difference.seeds == (0, 1, 2)
+    assert aligns.difference.differences == pytest.approx((0.3, 0.31, 0.29))  # 0.6 - 0.3, 0.62 - 0.31, 0.61 - 0.32
+    assert aligns.verdict == REPRODUCED and result.claims[0].verdict == REPRODUCED
+    rows = class_rows(shuffled_alignment=(0.2, 0.25, 0.22))  # below the initial weights
+    assert analyse(rows, CLASS_STUDY).claims[1].verdict == CONTRADICTED
+    assert "probe/block_shuffle_b8_top1" in result.arms["supervised"]  # reported per arm, without a claim
+    assert Study.from_json(CLASS_STUDY.to_json()) == CLASS_STUDY
+    with pytest.raises(ValueError, match="names arm 'random-init@other'"):
+        Study(knob="method", arms=("a", "b"), claims=(Claim("x", "m", "a", f"{RANDOM_INIT}@other"),))
+    with pytest.raises(ValueError, match="class_arms names 'c'"):
+        Study(knob="method", arms=("a", "b"), claims=(), class_arms=("c",))
+
+
+def test_a_study_logged_before_the_class_arms_still_reads():
+    import json
+
+    old = json.loads(STUDY.to_json())
+    for name in ("class_arms", "loss_only_arms", "reported"):
+        del old[name]
+    assert Study.from_json(json.dumps(old)) == STUDY
+
+
 # -- the study's sweep -------------------------------------------------------------------
 def sweep_module(name):
     sys.path.insert(0, str(REPO_ROOT / "sweeps"))
@@ -250,6 +321,40 @@ def test_each_study_plans_arms_by_seeds_and_random_init_rows(name, trials):
         assert claim.metric.startswith(("ris/", "probe/"))
         key = claim.metric.split("/")[1]
         assert any(key == p.name or key.startswith(p.name) for c in configs[:1] for p in (*c.invariances, *c.probes))
+
+
+def test_the_transfer_reuse_study_plans_three_pretrainings_by_seeds_with_every_reading():
+    from orchestrator.config import check, preset
+    from orchestrator.search import trials_of
+    from trainables.probes import PROBES
+
+    module = sweep_module("transfer_reuse")
+    parser = argparse.ArgumentParser()
+    module.options(parser)
+    args = parser.parse_args([])
+    args.study, args.seeds = True, [0, 1, 2]
+    study = module.STUDY
+    base, space = study.plan(preset("default"), module.search_space(args), {}, [0, 1, 2])
+    _, configs = trials_of(base, space)
+    check(configs)
+    cells = {(c.method.name, c.seed, c.epochs) for c in configs}
+    assert len(configs) == len(cells) == 3 * 3 * 2
+    assert {m for m, _, _ in cells} == set(study.arms) == {"supervised", "supervised_random_labels", "mocov2"}
+    plain = {k: v for k, v in study.settings.items() if k not in ("invariances", "probes", "epochs")}
+    for config in configs:  # every setting reaches every trial; MoCo's own only its trials
+        flat = config.flat()
+        assert {k: flat[k] for k in plain} == plain and config.epochs in (0, study.settings["epochs"])
+        assert [p.name for p in config.probes] == ["linear", "block_shuffle", "alignment"]
+        assert not config.probes[1].random_init  # the study's epochs=0 rows are the random init
+        if config.method.name == "mocov2":
+            assert (config.method.queue_size, config.method.temperature) == (128, 0.1)
+    # Each claim's and each reported metric is one a selected part writes.
+    block_sizes = configs[0].probes[1].block_sizes.split(",")
+    written = {"probe/linear_top1", "analysis/first_layer_alignment",
+               *(f"probe/block_shuffle_b{b}_top1" for b in block_sizes)}
+    assert {c.metric for c in study.claims} | set(study.reported) <= written
+    assert "alignment" in PROBES.names()
+    assert set(study.class_arms) == {"supervised", "supervised_random_labels"}
 
 
 def test_the_knobs_grid_keeps_only_the_arms_and_names_missing_ones():

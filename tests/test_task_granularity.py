@@ -155,11 +155,16 @@ def test_task_granularity_study_plans_methods_by_seeds_and_random_init():
         assert flat["data.pretrain.background"] == flat["data.hierarchy.background"] == "plain"
         if config.method.name == "mocov2":
             assert config.method.queue_size == 128 and config.method.temperature == 0.1
-    # The supervised arm's guessing loss is over the set's species, as the set is built.
-    from datasets.sources.synthetic import SyntheticHierarchy
+    # The supervised arm's guessing loss is ln(C) over the classes it trained on (its figure).
+    assert module.STUDY.class_arms == ("supervised",)
 
-    species = SyntheticHierarchy().num_images("train") // SyntheticHierarchy().train_per_species
-    assert module.STUDY.chance_loss == {"supervised": pytest.approx(math.log(species))}
+
+def test_a_supervised_trial_reports_the_classes_its_chance_loss_is_over(tmp_path):
+    from tests.tiny import image_folder_trial, random_image_folder
+
+    trial = image_folder_trial(random_image_folder(tmp_path, classes=3), method="supervised")
+    assert trial.method.prepare(trial) == {"data/pretrain_classes": 3.0}
+    assert trial.method.build_model(trial).classifier.out_features == 3
 
 
 def granularity_rows(drops_ssl, drops_sup, sup_loss):
@@ -169,7 +174,8 @@ def granularity_rows(drops_ssl, drops_sup, sup_loss):
         common = {"seed": seed, "status": "FINISHED", "ris/viewpoint/top10": 80.0, study.probe: 60.0}
         rows.append(common | {"method": "mocov2", "epochs": 20, "method.queue_size": 128, "pretrain/loss": 3.0,
                               DROP: d_ssl})
-        rows.append(common | {"method": "supervised", "epochs": 20, "pretrain/loss": sup_loss, DROP: d_sup})
+        rows.append(common | {"method": "supervised", "epochs": 20, "pretrain/loss": sup_loss, DROP: d_sup,
+                              "data/pretrain_classes": 24})
         for method in ("mocov2", "supervised"):
             rows.append(common | {"method": method, "epochs": 0, "ris/viewpoint/top10": 60.0, study.probe: 40.0,
                                   DROP: 0.0})
@@ -184,14 +190,12 @@ def test_gate_holds_a_supervised_arm_to_its_own_guessing_loss_and_the_drop_claim
     assert gap.verdict == REPRODUCED and gap.difference.differences == (20, 23, 23)
     _, rows = granularity_rows((30, 35, 32), (10, 12, 9), sup_loss=math.log(24) - 0.1)
     failures = learning_gate(rows, study)["supervised"].failures
-    assert any("not below the chance loss 3.18" in f for f in failures)
+    assert any("is not below ln(24) - 0.5 = 2.68" in f for f in failures)
     assert analyse(rows, study).claims[0].verdict == NOT_LEARNED
-    with pytest.raises(ValueError, match="chance_loss names arm 'byol'"):
-        Study(knob="method", arms=("a", "b"), claims=(), chance_loss={"byol": 1.0})
     assert Study.from_json(study.to_json()) == study
     from orchestrator.study import verdict_markdown
 
-    assert "supervised: < 3.18 - 0.5" in verdict_markdown(analyse(rows, study))
+    assert "ln(C) for supervised" in verdict_markdown(analyse(rows, study))
 
 
 def test_an_inat21_root_replaces_the_synthetic_set_in_both_roles(tmp_path):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["covariance_alignment", "first_layer_alignment", "patch_covariance", "weight_covariance"]
+__all__ = ["covariance_alignment", "first_conv", "first_layer_alignment", "patch_covariance", "weight_covariance"]
 
 # Eigenvalues of Sigma_x closer than this (relative to the largest) are one eigenspace.
 EIGENVALUE_TOLERANCE = 1e-9
@@ -60,9 +60,18 @@ def covariance_alignment(weight_cov: np.ndarray, data_cov: np.ndarray) -> float:
     return float(np.sum(in_basis[same_space] ** 2) / total)
 
 
-def first_layer_alignment(trunk: torch.nn.Module, images: torch.Tensor) -> float:
-    """:func:`covariance_alignment` of a ResNet trunk's ``conv1`` with the patches it reads
-    from `images` (N x 3 x H x W, normalised as the trunk sees them)."""
-    conv = trunk.conv1
+def first_conv(network: torch.nn.Module) -> torch.nn.Conv2d | None:
+    """The first 2-d convolution of `network` in registration order (a ResNet's ``conv1``,
+    also inside an evaluation wrapper of the trunk), or None."""
+    return next((m for m in network.modules() if isinstance(m, torch.nn.Conv2d)), None)
+
+
+def first_layer_alignment(network: torch.nn.Module, images: torch.Tensor) -> float:
+    """:func:`covariance_alignment` of `network`'s first convolution (:func:`first_conv`, a
+    ResNet trunk's ``conv1``) with the patches it reads from `images` (N x C x H x W,
+    normalised as the network sees them). ValueError when `network` has no convolution."""
+    conv = first_conv(network)
+    if conv is None:
+        raise ValueError(f"{type(network).__name__} has no convolution: no first layer to align")
     data_cov = patch_covariance(images, conv.kernel_size[0], conv.stride[0], conv.padding[0])
-    return covariance_alignment(weight_covariance(conv.weight.detach()), data_cov)
+    return covariance_alignment(weight_covariance(conv.weight.detach().cpu()), data_cov)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/", "tracks/")
+METRIC_PREFIXES = ("pretrain/", "ris/", "probe/", "data/", "tracks/", "analysis/")
 # A trial's data figures (image counts, targets scored, skipped files) are constants of the
 # trial, not measurements over time: logged as tags, so MLflow's charts and compare page
 # show the science, not a bar chart of equal counts.

@@ -3,6 +3,14 @@ trained with labels, cross-entropy over the class folders of the ``pretrain`` ro
 the standard ImageNet augmentation (random resized crop and horizontal flip; He et al.
 2016). Same Ray Train path, checkpoints and evaluation as the contrastive methods, so
 its RIS and probes sit beside theirs.
+
+``method=supervised_random_labels`` is the same training on shuffled labels (Zhang et al.
+2017, "Understanding deep learning requires rethinking generalization"; Maennel et al.
+2020, "What Do Neural Networks Learn When Trained With Random Labels?", in the notes of
+``../shared/reference/seeds/002``): the images' label vector permuted once, by the trial's
+seed, so each image keeps its one wrong label every epoch (the net can only memorise), and
+the classes keep their sizes. What such a net learns anyway is the first layer's alignment
+with the data (``trainables.alignment``, the ``alignment`` probe).
 """
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,10 +61,18 @@ class Supervised(Method):
         return out
 
     def build_model(self, trial: Any) -> Classifier:
+        return Classifier(trial.arch, self.classes(trial))
+
+    def classes(self, trial: Any) -> int:
+        """C, the classes of the pretraining root's train split (the class folders)."""
         from datasets.image_folder import class_names
 
-        classes = class_names(split_dir(trial.root("pretrain"), "train"))
-        return Classifier(trial.arch, len(classes))
+        return len(class_names(split_dir(trial.root("pretrain"), "train")))
+
+    def prepare(self, trial: Any) -> dict[str, float]:
+        # The chance loss of its cross-entropy is ln(C): a study's gate reads C from here
+        # (orchestrator.study.CLASSES), whatever root or generator the classes came from.
+        return {"data/pretrain_classes": float(self.classes(trial))}
 
     def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
         from datasets.image_folder import ImageFolderDataset
@@ -70,3 +87,27 @@ class Supervised(Method):
 
     def training_step(self, model: nn.Module, inputs: Any, labels: Tensor) -> Tensor:
         return F.cross_entropy(model(inputs), labels, label_smoothing=self.label_smoothing)
+
+
+def shuffled_labels(labels: list[int], seed: int) -> list[int]:
+    """`labels` (one per image) permuted by one permutation drawn from `seed`: item i gets
+    the label of item perm[i]."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    return [labels[i] for i in order]
+
+
+@METHODS.register
+@dataclass(frozen=True)
+class SupervisedRandomLabels(Supervised):
+    """``method=supervised_random_labels``: ``supervised`` on labels shuffled once per run.
+
+    The permutation is drawn from the trial's seed when the dataset is built, so every Train
+    worker, every epoch and a resumed run see the same wrong label for an image.
+    """
+
+    name: ClassVar[str] = "supervised_random_labels"
+
+    def train_dataset(self, roots: dict[str, Path], trial: Any) -> Dataset:
+        dataset = super().train_dataset(roots, trial)
+        dataset.labels = shuffled_labels(dataset.labels, int(trial.seed))
+        return dataset
