@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks.machine import best_of
 from datasets.got10k import GROUNDTRUTH, LIST_FILE, frame_name, sequence_name
 from datasets.video.sources import check_sources, discover_videos
 
@@ -36,15 +36,6 @@ def write_tree(root: Path, sequences: int, frames: int) -> Path:
         (folder / GROUNDTRUTH).write_text("".join(f"{i}.0000,{i}.0000,30.0000,20.0000\n" for i in range(frames)))
     (split / LIST_FILE).write_text("".join(f"{sequence_name('train', n)}\n" for n in range(1, sequences + 1)))
     return root
-
-
-def best_of(repeats: int, call) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def run(sequences: int = SEQUENCES, frames: int = FRAMES, repeats: int = 3) -> dict:

@@ -14,12 +14,11 @@ frames (``datasets.synthetic.video``) with random boxes, at the synthetic defaul
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
-from benchmarks.machine import command_line, machine
+from benchmarks.machine import best_of, command_line, machine
 from datasets.synthetic.video import render_video
 from trainables.regions import Layer3RegionFeatures
 
@@ -28,16 +27,6 @@ def random_boxes(rng, count: int, width: int, height: int) -> np.ndarray:
     w = rng.integers(8, width, count)
     h = rng.integers(8, height, count)
     return np.stack([rng.integers(0, width - w + 1), rng.integers(0, height - h + 1), w, h], 1).astype(np.float32)
-
-
-def best_of(repeats: int, call) -> float:
-    """The fastest of `repeats` timings: the least disturbed by other jobs on a shared machine."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def measure(frames: int, width: int, height: int, regions: int, repeats: int = 3) -> dict:

@@ -5,6 +5,7 @@ import os
 import platform
 import resource
 import sys
+import time
 
 
 def cpu_model() -> str:
@@ -33,3 +34,13 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def best_of(repeats: int, call) -> float:
+    """The fastest of `repeats` timings: the least disturbed by other jobs on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
