@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 from types import SimpleNamespace
 from typing import Iterator
 
@@ -31,6 +32,9 @@ REQUIRE_VAR = "DSSL_REQUIRE_NAMESPACES"
 TOOLS = ("ip", "unshare", "nsenter")
 SUBNET = "10.213.{}"  # one /24 per network; the third octet is picked free on this machine
 PRIVATE_TMP = "/tmp"  # a tmpfs of each node's own: Ray's temp dir, HOME and caches live under it
+# Where a node's mount namespace keeps this machine's /tmp for a moment, to bind back the code
+# that lives there (a CI checkout under /tmp, its .venv): an empty directory on any Debian.
+STASH = "/mnt"
 MOUNTED = "dssl-node: private /tmp mounted"  # a node's first line: `Node.command` may enter it now
 
 
@@ -86,6 +90,8 @@ def private_network(names: tuple[str, ...] = ("head", "worker")) -> Iterator[Net
     if missing := [t for t in TOOLS if shutil.which(t) is None]:
         unavailable(f"{', '.join(missing)} not installed (iproute2, util-linux)")
     # A node's private /tmp is a tmpfs mounted in a mount namespace of its own.
+    if not Path(STASH).is_dir():
+        unavailable(f"{STASH} is missing: a node keeps this machine's /tmp there while it mounts its own")
     probe = ["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "dssl-probe", PRIVATE_TMP]
     try:
         _run(*probe)
@@ -138,11 +144,25 @@ def _remove(net: Network | None) -> None:
     subprocess.run(["ip", "link", "del", net.bridge], capture_output=True)
 
 
+def code_under_private_tmp() -> list[str]:
+    """The repository and the Python it runs on, where they lie under PRIVATE_TMP (outermost
+    folders only): a node must still run them once its /tmp is its own."""
+    import sys
+
+    roots = {Path(p).resolve() for p in (Path(__file__).resolve().parents[1], sys.prefix, sys.base_prefix)}
+    under = sorted(p for p in roots if p.is_relative_to(PRIVATE_TMP))
+    return [str(p) for p in under if not any(p != q and p.is_relative_to(q) for q in under)]
+
+
 def start_node(node: Node, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """`argv` as the node's first process: in its network namespace and a new mount
     namespace whose /tmp is a fresh tmpfs (gone when its last process exits)."""
-    # /dev/shm too: Ray's object store maps its memory there.
-    script = (f'mount -t tmpfs dssl-node {PRIVATE_TMP} && mount -t tmpfs dssl-shm /dev/shm && mkdir -p "$HOME" '
+    # /dev/shm too: Ray's object store maps its memory there. The project and its interpreter
+    # stay visible where they lie under /tmp (a clone made by mktemp): bound back from the stash.
+    rebind = "".join(f" && mkdir -p {quote(path)} && mount --bind {quote(STASH + path[len(PRIVATE_TMP):])}"
+                     f" {quote(path)}" for path in code_under_private_tmp())
+    script = (f'mount --bind {PRIVATE_TMP} {STASH} && mount -t tmpfs dssl-node {PRIVATE_TMP}{rebind} '
+              f'&& umount -l {STASH} && mount -t tmpfs dssl-shm /dev/shm && mkdir -p "$HOME" '
               f'&& echo {MOUNTED} && exec "$@"')
     with log.open("w") as out:
         # `ip netns exec` and `unshare` exec (no fork): the Popen's pid is the node's process.
