@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python sweeps/crop_scale.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m tests.parallel
 
 # The science and the config checks, without Ray: about a minute, for iteration.
 test-fast: $(STAMP)

@@ -9,16 +9,18 @@ from types import SimpleNamespace
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# `make test` runs two pytest-xdist workers (a test waiting on Ray's process starts leaves a
-# core idle). Every test that uses the session's Ray instance is sent to one worker, so the
-# session still has one Ray instance (two on 2 CPUs compete for cores and deadlock).
-RAY_GROUP = "ray_session"
+# `make test` runs the suite as two pytest processes side by side (tests/parallel.py): the
+# tests on the session's Ray instance (marked `ray_session` here) in one, the rest in the
+# other, so a core idle while Ray starts processes runs Ray-free tests. Still one Ray
+# instance for the Ray tests (two on 2 CPUs compete for cores and deadlock).
+RAY_MARK = "ray_session"
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ray_session" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
+            item.add_marker(RAY_MARK)
 
 
 @pytest.fixture(scope="session")
