@@ -17,6 +17,8 @@ import torch
 from benchmarks import bench_learning
 from trainables.pretrain import build_model
 
+pytestmark = pytest.mark.cpu_bound
+
 # Seed 0 (the default) measured +9.0 points on 600 held-out images, 4 classes (chance 25 %)
 # on an Intel Xeon and +5.5 on an AMD EPYC (the same on two runs: CPU training here is
 # deterministic per machine, but float rounding differs between CPUs); one image is 0.17
