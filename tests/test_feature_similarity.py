@@ -117,3 +117,87 @@ def test_the_command_logs_the_diagonal_of_one_pair_and_names_a_run_without_check
     assert f"run {runs['bare']} has no dssl.checkpoint tag" in capsys.readouterr().err
     assert main([runs["a"], runs["a"], "--tracking-uri", uri, "--images", str(images_root)]) == 2
     assert main([runs["a"], "0" * 32, "--tracking-uri", uri, "--images", str(images_root)]) == 2  # no such run
+
+
+# -- a study's seed pairs ---------------------------------------------------------------------
+def _perturbed_checkpoint(path, base_seed: int, seed: int, scale: float):
+    """A ResNet-18 checkpoint: the weights of `base_seed` plus `scale` x seed-`seed` noise."""
+    torch.manual_seed(base_seed)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    generator = torch.Generator().manual_seed(seed)
+    for key, value in state.items():
+        if value.is_floating_point() and "running" not in key:
+            value.add_(scale * value.std().nan_to_num() * torch.randn(value.shape, generator=generator))
+    torch.save({"model": {f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}, "epoch": 1}, path)
+    return path
+
+
+def _study_store(folder, trained_probe: float):
+    """A study's parent and children as a sweep logs them: arms mocov2 and supervised, seeds
+    0-2; mocov2's trained backbones are one network plus small per-seed noise (alike), its
+    random inits three independent networks; the trained probe `trained_probe` against 40."""
+    from orchestrator.study import TAG_STUDY, Claim, Study
+    from orchestrator.tracking.keys import TAG_PARENT, TAG_SWEEP
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("study", artifact_location=str(folder / "artifacts"))
+    study = Study(knob="method", arms=("mocov2", "supervised"),
+                  claims=(Claim("x", "probe/linear_top1", "mocov2", "supervised"),))
+    parent = client.create_run(experiment, run_name="reuse", tags={TAG_STUDY: study.to_json(), TAG_SWEEP: "reuse"})
+    files = {}
+    for seed in (0, 1, 2):
+        for epochs in (1, 0):
+            name = f"mocov2 seed={seed} epochs={epochs}"
+            file = (_perturbed_checkpoint(folder / f"t{seed}.pt", 7, seed, 0.05) if epochs
+                    else _checkpoint(folder / f"i{seed}.pt", 100 + seed))
+            run = client.create_run(experiment, run_name=name, tags={TAG_PARENT: parent.info.run_id,
+                                                                     "dssl.checkpoint": str(file)})
+            for key, value in {"method": "mocov2", "seed": seed, "epochs": epochs, "method.queue_size": 16,
+                               "image_size": IMAGE_SIZE}.items():
+                client.log_param(run.info.run_id, key, value)
+            for key, value in {"probe/linear_top1": trained_probe if epochs else 40.0,
+                               "ris/viewpoint/top10": 70.0 if epochs else 50.0, "pretrain/loss": 1.0}.items():
+                client.log_metric(run.info.run_id, key, value)
+            client.set_terminated(run.info.run_id, "FINISHED")
+            files[(seed, epochs)] = file
+    return uri, parent.info.run_id, files
+
+
+def test_a_studys_seed_pairs_are_compared_with_their_random_inits_and_get_a_verdict(tmp_path):
+    from orchestrator.feature_similarity import SEED_PAIR_FILES, seed_pair_similarity
+
+    images_root = random_image_folder(tmp_path / "images", classes=2, per_class=5, size=40)
+    uri, parent_id, files = _study_store(tmp_path, trained_probe=60.0)
+    result = seed_pair_similarity("reuse", "mocov2", uri, str(images_root), max_images=10, batch_size=4)
+    assert result.pairs == ((0, 1), (0, 2), (1, 2)) and result.n_images == 10
+    # Against CKA from its definition on features taken by hooks: pair (0, 2) at layer4.
+    images, _ = load_images(image_paths(images_root, 10), IMAGE_SIZE)
+    for epochs, values in ((1, result.trained), (0, result.initial)):
+        a, b = _hooked_features(files[(0, epochs)], images), _hooked_features(files[(2, epochs)], images)
+        assert values["layer4"][1] == pytest.approx(linear_cka(a["layer4"], b["layer4"]), rel=1e-6)
+    # Alike trained networks, independent initialisations: the claim holds at the last stage.
+    last = list(TRUNK_STAGES)[-1]
+    assert min(result.trained[last]) > max(result.initial[last])
+    assert result.claims[last].verdict == "reproduced"
+    assert result.claims[last].difference.seeds == (0, 1, 2)  # the three pairs
+    client = MlflowClient(uri)
+    logged = {a.path for folder in ("tables", "charts") for a in client.list_artifacts(parent_id, folder)}
+    assert {name.format(arm="mocov2") for name in SEED_PAIR_FILES} <= logged
+    text = open(client.download_artifacts(parent_id, "tables/feature_similarity_mocov2.md")).read()
+    assert f"| {last} |" in text and "reproduced" in text and "not independent" in text
+
+
+def test_seed_pairs_of_an_arm_that_did_not_learn_are_not_read_and_bad_references_are_refused(tmp_path, capsys):
+    from orchestrator.feature_similarity import main, seed_pair_similarity
+
+    images_root = random_image_folder(tmp_path / "images", classes=2, per_class=3, size=40)
+    uri, _, _ = _study_store(tmp_path, trained_probe=40.5)  # +0.5 over random init: below the gate's +2
+    result = seed_pair_similarity("reuse", "mocov2", uri, str(images_root), max_images=6, batch_size=6)
+    assert result.claims["pool"].verdict == "inconclusive: not learned"
+    assert main(["--study", "reuse", "--arm", "byol", "--tracking-uri", uri, "--images", str(images_root)]) == 2
+    assert "arm 'byol' is not one of the study's arms" in capsys.readouterr().err
+    assert main(["--study", "reuse", "--arm", "supervised", "--tracking-uri", uri]) == 2
+    assert "arm supervised has 0 seed(s)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--study", "reuse", "--tracking-uri", uri])  # no --arm
