@@ -42,6 +42,7 @@ STUDY = Study(
         Claim("JPEG over 2x downsampled", "probe/linear_top1", "jpeg", "downsample2"),
     ),
     settings=STUDY_SETTINGS,
+    loss_margin=0.5,  # the image studies' margin (crop scale, dataset bias, transfer reuse)
 )
 
 

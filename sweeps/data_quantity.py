@@ -50,6 +50,7 @@ STUDY = Study(
         Claim("whole within 2 points of half", "probe/linear_top1", "1", "0.5", margin=2.0),
     ),
     settings=STUDY_SETTINGS,
+    loss_margin=0.5,  # the image studies' margin (crop scale, dataset bias, transfer reuse)
 )
 
 
