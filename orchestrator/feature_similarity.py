@@ -107,14 +107,28 @@ def stage_grams(backbone, images, batch_size: int) -> dict[str, np.ndarray]:
     return {stage: normalized_centered_gram(f) for stage, f in features.items()}
 
 
-def run_grams(runs, images, batch_size: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """Per run id: each stage's normalised centred Gram matrix on `images`, and the arch."""
+def initial_weights_checkpoint(run, scratch: Path) -> Path:
+    """An epochs=0 (random-init) row's weights: its seed's initial model, rebuilt from the
+    run's params as the row's own evaluation rebuilt it (such a row trains nothing, and logs
+    no model)."""
+    from orchestrator.config import preset
+    from trainables.pretrain import save_initial_checkpoint
+
+    path = scratch / f"initial-{run.info.run_id}.pt"
+    save_initial_checkpoint(path, preset("default").override(dict(run.data.params)))
+    return path
+
+
+def run_grams(runs, images, batch_size: int, checkpoint=run_checkpoint
+              ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Per run id: each stage's normalised centred Gram matrix on `images`, and the arch;
+    `checkpoint(run, scratch)` finds each run's checkpoint file."""
     from trainables.weights import load_backbone_weights
 
     grams, archs = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
         for run in runs:
-            weights = load_backbone_weights(run_checkpoint(run, Path(scratch)))
+            weights = load_backbone_weights(checkpoint(run, Path(scratch)))
             archs[run.info.run_id] = weights.arch
             grams[run.info.run_id] = stage_grams(weights.build(), images, batch_size)
     return grams, archs
@@ -286,7 +300,8 @@ def seed_pair_similarity(reference: str, arm: str, tracking_uri: str, images_roo
     images_root = images_root or probe_images(first)
     images, kept = load_images(image_paths(images_root, max_images), image_size)
     log.info("seed pairs of %s: %d seeds, %d images of %s", arm, len(trained), len(kept), images_root)
-    grams, _ = run_grams([*trained.values(), *initial.values()], images, batch_size)
+    grams, _ = run_grams(trained.values(), images, batch_size)
+    grams |= run_grams(initial.values(), images, batch_size, initial_weights_checkpoint)[0]
 
     stages = list(TRUNK_STAGES)
     pairs = tuple(combinations(sorted(trained), 2))

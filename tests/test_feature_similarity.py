@@ -132,10 +132,20 @@ def _perturbed_checkpoint(path, base_seed: int, seed: int, scale: float):
     return path
 
 
+def _trial(seed: int, epochs: int):
+    from orchestrator.config import preset
+
+    return preset("default").override({"method": "mocov2", "method.queue_size": 16, "seed": seed, "epochs": epochs,
+                                       "image_size": IMAGE_SIZE})
+
+
 def _study_store(folder, trained_probe: float):
     """A study's parent and children as a sweep logs them: arms mocov2 and supervised, seeds
     0-2; mocov2's trained backbones are one network plus small per-seed noise (alike), its
-    random inits three independent networks; the trained probe `trained_probe` against 40."""
+    random-init rows (no checkpoint, as a sweep logs them) the seeds' initial networks; the
+    trained probe `trained_probe` against 40."""
+    from mlflow.entities import Param
+
     from orchestrator.study import TAG_STUDY, Claim, Study
     from orchestrator.tracking.keys import TAG_PARENT, TAG_SWEEP
 
@@ -149,13 +159,10 @@ def _study_store(folder, trained_probe: float):
     for seed in (0, 1, 2):
         for epochs in (1, 0):
             name = f"mocov2 seed={seed} epochs={epochs}"
-            file = (_perturbed_checkpoint(folder / f"t{seed}.pt", 7, seed, 0.05) if epochs
-                    else _checkpoint(folder / f"i{seed}.pt", 100 + seed))
-            run = client.create_run(experiment, run_name=name, tags={TAG_PARENT: parent.info.run_id,
-                                                                     "dssl.checkpoint": str(file)})
-            for key, value in {"method": "mocov2", "seed": seed, "epochs": epochs, "method.queue_size": 16,
-                               "image_size": IMAGE_SIZE}.items():
-                client.log_param(run.info.run_id, key, value)
+            file = _perturbed_checkpoint(folder / f"t{seed}.pt", 7, seed, 0.05) if epochs else None
+            run = client.create_run(experiment, run_name=name, tags={TAG_PARENT: parent.info.run_id}
+                                    | ({"dssl.checkpoint": str(file)} if file else {}))
+            client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in _trial(seed, epochs).flat().items()])
             for key, value in {"probe/linear_top1": trained_probe if epochs else 40.0,
                                "ris/viewpoint/top10": 70.0 if epochs else 50.0, "pretrain/loss": 1.0}.items():
                 client.log_metric(run.info.run_id, key, value)
@@ -173,9 +180,16 @@ def test_a_studys_seed_pairs_are_compared_with_their_random_inits_and_get_a_verd
     assert result.pairs == ((0, 1), (0, 2), (1, 2)) and result.n_images == 10
     # Against CKA from its definition on features taken by hooks: pair (0, 2) at layer4.
     images, _ = load_images(image_paths(images_root, 10), IMAGE_SIZE)
-    for epochs, values in ((1, result.trained), (0, result.initial)):
-        a, b = _hooked_features(files[(0, epochs)], images), _hooked_features(files[(2, epochs)], images)
-        assert values["layer4"][1] == pytest.approx(linear_cka(a["layer4"], b["layer4"]), rel=1e-6)
+    a, b = _hooked_features(files[(0, 1)], images), _hooked_features(files[(2, 1)], images)
+    assert result.trained["layer4"][1] == pytest.approx(linear_cka(a["layer4"], b["layer4"]), rel=1e-6)
+    # A random-init row's weights: its seed's initial model, as the sweep's evaluation built it.
+    from trainables.pretrain import build_model
+
+    for seed in (0, 2):
+        model = build_model(_trial(seed, 0))
+        torch.save({"model": model.state_dict(), "epoch": -1}, tmp_path / f"initial{seed}.pt")
+    a, b = (_hooked_features(tmp_path / f"initial{seed}.pt", images) for seed in (0, 2))
+    assert result.initial["layer4"][1] == pytest.approx(linear_cka(a["layer4"], b["layer4"]), rel=1e-6)
     # Alike trained networks, independent initialisations: the claim holds at the last stage.
     last = list(TRUNK_STAGES)[-1]
     assert min(result.trained[last]) > max(result.initial[last])
