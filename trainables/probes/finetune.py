@@ -54,24 +54,24 @@ def finetune_classifier(trunk: nn.Module, train: Dataset, num_classes: int, widt
     """
     from datasets.image_folder import collate_skip_corrupt
 
-    head = nn.Linear(width, num_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    model = nn.Sequential(trunk, head).to(device)
-    frozen = settings.backbone_lr == 0
-    trunk.requires_grad_(not frozen)
-    groups = [{"params": head.parameters(), "lr": settings.head_lr}]
-    if not frozen:
-        groups.append({"params": trunk.parameters(), "lr": settings.backbone_lr})
-    optimizer = torch.optim.SGD(groups, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    drop_last = len(train) > settings.batch_size
-    steps_per_epoch = len(train) // settings.batch_size if drop_last else 1
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * steps_per_epoch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the augmentation's draws (torchvision takes torch's global generator)
-        order = torch.Generator().manual_seed(seed)
-        loader = DataLoader(train, batch_size=settings.batch_size, shuffle=True, generator=order,
-                            drop_last=drop_last, collate_fn=collate_skip_corrupt)
+        head = nn.Linear(width, num_classes)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        model = nn.Sequential(trunk, head).to(device)
+        frozen = settings.backbone_lr == 0
+        trunk.requires_grad_(not frozen)
+        groups = [{"params": head.parameters(), "lr": settings.head_lr}]
+        if not frozen:
+            groups.append({"params": trunk.parameters(), "lr": settings.backbone_lr})
+        optimizer = torch.optim.SGD(groups, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        drop_last = len(train) > settings.batch_size
+        steps_per_epoch = len(train) // settings.batch_size if drop_last else 1
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs * steps_per_epoch)
+        loader = DataLoader(train, batch_size=settings.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed), drop_last=drop_last,
+                            collate_fn=collate_skip_corrupt)
         for _ in range(settings.epochs):
             model.train()
             if frozen:
