@@ -192,3 +192,28 @@ def test_bad_settings_are_refused_before_any_trial(tmp_path):
     root = fake_image_folder(tmp_path / "probe", {"a": 10, "b": 4})
     with pytest.raises(DatasetFormatError, match=r"labels_per_class=2,5 needs 5 training images per class; b \(4\)"):
         FinetuneProbe(labels_per_class="2,5").read(root, TrialConfig())
+
+
+def test_the_score_commands_path_fine_tunes_a_checkpoint_file(tmp_path):
+    """`python -m orchestrator.score CHECKPOINT --set probes=finetune ...`, less Ray and
+    MLflow: its checks, its weights (`load_backbone_weights`) and its extraction path."""
+    import torchvision
+
+    from orchestrator.config import TrialConfig
+    from orchestrator.score import evaluation_problems
+    from trainables.evaluation import evaluate
+    from trainables.features import RayDataFeatures
+    from trainables.weights import load_backbone_weights
+
+    root = coloured_folder(tmp_path / "probe", {"train": 2, "val": 2})
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "torchvision.pth")
+    weights = load_backbone_weights(tmp_path / "torchvision.pth")
+    trial = TrialConfig().override({"arch": weights.arch, "image_size": 32, "invariances": "", "probes": "finetune",
+                                    "data.probe": "image-folder", "data.probe.root": str(root),
+                                    "probes.finetune.labels_per_class": "2", "probes.finetune.epochs": 1,
+                                    "probes.finetune.batch_size": 6})
+    assert evaluation_problems(trial) == []
+    features = RayDataFeatures(weights, 32, 8, cache=str(tmp_path / "cache"), in_process=True)
+    metrics = evaluate(None, trial, "cpu", features=features)
+    assert sorted(metrics) == ["data/skipped_images", "probe/finetune_top1_at_2"]
+    assert 0 <= metrics["probe/finetune_top1_at_2"] <= 100 and features.extracted == 0  # no frozen features
