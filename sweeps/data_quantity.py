@@ -6,12 +6,16 @@ Pretrains on nested, fixed subsets of the pretraining set (``pretrain_fraction``
 ceil(f x N) images of one permutation drawn by ``pretrain_subset_seed``, the same for every
 trial seed; Cole et al.'s 50k ... 1M subsets) and scores the linear probe on the whole
 labelled set and on a few labelled images per class (``probe/linear_top1_at_<N>``, the
-label-efficiency curve). Every trial is a child run in MLflow.
+label-efficiency curve). Every trial is a child run in MLflow. Fine-tuning at N labels
+(``probe/finetune_top1_at_<N>``, the ``finetune`` probe) is an option, not in the study's
+settings: add it with ``--set probes=linear,finetune --set probes.finetune.labels_per_class=5,25``,
+or score a finished run's checkpoints with it (README, "Fine-tuning at N labels").
 
     python sweeps/data_quantity.py                                # laptop, embedded defaults
     python sweeps/data_quantity.py --fractions 0.1 0.5 1 --labels-per-class 1,10,100
     python sweeps/data_quantity.py --study                        # 0.25, 0.5, 1; seeds 0 1 2; verdict
     python sweeps/data_quantity.py --set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet
+    python sweeps/data_quantity.py --set probes=linear,finetune      # + fine-tuning at 5 and 25 labels
 """
 import sys
 from pathlib import Path

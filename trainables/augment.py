@@ -51,6 +51,18 @@ def mocov2_transform(image_size: int, crop_scale: tuple[float, float] = (0.2, 1.
     ])
 
 
+def finetune_transform(image_size: int) -> v2.Compose:
+    """One random view for supervised fine-tuning: torchvision's standard ImageNet training
+    augmentation (RandomResizedCrop at its default scale, horizontal flip), normalised as
+    `eval_transform` normalises the held-out images."""
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
 def eval_transform(image_size: int, whole_image: bool = False) -> v2.Compose:
     """Deterministic view for frozen features: shorter side to `image_size`, centre square.
 

@@ -155,6 +155,13 @@ class FeatureExtractor:
         child.parent = self
         return child
 
+    def trunk_copy(self) -> nn.Module:
+        """A copy of the evaluated trunk (image -> pooled features), for a part that trains it
+        (the `finetune` probe): the extraction's own network is left as it was."""
+        import copy
+
+        return copy.deepcopy(self.trunk if self.trunk is not None else self.backbone)
+
     def __call__(self, dataset_or_paths: Dataset | Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
         features, labels, skipped = extract_features(
             self.backbone, dataset_or_paths, self.batch_size, self.device, self.transform)
@@ -199,6 +206,9 @@ class RayDataFeatures:
         self.use_gpu = use_gpu
         self.max_actors = max_actors
         self.in_process = in_process
+        # Where a part that runs the network in this process runs it: the evaluation task
+        # holds no GPU (its GPU actors extract), so on the CPU.
+        self.device = "cpu"
         self.transform = eval_transform(image_size, whole_image)
         self.skipped = self.extracted = self.reused = 0
         self._prefetched: dict[Path, np.ndarray] = {}
@@ -213,6 +223,13 @@ class RayDataFeatures:
                                 self.max_actors, layer, whole_image, self.in_process)
         child.parent = self
         return child
+
+    def trunk_copy(self) -> nn.Module:
+        """A copy of the evaluated trunk (image -> pooled features), for a part that trains it
+        (the `finetune` probe): the weights' own network is left as it was."""
+        import copy
+
+        return copy.deepcopy(self.weights.build())
 
     def prefetch(self, path_lists: list[list]) -> None:
         """Extract the union of several sets in one Ray Data run (one actor pool, one

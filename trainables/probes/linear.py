@@ -75,6 +75,27 @@ def parse_per_class(text: str) -> tuple[int, ...]:
     return tuple(sorted(counts))
 
 
+def labelled_per_class(root: Path, labels_per_class: str) -> dict[str, int]:
+    """Training images per class of the image folder `root` (listed, not decoded), {} when
+    `labels_per_class` is empty; a class with fewer than the largest of `labels_per_class`
+    is a `DatasetFormatError` naming it (label-efficiency probes refuse it before any trial)."""
+    from datasets.image_folder import scan_image_folder
+
+    counts = parse_per_class(labels_per_class)
+    if not counts:
+        return {}
+    samples, classes = scan_image_folder(split_dir(root, "train"))
+    per_class = {name: 0 for name in classes}
+    for _, label in samples:
+        per_class[classes[label]] += 1
+    short = {name: n for name, n in per_class.items() if n < max(counts)}
+    if short:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(short.items()))
+        raise DatasetFormatError(f"{split_dir(root, 'train')}: labels_per_class={labels_per_class} needs "
+                                 f"{max(counts)} training images per class; {listed} have fewer")
+    return per_class
+
+
 @PROBES.register
 @dataclass(frozen=True)
 class LinearProbe(Probe):
@@ -100,23 +121,8 @@ class LinearProbe(Probe):
         return out
 
     def read(self, root: Path, trial: Any) -> dict[str, int]:
-        """Training images per class (listed, not decoded); a class with fewer than the
-        largest of `labels_per_class` is refused before any trial."""
-        from datasets.image_folder import scan_image_folder
-
-        counts = parse_per_class(self.labels_per_class)
-        if not counts:
-            return {}
-        samples, classes = scan_image_folder(split_dir(root, "train"))
-        per_class = {name: 0 for name in classes}
-        for _, label in samples:
-            per_class[classes[label]] += 1
-        short = {name: n for name, n in per_class.items() if n < max(counts)}
-        if short:
-            listed = ", ".join(f"{name} ({n})" for name, n in sorted(short.items()))
-            raise DatasetFormatError(f"{split_dir(root, 'train')}: labels_per_class={self.labels_per_class} needs "
-                                     f"{max(counts)} training images per class; {listed} have fewer")
-        return per_class
+        """Training images per class (`labelled_per_class`)."""
+        return labelled_per_class(root, self.labels_per_class)
 
     def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
         from datasets.image_folder import ImageFolderDataset
