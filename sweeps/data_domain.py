@@ -64,8 +64,8 @@ def pooled_section(images: int, parts: dict[str, dict]) -> dict:
 # K = 128, the 600-image plain-background objects probe, RIS on 8 turntable objects), each
 # arm 400 pretraining images (6 full batches of 64 an epoch). Not piloted: 12 pretrainings
 # of 216 steps and 12 random-init rows, estimated ~40 min on 2 cores from the crop study
-# (6 pretrainings of 240 steps and 6 random-init rows in 21 min 22 s), plus generating the
-# scenes and videos once (~2 min).
+# (6 pretrainings of 240 steps and 6 random-init rows in 21 min 22 s), plus building every
+# arm's data once (3.5 min wall on 2 shared cores, STUDIES.md "(e)").
 STUDY_SETTINGS = SMALL_REGIME | {
     "epochs": 36,  # 6 steps an epoch, 216 steps
     "invariances": "viewpoint",  # the learning gate's RIS

@@ -124,7 +124,7 @@ def test_a_pool_draws_equal_shares_the_same_way_every_time(tmp_path):
     ({"parts": json.dumps(["synthetic-objects", {"source": "video-frames", "evry": 2}])},
      r"parts\[1\]\.evry: video-frames has no such setting"),
     ({"parts": json.dumps(["synthetic-objects", {"source": "video-frames", "every": "2"}])},
-     r"parts\[1\]\.every='2' must be a int"),
+     r"parts\[1\]\.every='2' must be of type int"),
     ({"parts": json.dumps([{"source": "synthetic-objects", "train_per_class": 10, "classes": 2},
                            {"source": "video-frames", "videos": 2, "frames": 8}]), "images": 50},
      r"parts\[0\] \(synthetic-objects\) holds 20 train images, fewer than its share 25 of images=50"),

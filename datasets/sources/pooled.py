@@ -59,7 +59,7 @@ def part_source(index: int, section: Any) -> DataSource:
         kind = hints[key]
         fits = kind is bool if isinstance(value, bool) else isinstance(value, (int, float) if kind is float else kind)
         if not fits:
-            raise ConfigError(f"{where}.{key}={value!r} must be a {kind.__name__}")
+            raise ConfigError(f"{where}.{key}={value!r} must be of type {kind.__name__}")
     return cls(**settings)
 
 
