@@ -26,6 +26,7 @@ from pathlib import Path
 from datasets.cache import build_once, cache_key, cache_root, file_stamp, using_data_cache
 from datasets.crops import CropRequest, write_crops
 from datasets.errors import DatasetFormatError
+from datasets.subsets import evenly_spaced
 
 VIEWS = ("scenes", "boxes")
 VIEW_VERSION = 1
@@ -127,9 +128,7 @@ def coco_image_folder(root: Path | str, split: str, view: str, max_images: int =
                  if not b.iscrowd and min(b.box[2], b.box[3]) >= min_box_side]
         if not items:
             raise DatasetFormatError(f"{annotation_file(root, split)}: no box of at least {min_box_side} px to crop")
-    if 0 < max_images < len(items):
-        step = len(items) / max_images
-        items = [items[int(k * step)] for k in range(max_images)]
+    items = [items[k] for k in evenly_spaced(len(items), max_images)]
     stamp = f"{file_stamp(annotation_file(root, split))}|" + "|".join(f"{p}{b}" for p, b, _ in items)
     digest = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     target = cache_root(cache) / cache_key(f"coco-{view}", VIEW_VERSION, of=digest, split=split)

@@ -41,6 +41,15 @@ def nested_subset(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(fixed_permutation(n, seed)[:subset_size(n, fraction)])
 
 
+def evenly_spaced(n: int, count: int) -> list[int]:
+    """`count` positions of range(n), evenly spaced from 0 (all of them when count is 0 or
+    at least n): how a set is cut to another set's size without favouring any stretch of it."""
+    if count <= 0 or count >= n:
+        return list(range(n))
+    step = n / count
+    return [int(k * step) for k in range(count)]
+
+
 def nested_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """The indices (ascending) of `per_class` items of each class of `labels`: the first of
     one fixed permutation of that class's items, so a smaller count keeps a subset of a

@@ -23,7 +23,10 @@ way). From the child runs it reads:
   interval excludes 0 in the paper's direction, "contradicted" when it excludes 0 the
   other way, "inconclusive" when it holds 0; for an equivalence claim (``margin`` > 0,
   "a and b differ by less than the margin"), "reproduced" when the interval lies inside
-  +/- margin, "contradicted" when it lies wholly outside it, else "inconclusive".
+  +/- margin, "contradicted" when it lies wholly outside it, else "inconclusive"; for a
+  non-inferiority claim (``margin`` > 0 and ``one_sided``, "a is no worse than b by the
+  margin or more"), "reproduced" when the interval, read in the paper's direction, lies
+  above -margin, "contradicted" when it lies wholly below it, else "inconclusive".
 
 The sweep's parent run keeps the study's definition (tag ``dssl.study``, JSON) and gets
 ``tables/verdict.md``, ``tables/verdict.csv`` and ``tables/paired_differences.png``;
@@ -108,7 +111,9 @@ class Claim:
     """The paper's direction for one metric: `metric` higher for `arm_a` than for `arm_b`
     (`expected_sign` = +1), or lower (-1). With `margin` > 0 it is an equivalence claim
     instead: `arm_a` and `arm_b` differ by less than `margin` (the metric's units), as in
-    Cole et al.'s "little benefit beyond 500k images"."""
+    Cole et al.'s "little benefit beyond 500k images"; with `one_sided` too, a
+    non-inferiority claim: `arm_a` is not worse than `arm_b` (in the `expected_sign`
+    direction) by `margin` or more, as in Cole et al.'s "pooling does not help"."""
 
     name: str
     metric: str  # e.g. "ris/occlusion/top10", "probe/voc07_boxes_map"
@@ -116,17 +121,23 @@ class Claim:
     arm_b: str
     expected_sign: int = 1
     margin: float = 0.0  # > 0: an equivalence claim, |a - b| < margin
+    one_sided: bool = False  # with margin > 0: non-inferiority, sign x (a - b) > -margin
 
     def __post_init__(self) -> None:
         if self.expected_sign not in (1, -1):
             raise ValueError(f"claim {self.name!r}: expected_sign={self.expected_sign} must be +1 or -1")
         if self.margin < 0:
             raise ValueError(f"claim {self.name!r}: margin={self.margin} must be at least 0 (0: a sign claim)")
+        if self.one_sided and self.margin <= 0:
+            raise ValueError(f"claim {self.name!r}: one_sided needs a margin > 0 (the non-inferiority margin)")
         object.__setattr__(self, "arm_a", arm_label(self.arm_a))
         object.__setattr__(self, "arm_b", arm_label(self.arm_b))
 
     @property
     def direction(self) -> str:
+        if self.one_sided:
+            return (f"{self.arm_a} >= {self.arm_b} - {self.margin:g}" if self.expected_sign > 0
+                    else f"{self.arm_a} <= {self.arm_b} + {self.margin:g}")
         if self.margin > 0:
             return f"|{self.arm_a} - {self.arm_b}| < {self.margin:g}"
         return f"{self.arm_a} {'>' if self.expected_sign > 0 else '<'} {self.arm_b}"
@@ -430,6 +441,16 @@ def verdict_of(claim: Claim, difference: PairedDifference, gate: dict[str, GateR
     if len(difference.seeds) < MIN_SEEDS:
         return FEW_SEEDS, f"{len(difference.seeds)} paired seed(s) with {claim.metric} in both arms"
     low, high = difference.interval.low, difference.interval.high
+    if claim.one_sided:
+        # The interval of sign x (a - b): the paper's direction to the right.
+        lower, upper = (low, high) if claim.expected_sign > 0 else (-high, -low)
+        between = (f"the 95% interval [{lower:.2f}, {upper:.2f}] of "
+                   f"{claim.arm_a} - {claim.arm_b}" + ("" if claim.expected_sign > 0 else ", sign flipped"))
+        if lower > -claim.margin:
+            return REPRODUCED, f"{between} lies above -{claim.margin:g}"
+        if upper <= -claim.margin:
+            return CONTRADICTED, f"{between} lies below -{claim.margin:g}"
+        return INCONCLUSIVE, f"{between} crosses -{claim.margin:g}"
     if claim.margin > 0:
         between = f"the 95% interval [{low:.2f}, {high:.2f}] of {claim.arm_a} - {claim.arm_b}"
         if -claim.margin < low and high < claim.margin:

@@ -32,7 +32,7 @@ from datasets.registry import ConfigError, Part, Registry
 from datasets.corruptions import NONE as NO_CORRUPTION
 from datasets.corruptions import corruption_problems
 from datasets.sources import DATA_SOURCES, DataRole, DataSource
-from datasets.sources.base import IMAGE_FOLDER
+from datasets.sources.base import IMAGE_FOLDER, SOURCE_KEY
 from datasets.subsets import fraction_problem
 from trainables.invariance import check_ris_options
 from trainables.methods import METHODS, Method
@@ -42,7 +42,6 @@ from trainables.probes import PROBES, Probe
 
 # Keys of the nested view naming a part (the section's own key in the flat view).
 PART_NAME_KEY = "name"
-SOURCE_KEY = "source"
 # Fields that travel with the trial but are not logged as MLflow params.
 NOT_A_PARAM = {"param": False}
 
@@ -150,6 +149,11 @@ class TrialConfig:
     def root(self, role: str):
         """The resolved root of `role` (a generated source is built on first use)."""
         return self.data[role].resolve(self)
+
+    def data_figures(self) -> dict[str, float]:
+        """Each role's source's figures (``DataSource.figures``) as ``data/<role>/<name>`` metrics."""
+        return {f"data/{role}/{name}": value for role, source in self.data.items()
+                for name, value in source.figures(self).items()}
 
     def root_of(self, part: Part):
         """The root of the one data role `part` reads."""

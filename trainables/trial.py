@@ -132,6 +132,7 @@ def report_initial_weights(trial: TrialConfig) -> None:
         save_initial_checkpoint(checkpoint_file, trial)
         metrics = run_evaluation(trial).metrics  # the task rebuilds the same initial weights
         metrics |= trial.method.prepare(trial)  # its data's figures, as a trained trial reports them
+        metrics |= trial.data_figures()
         tune.report(metrics | {"epoch": 0}, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
 
 
@@ -163,4 +164,5 @@ def evaluation_report(trial: TrialConfig, result: ray.train.Result) -> dict[str,
     last = result.metrics
     metrics["data/skipped_images"] += int(last.get("pretrain/skipped_images", 0))
     metrics |= trial.method.prepare(trial)  # its data's figures (tracks/pairs, ...); cached by now
+    metrics |= trial.data_figures()
     return metrics | {"epoch": int(last.get("epoch", trial.epochs - 1))}

@@ -5,7 +5,8 @@ sources of real roots ``image-folder``, ``aloi``, ``got10k``, ``pascal3d``, ``vi
 ``voc2007``, ``ade20k``, ``coco-scenes`` and ``coco-boxes``, and the generated
 ``synthetic-objects``, ``synthetic-aloi``, ``synthetic-got10k``, ``synthetic-pascal3d``,
 ``synthetic-video``, ``synthetic-voc``, ``synthetic-ade20k``, ``synthetic-coco-scenes``,
-``synthetic-coco-boxes`` and ``synthetic-coco-objects``.
+``synthetic-coco-boxes`` and ``synthetic-coco-objects``; and the image sets made from other
+sources, ``video-frames`` (frames of a video source) and ``pooled`` (equal shares of several).
 """
 from datasets.sources.base import (ADE20K, ALOI, DATA_SOURCES, GOT10K, IMAGE_FOLDER, PASCAL3D, VOC2007, DataRole,
                                    DataSource, split_dir)

@@ -8,8 +8,9 @@ the config check rejects a source whose layout is not the one the role needs.
 
 Protocol of a source: ``layout`` (what it yields), ``resolve(trial)`` (the root on
 disk: located, or generated once into the cache), ``check_root(needs)`` (fast
-structural checks of a real root, on the driver) and ``num_images(split)`` (when known
-without reading, for the advisories printed before a sweep).
+structural checks of a real root, on the driver), ``num_images(split)`` (when known
+without reading, for the advisories printed before a sweep) and ``figures(trial)`` (what
+the trial logs about its data, e.g. a pool's shares).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ GOT10K = "got10k"  # <root>/<split>/<sequence>/00000001.jpg, groundtruth.txt, *.
 PASCAL3D = "pascal3d"  # <root>/Annotations/<cls>_{pascal,imagenet}/<id>.mat, <root>/Images/...
 VOC2007 = "voc2007"  # [VOCdevkit/]VOC2007/{JPEGImages,Annotations,ImageSets/Main}/...
 ADE20K = "ade20k"  # [ADEChallengeData2016/]{images,annotations}/{training,validation}/...
+
+SOURCE_KEY = "source"  # the key naming a role's source in a data section ({"source": ..., settings})
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class DataSource(Part):
     def num_images(self, split: str) -> int | None:
         """Images in `split`, when known without reading the root (a generator's settings)."""
         return None
+
+    def figures(self, trial: Any) -> dict[str, float]:
+        """Figures of the data this source serves, logged as ``data/<role>/<name>`` (none by default)."""
+        return {}
 
 
 DATA_SOURCES: Registry[type[DataSource]] = Registry("data source", DataSource, package=__package__)

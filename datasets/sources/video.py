@@ -23,6 +23,9 @@ on the driver before any trial starts.
   ``"frame"``; 1.3 / ``"frame"`` is the first pan, whose bar alone named the video.
 - ``video``: a real root (``root``; ``format`` auto-detected or one of
   ``trackingnet``, ``got10k``, ``video-files``), the paper's chunking by default.
+- ``video-frames``: not a video role but an image folder (pretraining on video frames,
+  Cole et al. 2022's data domain): one frame in every ``every`` of the synthetic videos or
+  of a real root's, decoded by the same readers (``datasets.video.frame_images``).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets.errors import DatasetFormatError
-from datasets.sources.base import DATA_SOURCES, DataSource, existing_dir
+from datasets.sources.base import DATA_SOURCES, IMAGE_FOLDER, DataSource, existing_dir
 
 VIDEO = "video"  # <root>: videos in TrackingNet's, GOT-10k's layout or video files (datasets.video.sources)
 
@@ -163,3 +166,51 @@ class VideoRoot(VideoSettings):
 
     def source_fields(self, trial: Any) -> dict[str, Any]:
         return {"source": self.root, "source_format": self.format}
+
+
+@DATA_SOURCES.register
+@dataclass(frozen=True)
+class VideoFrames(DataSource):
+    """One frame in every ``every`` of videos, as images in ``train/<video>/`` (ImageNet's
+    layout): video frames as a pretraining domain (Cole et al. 2022, Sec. 4.2). ``root`` ""
+    reads the ``synthetic-video`` source's videos (``videos`` x ``frames``, its other
+    settings at their defaults); a real root is read as the ``video`` source reads it
+    (``format``). ``max_images`` > 0 keeps that many, evenly spaced (match another set's size)."""
+
+    name: ClassVar[str] = "video-frames"
+    layout: ClassVar[str] = IMAGE_FOLDER
+    root: str = ""
+    format: str = "auto"
+    every: int = 4  # one frame in every k: neighbouring frames are near-duplicates
+    max_images: int = 0
+    videos: int = SyntheticVideo.videos  # the synthetic videos' size (root "")
+    frames: int = SyntheticVideo.frames
+
+    def video_source(self) -> VideoSettings:
+        """The video source whose videos are read: the synthetic ones, or ``video`` at ``root``."""
+        if self.root:
+            return VideoRoot(root=self.root, format=self.format)
+        return SyntheticVideo(videos=self.videos, frames=self.frames,
+                              chunk_frames=min(SyntheticVideo.chunk_frames, max(self.frames, 1)))
+
+    def problems(self, trial: Any) -> list[str]:
+        out = [] if self.every >= 1 else [f"every={self.every} must be at least 1"]
+        if self.max_images < 0:
+            out.append(f"max_images={self.max_images} must be >= 0 (0 = all)")
+        return out + self.video_source().problems(trial)
+
+    def check_root(self, needs: tuple[str, ...]) -> list[str]:
+        return self.video_source().check_root(needs)
+
+    def num_images(self, split: str) -> int | None:
+        if split != "train" or self.root or self.every < 1:
+            return None  # a real root's frames are counted when its videos are opened
+        sampled = self.videos * -(-self.frames // self.every)
+        return min(sampled, self.max_images or sampled)
+
+    def resolve(self, trial: Any) -> Path:
+        from datasets.video.frame_images import video_frame_folder
+        from datasets.video.pipeline import resolve_source
+
+        root, source_format = resolve_source(self.video_source().pipeline_config(trial))
+        return video_frame_folder(root, source_format, self.every, self.max_images, str(trial.data_cache))
