@@ -5,17 +5,15 @@
 Pretrains on nested, fixed subsets of the pretraining set (``pretrain_fraction``: the first
 ceil(f x N) images of one permutation drawn by ``pretrain_subset_seed``, the same for every
 trial seed; Cole et al.'s 50k ... 1M subsets) and scores the linear probe on the whole
-labelled set and on a few labelled images per class (``probe/linear_top1_at_<N>``, the
-label-efficiency curve). Every trial is a child run in MLflow. Fine-tuning at N labels
-(``probe/finetune_top1_at_<N>``, the ``finetune`` probe) is an option, not in the study's
-settings: add it with ``--set probes=linear,finetune --set probes.finetune.labels_per_class=5,25``,
-or score a finished run's checkpoints with it (README, "Fine-tuning at N labels").
+labelled set and on a few labelled images per class, frozen (``probe/linear_top1_at_<N>``)
+and fine-tuned end to end (``probe/finetune_top1_at_<N>``): the label-efficiency curves.
+Every trial is a child run in MLflow. A finished run's checkpoints can be scored with the
+fine-tuning probe afterwards (README, "Fine-tuning at N labels").
 
     python sweeps/data_quantity.py                                # laptop, embedded defaults
     python sweeps/data_quantity.py --fractions 0.1 0.5 1 --labels-per-class 1,10,100
     python sweeps/data_quantity.py --study                        # 0.25, 0.5, 1; seeds 0 1 2; verdict
     python sweeps/data_quantity.py --set data.pretrain=image-folder --set data.pretrain.root=/data/imagenet
-    python sweeps/data_quantity.py --set probes=linear,finetune      # + fine-tuning at 5 and 25 labels
 """
 import sys
 from pathlib import Path
@@ -40,8 +38,7 @@ STUDY_SETTINGS = SMALL_REGIME | SMALL_PRETRAIN_OBJECTS | {
     "data.pretrain.train_per_class": 200,  # 800 images; the arms keep 200, 400 and 800
     "epochs": 40,  # 12 steps an epoch on the whole set, 3 on the quarter
     "invariances": "viewpoint",  # the learning gate's RIS
-    "probes": "linear",
-    "probes.linear.labels_per_class": DEFAULT_LABELS_PER_CLASS,
+    "probes": "linear,finetune",
 }
 # Sec. 4.1: "there is little benefit beyond 500k pretraining images" (the 500k and 1M curves
 # within 1-2 points): half the set beats a quarter, and the whole set is within 2 points of
@@ -69,8 +66,9 @@ def options(group):
 def search_space(args):
     fractions = args.fractions or ([float(a) for a in STUDY.arms] if getattr(args, "study", False)
                                    else DEFAULT_FRACTIONS)
+    per_class = {"labels_per_class": args.labels_per_class}
     return {"pretrain_fraction": tune.grid_search(list(fractions)),
-            "probes": {"linear": {"labels_per_class": args.labels_per_class}}}
+            "probes": {"linear": dict(per_class), "finetune": dict(per_class)}}
 
 
 if __name__ == "__main__":
