@@ -178,30 +178,12 @@ def _counted_fit(loop, name: str, storage, runs: list[int]):
 
 @pytest.mark.slow
 def test_a_data_error_in_a_real_train_worker_is_not_retried(ray_session, tmp_path):
-    """The classification holds for what Ray Train 2.60 really raises from a worker."""
+    """The classification holds for what Ray Train 2.60 really raises from a worker. (The
+    other side, a failure that may pass retried as a new run resuming from the checkpoint,
+    is tests/test_pretrain.py's two-worker run.)"""
     runs = []
     fit = _counted_fit(_refuse_data, "refused", tmp_path, runs)
     with pytest.raises(Exception) as err:
         fit_with_retries(fit, max_failures=2)
     assert runs == [0]
     assert isinstance(deterministic_cause(err.value), DatasetFormatError)
-
-
-def _fail_once_after_a_checkpoint(config):
-    import tempfile
-
-    import ray.train
-
-    resumed = ray.train.get_checkpoint() is not None
-    with tempfile.TemporaryDirectory() as folder:  # (Train's result holds a checkpointed report's metrics)
-        ray.train.report({"resumed": int(resumed)}, checkpoint=ray.train.Checkpoint.from_directory(folder))
-    if not resumed:  # the first run: checkpointed, then its worker is lost
-        raise RuntimeError("injected: the worker's node was lost")
-
-
-@pytest.mark.slow
-def test_a_lost_worker_is_retried_and_the_run_resumes_from_its_checkpoint(ray_session, tmp_path):
-    """The retry a cluster needs: a new Train run of the same name picks up the checkpoint."""
-    runs = []
-    result = fit_with_retries(_counted_fit(_fail_once_after_a_checkpoint, "lost", tmp_path, runs), max_failures=1)
-    assert runs == [0, 1] and result.metrics["resumed"] == 1

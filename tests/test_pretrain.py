@@ -19,7 +19,7 @@ from datasets.invariance_sets import INVARIANCES
 from tests.tiny import tiny_config
 from trainables.config import TrialConfig
 from trainables.pretrain import CHECKPOINT_FILE, train_loop_per_worker
-from trainables.trial import evaluation_report
+from trainables.trial import evaluation_report, fit_with_retries
 
 pytestmark = pytest.mark.slow
 
@@ -54,18 +54,27 @@ def read_events(path: Path) -> list[dict]:
 
 
 def fit(config: TrialConfig, storage: Path, name: str, num_workers: int = 1, max_failures: int = 0):
-    events = storage / f"{name}-events.jsonl"
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"trial": config},
-        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, resources_per_worker={"CPU": 1}),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=str(storage),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            callbacks=[event_log_callback(events)],
-        ),
-    )
-    return trainer.fit(), read_events(events)
+    """A Train run of `config` as a sweep trial runs it: Train itself never retries
+    (`FailureConfig(max_failures=0)`); `fit_with_retries` starts a new run of the same name,
+    which resumes from the last checkpoint. Returns the result, the events of every run
+    and the index of each run started."""
+    events, runs = storage / f"{name}-events.jsonl", []
+
+    def one_run():
+        runs.append(len(runs))
+        return TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"trial": config},
+            scaling_config=ray.train.ScalingConfig(num_workers=num_workers, resources_per_worker={"CPU": 1}),
+            run_config=ray.train.RunConfig(
+                name=name, storage_path=str(storage),
+                failure_config=ray.train.FailureConfig(max_failures=0),
+                callbacks=[event_log_callback(events)],
+            ),
+        ).fit()
+
+    result = fit_with_retries(one_run, max_failures)
+    return result, read_events(events), runs
 
 
 def load(run_dir: Path, epoch: int) -> dict:
@@ -98,19 +107,22 @@ def config(data_cache, tmp_path_factory) -> TrialConfig:
 
 def test_two_workers_resume_after_a_failure_share_the_queue_checkpoint_and_count_skipped_images(ray_session, config,
                                                                                                  tmp_path):
-    """One Train run for every claim about the loop (a run costs tens of seconds): per-epoch
-    reports and checkpoints, the resume, the shared queue, skipped images, the evaluation.
+    """One Train run and its retry for every claim about the loop (a run costs tens of
+    seconds): per-epoch reports and checkpoints, the resume of a new run of the same name
+    from the last checkpoint (a sweep's retry after a lost worker), the shared queue,
+    skipped images, the evaluation.
     (One worker without a failure is what every sweep trial runs: tests/test_sweep.py.)"""
     pretrain_root = with_corrupt_images(config.root("pretrain"), tmp_path / "objects", train=3, val=0)
     config = config.override({"data.pretrain": "image-folder", "data.pretrain.root": str(pretrain_root),
                               "inject_failure_at_epoch": 0})
-    result, events = fit(config, tmp_path, "two-workers", num_workers=2, max_failures=1)
+    result, events, runs = fit(config, tmp_path, "two-workers", num_workers=2, max_failures=1)
+    assert runs == [0, 1]  # the failure may pass (not a data or config error): one retry, a new Train run
 
     exceptions = [e["exception"] for e in events if "exception" in e]
     # (The controller may see the two ranks fail in one status poll or in two.)
     assert exceptions and all("injected failure after epoch 0" in json.dumps(e) for e in exceptions), exceptions
     reports = [e["report"] for e in events if "report" in e]
-    # Epoch 0 ran once; the restarted workers resumed from its checkpoint with epoch 1.
+    # Epoch 0 ran once; the second run's workers resumed from its checkpoint with epoch 1.
     assert [r[0]["epoch"] for r in reports] == [0, 1]
     for per_worker in reports:  # both ranks report the same metrics
         assert len(per_worker) == 2 and per_worker[0] == per_worker[1]
