@@ -1,8 +1,8 @@
 """MLflow as its users see it, over the store of ONE tiny sweep (module fixture): the UI in a
 headless browser, the parent's table and charts, each trial's logged model and datasets,
 an MLflow hiccup during the sweep; and a sweep stopped by SIGTERM. The sweep is the
-session's shared one (`crop_sweep`, tests/conftest.py; tests/test_sweep.py reads its failure
-and resume)."""
+session's shared one (`crop_sweep`, tests/conftest.py; tests/test_sweep.py reads its
+trials)."""
 from __future__ import annotations
 
 import html
@@ -47,8 +47,8 @@ FACTORS, RIS_KEYS, CROP_MINS = CROP_SWEEP_FACTORS, CROP_SWEEP_RIS_KEYS, CROP_SWE
 
 @pytest.fixture(scope="module")
 def tiny_sweep(crop_sweep):
-    """The session's two-trial sweep (tests/conftest.py): failed, then resumed through an
-    MLflow hiccup per trial; these tests read the finished store."""
+    """The session's two-trial sweep (tests/conftest.py), through an MLflow hiccup per
+    trial; these tests read the finished store."""
     return crop_sweep
 
 

@@ -131,6 +131,12 @@ def test_a_sweep_on_two_nodes_that_share_no_disk_runs_through_the_bucket(tmp_pat
 
     failed, resumed = facts["failed"], facts["resumed"]
     assert failed["errors"] and "injected failure after epoch 0" in " ".join(failed["errors"])
+    # After the failure, before the resume: the child run FAILED with the error as a tag, and
+    # epoch 0 (finished and checkpointed before the failure) logged.
+    (failed_child,) = failed["children"]
+    assert failed_child["status"] == "FAILED" and failed_child["loss_steps"] == [0]
+    assert "injected failure after epoch 0" in failed_child["error"]
+    assert "inject_failure_at_epoch" not in failed_child["params"]  # a test hook, not a param
     assert len(checkpoints) == 1, "the trial's checkpoints are in the bucket"
     assert tuner_state, "Tune's state is in the bucket"
     assert resumed["errors"] == [] and resumed["parent_run_id"] == failed["parent_run_id"]
@@ -140,6 +146,7 @@ def test_a_sweep_on_two_nodes_that_share_no_disk_runs_through_the_bucket(tmp_pat
     client = MlflowClient(f"sqlite:///{database}")
     parent = client.get_run(resumed["parent_run_id"])
     (child,) = sweep_children(client, parent.info.run_id)
+    assert child.info.run_id == failed_child["run_id"], "a resume must not start a second tracking run"
     assert parent.info.status == "FINISHED" and child.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(child.info.run_id, "pretrain/loss")]
     assert sorted(steps) == [0, 1], "resumed from the bucket's checkpoint: epoch 0 was not repeated"
@@ -163,11 +170,14 @@ def drive(bucket: str, tracking_uri: str) -> dict:
     import urllib.request
 
     import ray
+    from mlflow.tracking import MlflowClient
     from ray.util.state import list_actors, list_tasks
 
     from datasets.ray_connection import init_ray
     from orchestrator.config import SweepSettings
     from orchestrator.sweep import run_sweep
+    from orchestrator.tracking.keys import TAG_ERROR
+    from tests.conftest import sweep_children
     from tests.tiny import tiny_config
 
     for _ in range(240):  # the server starts beside the head's Ray (seconds on a quiet machine)
@@ -183,6 +193,11 @@ def drive(bucket: str, tracking_uri: str) -> dict:
     settings = SweepSettings(name="s3", storage_path=f"s3://{bucket}/results", tracking_uri=tracking_uri,
                              experiment="s3", max_failures=0)
     failed = run_sweep(base, {}, settings)
+    client = MlflowClient(tracking_uri)  # what MLflow held after the failure, read before the resume
+    failed_children = [{"run_id": r.info.run_id, "status": r.info.status, "error": r.data.tags.get(TAG_ERROR, ""),
+                        "params": sorted(r.data.params),
+                        "loss_steps": [m.step for m in client.get_metric_history(r.info.run_id, "pretrain/loss")]}
+                       for r in sweep_children(client, failed.parent_run_id)]
     resumed = run_sweep(base, {}, settings.replace(resume=True))
     address = os.environ["RAY_ADDRESS"]
     workers = list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker")], limit=1000,
@@ -195,7 +210,7 @@ def drive(bucket: str, tracking_uri: str) -> dict:
                   for n in ray.nodes() if n["Alive"]],
         "train_worker_nodes": [a.node_id for a in workers],
         "evaluation_nodes": sorted({t.node_id for t in evaluations}),
-        "failed": {"errors": failed.errors, "parent_run_id": failed.parent_run_id},
+        "failed": {"errors": failed.errors, "parent_run_id": failed.parent_run_id, "children": failed_children},
         "resumed": {"errors": resumed.errors, "parent_run_id": resumed.parent_run_id, "rows": resumed.rows},
     }
 
