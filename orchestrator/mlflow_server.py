@@ -48,6 +48,10 @@ from datasets.registry import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
+# MLflow 3's job runner (GenAI evaluation and trace jobs: a runner and a Huey consumer per
+# queue, six more processes) serves nothing a training run logs; off unless the environment
+# sets it. (It tripled the server's start on a busy 2-core machine.)
+JOB_EXECUTION_ENV_VAR = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 DEFAULT_DIR = "mlflow-server"  # the SQLite store and artifacts of a one-machine server
 REACH_TIMEOUT_S = 10.0
 DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mssql")  # MLflow's SQLAlchemy stores but SQLite
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.folder).mkdir(parents=True, exist_ok=True)
     command = server_command(args.host, args.port, args.backend_store_uri, args.artifacts_destination,
                              args.workers, args.folder, args.allowed_hosts, args.basic_auth)
+    os.environ.setdefault(JOB_EXECUTION_ENV_VAR, "false")
     if args.basic_auth and not os.environ.get(AUTH_CONFIG_ENV_VAR):
         users = command[command.index("--backend-store-uri") + 1]
         os.environ[AUTH_CONFIG_ENV_VAR] = str(write_auth_config(args.folder, users))

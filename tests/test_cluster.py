@@ -1,6 +1,7 @@
 """Multi-node decisions, without a cluster: storage, failures, placement, data, tracking store."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -184,6 +185,24 @@ def test_basic_auth_runs_mlflows_auth_app_with_users_in_the_runs_database(tmp_pa
     config = reader.read_auth_config()
     assert config.database_uri == uri and config.admin_username == "admin"
     assert config.admin_password is None  # from MLFLOW_AUTH_ADMIN_PASSWORD, never written to the file
+
+
+def test_the_server_runs_without_mlflows_job_runner_unless_the_environment_asks(tmp_path, monkeypatch):
+    import orchestrator.mlflow_server as mlflow_server
+
+    started = []
+    monkeypatch.setattr(mlflow_server.os, "execvp", lambda file, argv: started.append(dict(os.environ)))
+    monkeypatch.delenv(mlflow_server.JOB_EXECUTION_ENV_VAR, raising=False)
+    server_main(["--folder", str(tmp_path / "server")])
+    monkeypatch.setenv(mlflow_server.JOB_EXECUTION_ENV_VAR, "true")
+    server_main(["--folder", str(tmp_path / "server")])
+    assert [env[mlflow_server.JOB_EXECUTION_ENV_VAR] for env in started] == ["false", "true"]
+    # MLflow's own reading of the variable (its server checks it before starting the runner).
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+
+    monkeypatch.setenv(mlflow_server.JOB_EXECUTION_ENV_VAR, "false")
+    assert MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name == mlflow_server.JOB_EXECUTION_ENV_VAR
+    assert MLFLOW_SERVER_ENABLE_JOB_EXECUTION.get() is False
 
 
 def test_a_sweep_with_an_unreachable_tracking_server_stops_before_ray(monkeypatch, capsys):

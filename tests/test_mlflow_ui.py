@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import compare
 from orchestrator.cli import EXIT_INTERRUPTED, run_cli
+from orchestrator.mlflow_server import JOB_EXECUTION_ENV_VAR
 from orchestrator.tracking.dataset_inputs import listing_digest
 from orchestrator.tracking.keys import (
     TAG_CHECKPOINT,
@@ -167,6 +168,7 @@ def mlflow_ui(tiny_sweep):
         [str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", tiny_sweep.uri,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env=os.environ | {JOB_EXECUTION_ENV_VAR: "false"},  # as the project's server (orchestrator.mlflow_server)
     )
     base = f"http://127.0.0.1:{port}"
     try:
