@@ -92,10 +92,8 @@ def start_head(head: Head) -> subprocess.Popen:
          "--node-ip-address=127.0.0.1", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
          f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        # Ray gives its dashboard 60 s to come up, then fails the start: a loaded 2-core machine
-        # has missed that (twice on 2026-12-07). A guard, not a measurement.
-        env=head.with_token() | {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        env=head.with_token(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
 
 
 def start_mlflow_server(folder: Path, database: str) -> tuple[subprocess.Popen, str]:

@@ -40,9 +40,7 @@ def node_env() -> dict[str, str]:
     """What every node starts with: the code (the image's part), a HOME on its private tmpfs."""
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED and not k.startswith("AWS_")}
     return env | {"HOME": NODE_HOME, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
-                  "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "PYTHONUNBUFFERED": "1",
-                  # (Ray fails a head whose dashboard is not up in 60 s: too short on a loaded machine.)
-                  "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300"}
+                  "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "PYTHONUNBUFFERED": "1"}
 
 
 def in_node(node, *argv: str) -> subprocess.CompletedProcess:
