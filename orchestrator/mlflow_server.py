@@ -50,7 +50,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 # MLflow 3's job runner (GenAI evaluation and trace jobs: a runner and a Huey consumer per
 # queue, six more processes) serves nothing a training run logs; off unless the environment
-# sets it. (It tripled the server's start on a busy 2-core machine.)
+# sets it.
 JOB_EXECUTION_ENV_VAR = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 DEFAULT_DIR = "mlflow-server"  # the SQLite store and artifacts of a one-machine server
 REACH_TIMEOUT_S = 10.0

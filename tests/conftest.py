@@ -114,5 +114,5 @@ def crop_sweep(ray_session, data_cache, tmp_path_factory):
         patch.setattr(MLflowTrialCallback, "RETRY_DELAYS", (0.0,))
         outcome = run_sweep(base, grid, settings)
     return SimpleNamespace(outcome=outcome, uri=uri, root=root, client=client, hiccups=hiccups,
-        children=sweep_children(client, outcome.parent_run_id))
+                           children=sweep_children(client, outcome.parent_run_id))
 
