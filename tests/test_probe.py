@@ -138,7 +138,11 @@ def test_linear_probe_logs_one_metric_per_label_count_and_checks_counts_before_t
     class BlobFeatures:  # features of a dataset's images: a blob per class label
         transform = None
 
+        def __init__(self):
+            self.asked = []  # the images of each call
+
         def __call__(self, dataset):
+            self.asked.append(list(dataset.paths))
             y = np.asarray(dataset.labels)
             rng = np.random.default_rng(len(y))
             return np.random.default_rng(0).normal(0, 4, (3, 8))[y] + rng.normal(0, 1, (len(y), 8)), y
@@ -146,7 +150,11 @@ def test_linear_probe_logs_one_metric_per_label_count_and_checks_counts_before_t
     trial = TrialConfig()
     probe = LinearProbe(labels_per_class="5,2")
     assert probe.read(root, trial) == {"a": 10, "b": 10, "c": 6}
-    metrics = probe.evaluate(root, BlobFeatures(), trial)
+    features = BlobFeatures()
+    metrics = probe.evaluate(root, features, trial)
+    # The images it announces (embedded ahead in one run by RayDataFeatures.prefetch) are
+    # the ones it asks for, set by set.
+    assert probe.image_paths(root, trial) == features.asked and len(features.asked) == 2
     assert sorted(metrics) == ["probe/linear_top1", "probe/linear_top1_at_2", "probe/linear_top1_at_5"]
     assert LinearProbe().evaluate(root, BlobFeatures(), trial) == {"probe/linear_top1": metrics["probe/linear_top1"]}
     with pytest.raises(DatasetFormatError, match=r"labels_per_class=7 needs 7 training images per class; c \(6\)"):

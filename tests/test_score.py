@@ -57,6 +57,11 @@ def test_scoring_ignores_the_pretraining_settings_and_logs_only_evaluation_keys(
     assert not [k for k in params if k.startswith(("method", "data.pretrain", "lr", "epochs"))]
 
 
+def feature_runs(tmp_path) -> list:
+    """The features the test's cache holds, one entry per extraction run."""
+    return [p for p in (tmp_path / "cache" / "features").iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 @pytest.mark.slow
 def test_every_format_scores_the_same_as_in_process_and_a_rescore_extracts_nothing(ray_session, checkpoints,
                                                                                     data_cache, tmp_path):
@@ -64,6 +69,8 @@ def test_every_format_scores_the_same_as_in_process_and_a_rescore_extracts_nothi
     trial = tiny_config(data_cache).override({"invariances": "viewpoint", "data_cache": str(tmp_path / "cache")})
     first, features = score_checkpoint(checkpoints / "project.pt", trial, uri, "scores", max_actors=1)
     assert features.extracted > 0 and features.reused == 0
+    # One extraction run (one actor pool) for the RIS set and the linear probe's two splits.
+    assert len(feature_runs(tmp_path)) == 1
     # The same weights the project's way, features in process: the same scores.
     weights = load_backbone_weights(checkpoints / "project.pt")
     in_process = evaluate(weights.build(), trial.override({"arch": weights.arch}), "cpu")
@@ -86,7 +93,7 @@ def test_every_format_scores_the_same_as_in_process_and_a_rescore_extracts_nothi
     # Another scored layer is another cache entry, and matches the in-process path there too.
     layer3 = trial.override({"eval_layer": "layer3"})
     deeper, extracted = score_checkpoint(checkpoints / "project.pt", layer3, "", "scores", max_actors=1)
-    assert extracted.extracted > 0 and extracted.reused == 0
+    assert extracted.extracted > 0 and extracted.reused == 0 and len(feature_runs(tmp_path)) == 2
     assert deeper["ris/viewpoint/top10"] == pytest.approx(
         evaluate(weights.build(), layer3.override({"arch": weights.arch}), "cpu")["ris/viewpoint/top10"], abs=1e-6)
 

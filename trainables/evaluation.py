@@ -65,8 +65,10 @@ def evaluate(backbone: nn.Module | None, trial: TrialConfig, device: torch.devic
                                     layer=trial.eval_layer)
     metrics: dict[str, float] = {}
     sets = [(invariance, read_evaluation_data(invariance, trial)) for invariance in trial.invariances]
-    if hasattr(features, "prefetch"):  # one extraction run for all the sets
-        features.prefetch([data.paths for _, data in sets])
+    if hasattr(features, "prefetch"):  # one extraction run for the sets and the probes' own images
+        with using_data_cache(trial.data_cache):
+            announced = [paths for probe in trial.probes for paths in probe.image_paths(trial.root_of(probe), trial)]
+        features.prefetch([data.paths for _, data in sets] + announced)
     for invariance, data in sets:
         x, index = features(data.paths)
         # `index` holds the positions of the images that decoded: keep their annotations.

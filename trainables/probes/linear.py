@@ -124,6 +124,11 @@ class LinearProbe(Probe):
         """Training images per class (`labelled_per_class`)."""
         return labelled_per_class(root, self.labels_per_class)
 
+    def image_paths(self, root: Path, trial: Any) -> list[list[Path]]:
+        from datasets.image_folder import ImageFolderDataset
+
+        return [ImageFolderDataset(split_dir(root, split)).paths for split in ("train", "val")]
+
     def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
         from datasets.image_folder import ImageFolderDataset
 
