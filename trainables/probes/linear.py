@@ -124,16 +124,18 @@ class LinearProbe(Probe):
         """Training images per class (`labelled_per_class`)."""
         return labelled_per_class(root, self.labels_per_class)
 
-    def image_paths(self, root: Path, trial: Any) -> list[list[Path]]:
+    @staticmethod
+    def splits(root: Path, transform: Any = None) -> list:
+        """The role's ``train/`` and ``val/`` splits, in that order: what `evaluate` embeds."""
         from datasets.image_folder import ImageFolderDataset
 
-        return [ImageFolderDataset(split_dir(root, split)).paths for split in ("train", "val")]
+        return [ImageFolderDataset(split_dir(root, split), transform=transform) for split in ("train", "val")]
+
+    def image_paths(self, root: Path, trial: Any) -> list[list[Path]]:
+        return [split.paths for split in self.splits(root)]
 
     def evaluate(self, root: Path, features: Any, trial: Any) -> dict[str, float]:
-        from datasets.image_folder import ImageFolderDataset
-
-        train_x, train_y = features(ImageFolderDataset(split_dir(root, "train"), transform=features.transform))
-        val_x, val_y = features(ImageFolderDataset(split_dir(root, "val"), transform=features.transform))
+        (train_x, train_y), (val_x, val_y) = (features(split) for split in self.splits(root, features.transform))
         top1 = linear_probe_top1(train_x, train_y, val_x, val_y, seed=int(trial.seed), max_iter=self.max_iter)
         curve = label_efficiency_top1(train_x, train_y, val_x, val_y, parse_per_class(self.labels_per_class),
                                       subset_seed=self.label_subset_seed, seed=int(trial.seed),
