@@ -27,7 +27,7 @@ from orchestrator.cli import run_cli  # noqa: E402
 from orchestrator.study import SMALL_PRETRAIN_OBJECTS, SMALL_REGIME, Claim, Study  # noqa: E402
 
 # The study (--study): the small regime (orchestrator.study.SMALL_REGIME, the learning test's:
-# 32 px, plain background, tau 0.1, K = 128, 40 epochs of 6 steps), scoring the four
+# 32 px, plain background, tau 0.1, K = 128) for 40 epochs of 6 steps, scoring the four
 # invariances the paper's crop-scale claim is about.
 STUDY_SETTINGS = SMALL_REGIME | SMALL_PRETRAIN_OBJECTS | {
     "epochs": 40,  # 6 steps an epoch, 240 steps
