@@ -224,12 +224,18 @@ def compute_tracks(features: StageResult, chunk_frames: int, frame_gap: int, thr
                    data: Path, matching: str = "chain") -> tuple[dict[str, int | float], list[str]]:
     """Link every chunk's tracks as a Ray Data job: group the feature rows by chunk, one task per group."""
     import ray
+    from ray.data.context import ShuffleStrategy
 
     init_ray()
     data.mkdir(parents=True, exist_ok=True)
     files = sorted(str(f) for f in Path(features.data).glob("*.parquet"))
     if files:
         dataset = ray.data.read_parquet(files, schema=FEATURE_SCHEMA)
+        # Ray Data 2.60's default shuffle (SHUFFLE_V2) runs its map side in workers of their own
+        # runtime environment, started for each job; the sort-based pull shuffle runs on the
+        # ordinary worker pool: 26-27 s against 77-85 s for 40 chunks x 100 regions on 2 cores
+        # (BENCHMARKS.md, "Track linking: the shuffle strategy").
+        dataset.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         linked = dataset.groupby(["video", "chunk"]).map_groups(
             partial(link_chunk, chunk_frames=chunk_frames, frame_gap=frame_gap, threshold=threshold,
                     matching=matching),
