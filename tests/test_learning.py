@@ -3,7 +3,7 @@
 The production path (one Ray Train run of `train_loop_per_worker`) against the very
 weights it starts from, both scored by the same linear probe on held-out instances and
 the same RIS objects. The setting is `benchmarks.bench_learning.QUICK_CHANGES`, the small
-one in which MoCo learns within minutes on 2 CPU cores, with each test's training length
+one in which MoCo learns within minutes on 2 CPU cores, with each test's training settings
 below; the figures behind the thresholds (three seeds, and what clutter and aggressive
 crops do) are in BENCHMARKS.md, "Does pretraining learn?".
 """
