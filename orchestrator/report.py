@@ -100,7 +100,11 @@ def summary(outcome, tables=(TABLE1,)) -> str:
     if outcome.compare_url:
         parts.append(f"Compare:      {outcome.compare_url}")
         parts.append(f"              (later: python -m orchestrator.compare {outcome.name} --open)")
-    parts.append("Tables:       tables/ on the parent run (again: python -m orchestrator.tables <sweep>)")
+    built = build_all(tables, rows, knobs)
+    if built:
+        parts.append("Tables:       tables/ on the parent run (again: python -m orchestrator.tables <sweep>)")
+    else:  # e.g. a sweep measuring only its own probes: its figures are the charts and the trial table
+        parts.append("Tables:       none (no trial logged a metric they read); summary/ and charts/ on the parent run")
     if outcome.tracking_errors:
         parts.append(f"MLflow: {outcome.tracking_errors} write(s) failed after retries (see the log)")
     if outcome.interrupted:
@@ -111,6 +115,6 @@ def summary(outcome, tables=(TABLE1,)) -> str:
                       "folder under Results):", *(failure_line(e) for e in outcome.errors)]
     parts += [""] + _wrap(varies_line(rows, knobs, getattr(outcome, "fixed", {})))
     parts += _wrap(data_line(rows)) + _wrap(comparability(rows))
-    for table in build_all(tables, rows, knobs):
+    for table in built:
         parts += ["", f"{table.spec.title}:", table.terminal]
     return "\n".join(parts)

@@ -74,6 +74,15 @@ def test_seeds_average_into_one_row_and_a_figure_that_differs_is_named():
     assert table[1].split()[2] == "41.0/36.0"  # viewpoint top-10: the mean of 40 and 42
 
 
+def test_the_tables_line_says_where_the_tables_are_only_when_the_sweep_has_one():
+    assert "Tables:       tables/ on the parent run" in summary(outcome())
+    # A sweep whose trials log only their own probes (task_granularity's hierarchy): no table reads them.
+    rows = [{"method.crop_scale_min": c, "probe/hierarchy_species_top1": 40.0, "pretrain/loss": 4.5} for c in CROPS]
+    text = summary(outcome(rows=rows))
+    assert "tables/ on the parent run" not in text
+    assert "Tables:       none (no trial logged a metric they read); summary/ and charts/ on the parent run" in text
+
+
 def test_a_failed_trial_is_one_line_saying_why_not_its_traceback():
     oom = ("/r/s/pretrain_and_evaluate_d6636_00000_0_crop_scale_min=0.0800_2026-12-06_03-26-34: "
            "ray::ImplicitFunc.train()\n"
