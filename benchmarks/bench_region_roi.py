@@ -69,17 +69,13 @@ def gradient_ratio(roi_size: int, seed: int, size: int) -> float:
 
 
 def run(roi_sizes=ROI_SIZES, n: int = 32, size: int = 32, repeats: int = 5, seeds: int = 4) -> dict:
-    rows = {}
-    for roi in roi_sizes:
-        rows[roi] = {"step_s": step_seconds(roi, n, size, repeats),
-                     "conv1_gradient_region_over_frame_2_regions": statistics.median(
-                         gradient_ratio(roi, s, size) for s in range(seeds))}
-    base = rows[roi_sizes[0]]["step_s"]
     result = {"machine": machine(), "command": command_line(), "batch": n, "image_size": size}
-    for roi, row in rows.items():
-        result[f"roi{roi}_step_s"] = round(row["step_s"], 4)
-        result[f"roi{roi}_step_over_roi{roi_sizes[0]}"] = round(row["step_s"] / base, 3)
-        result[f"roi{roi}_conv1_gradient_region_over_frame"] = round(row["conv1_gradient_region_over_frame_2_regions"], 3)
+    steps = {roi: step_seconds(roi, n, size, repeats) for roi in roi_sizes}
+    for roi, seconds in steps.items():
+        result[f"roi{roi}_step_s"] = round(seconds, 4)
+        result[f"roi{roi}_step_over_roi{roi_sizes[0]}"] = round(seconds / steps[roi_sizes[0]], 3)
+        ratio = statistics.median(gradient_ratio(roi, seed, size) for seed in range(seeds))
+        result[f"roi{roi}_conv1_gradient_region_over_frame"] = round(ratio, 3)
     print(result)
     return result
 

@@ -100,8 +100,8 @@ def test_region_tracker_gradients_reach_the_region_branch():
 def test_region_batch_norm_keeps_a_small_batchs_gradient_the_size_of_the_frame_losss():
     """Two tracked regions in a step (common at a small batch): at the default roi_size the
     region loss's gradient at conv1 stays below the frame loss's (measured 0.10-0.17x); at
-    roi_size=2 layer4's batch norm sees one value per region and it is 51-447x (the trial
-    whose weights exploded in CI at stop 34)."""
+    roi_size=2 layer4's batch norm sees one value per region and it is 51-447x (the likely
+    cause of a video trial whose weights exploded in CI; BENCHMARKS.md)."""
     def conv1_gradient(seed, region_weight, valid, **kwargs):
         torch.manual_seed(seed)
         model = RegionMoCo(arch="resnet18", dim=16, queue_size=32, region_weight=region_weight, **kwargs)

@@ -16,8 +16,8 @@ Per Algorithm 1 with ``use_tracks``:
 **The region batch norm.** layer4 runs in training mode on the step's regions alone, so its
 batch statistics cover regions x (roi_size / 2)^2 values per channel. At ``roi_size=2``
 that is one value per region: with two regions the output is their sign and the backward
-pass divides by their difference, and a small batch's 2-3 regions sent conv1 a gradient
-20-400x the frame loss's (measured at initialisation). ``roi_size=4`` (2 x 2 after layer4)
+pass divides by their difference: 2 (3) regions in a small batch sent conv1 a gradient
+51-447x (2-9x) the frame loss's (measured at initialisation). ``roi_size=4`` (2 x 2 after layer4)
 keeps it below the frame loss's; the paper's batch of 256 has regions to spare.
 
 **The shared queue.** There is one queue of K keys. Both losses of a step use the queue

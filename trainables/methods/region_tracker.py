@@ -56,8 +56,8 @@ class RegionPairsMethod(FrameTemporalInvariance):
 
     # ROI-align cells per side of the region embeddings in training. layer4 halves them, and
     # its batch norm trains on the step's regions only: at 2 (1x1 after layer4) it normalises
-    # one value per region, and with the 2-3 regions of a small batch the gradient reaching
-    # conv1 is 20-400x the frame loss's (tests/test_video_methods.py); 4 keeps it below.
+    # one value per region, and with 2 (3) regions in a small batch the gradient reaching
+    # conv1 is 51-447x (2-9x) the frame loss's (tests/test_video_methods.py); 4 keeps it below.
     roi_size: int = 4
     region_weight: float = 0.5  # Algorithm 1: loss = 0.5 x frame + 0.5 x region
 
