@@ -85,6 +85,7 @@ STUDY = Study(
               margin=2.0, one_sided=True),
     ),
     settings=STUDY_SETTINGS,
+    loss_margin=0.5,  # the image studies' margin (crop scale, dataset bias, data quantity and quality)
 )
 
 
