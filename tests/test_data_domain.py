@@ -198,7 +198,8 @@ def test_the_data_domain_study_plans_four_domains_of_one_size_by_seeds_and_rando
     for config in configs:
         source = config.data["pretrain"]
         assert source.num_images("train") == module.IMAGES  # every arm the same count
-        assert config.image_size == 32 and config.method.queue_size == 128 and config.epochs in (0, 36)
+        assert config.image_size == 32 and config.method.queue_size == 128 and config.epochs in (0, 47)
+        assert config.method.crop_scale_min == 0.4  # the crops that pass the loss gate at this budget
         assert [p.name for p in config.probes] == ["linear"] and [i.name for i in config.invariances] == ["viewpoint"]
         if source.name == "pooled":
             assert [s.name for s in source.sources()] == ["synthetic-objects", "synthetic-coco-scenes", "video-frames"]
